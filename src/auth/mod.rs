@@ -1,0 +1,9 @@
+//! Authentication (bearer JWT → [`Principal`]) and authorization (one policy
+//! table keyed by RPC, enforced by [`layer::AuthLayer`] and [`policy::Caller`]).
+
+pub mod layer;
+pub mod policy;
+pub mod token;
+
+pub use policy::{Caller, Rule};
+pub use token::{Principal, Verifier};

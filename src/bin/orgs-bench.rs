@@ -1,0 +1,2 @@
+//! The load generator (filled in with the benchmarks).
+fn main() {}

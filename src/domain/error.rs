@@ -1,0 +1,270 @@
+//! The one error type of the domain, with the reasons the proto enum documents.
+
+use std::time::Duration;
+
+/// The `reason` of the `ErrorInfo` sent with an error: the `ErrorReason` value
+/// names of `common.proto` without their prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    TokenMissing,
+    TokenInvalid,
+    TokenExpired,
+    PermissionDenied,
+    EmailMismatch,
+    FieldInvalid,
+    PageTokenInvalid,
+    OrganizationNotFound,
+    MembershipNotFound,
+    RoleNotFound,
+    PermissionNotFound,
+    InvitationNotFound,
+    DomainNotFound,
+    MembershipRequestNotFound,
+    SlugTaken,
+    MembershipExists,
+    RoleExists,
+    PermissionExists,
+    InvitationExists,
+    DomainExists,
+    MembershipRequestExists,
+    EtagMismatch,
+    RequestIdReused,
+    MembershipLimitReached,
+    LastAdmin,
+    SystemRole,
+    RoleInUse,
+    PermissionInUse,
+    InvitationExpired,
+    InvitationRevoked,
+    InvitationAlreadyAccepted,
+    DomainLimitReached,
+    ConsumerDomain,
+    DomainAlreadyVerified,
+    VerificationCodeExpired,
+    VerificationCodeInvalid,
+    DomainNotEligible,
+    MembershipRequestNotPending,
+    OrganizationLimitReached,
+    CursorExpired,
+    DatabaseUnavailable,
+    ShuttingDown,
+    Internal,
+    NotImplemented,
+}
+
+impl Reason {
+    /// Every reason, for the test that keeps this list and the proto enum equal.
+    pub const ALL: &'static [Reason] = &[
+        Reason::TokenMissing,
+        Reason::TokenInvalid,
+        Reason::TokenExpired,
+        Reason::PermissionDenied,
+        Reason::EmailMismatch,
+        Reason::FieldInvalid,
+        Reason::PageTokenInvalid,
+        Reason::OrganizationNotFound,
+        Reason::MembershipNotFound,
+        Reason::RoleNotFound,
+        Reason::PermissionNotFound,
+        Reason::InvitationNotFound,
+        Reason::DomainNotFound,
+        Reason::MembershipRequestNotFound,
+        Reason::SlugTaken,
+        Reason::MembershipExists,
+        Reason::RoleExists,
+        Reason::PermissionExists,
+        Reason::InvitationExists,
+        Reason::DomainExists,
+        Reason::MembershipRequestExists,
+        Reason::EtagMismatch,
+        Reason::RequestIdReused,
+        Reason::MembershipLimitReached,
+        Reason::LastAdmin,
+        Reason::SystemRole,
+        Reason::RoleInUse,
+        Reason::PermissionInUse,
+        Reason::InvitationExpired,
+        Reason::InvitationRevoked,
+        Reason::InvitationAlreadyAccepted,
+        Reason::DomainLimitReached,
+        Reason::ConsumerDomain,
+        Reason::DomainAlreadyVerified,
+        Reason::VerificationCodeExpired,
+        Reason::VerificationCodeInvalid,
+        Reason::DomainNotEligible,
+        Reason::MembershipRequestNotPending,
+        Reason::OrganizationLimitReached,
+        Reason::CursorExpired,
+        Reason::DatabaseUnavailable,
+        Reason::ShuttingDown,
+        Reason::Internal,
+        Reason::NotImplemented,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::TokenMissing => "TOKEN_MISSING",
+            Reason::TokenInvalid => "TOKEN_INVALID",
+            Reason::TokenExpired => "TOKEN_EXPIRED",
+            Reason::PermissionDenied => "PERMISSION_DENIED",
+            Reason::EmailMismatch => "EMAIL_MISMATCH",
+            Reason::FieldInvalid => "FIELD_INVALID",
+            Reason::PageTokenInvalid => "PAGE_TOKEN_INVALID",
+            Reason::OrganizationNotFound => "ORGANIZATION_NOT_FOUND",
+            Reason::MembershipNotFound => "MEMBERSHIP_NOT_FOUND",
+            Reason::RoleNotFound => "ROLE_NOT_FOUND",
+            Reason::PermissionNotFound => "PERMISSION_NOT_FOUND",
+            Reason::InvitationNotFound => "INVITATION_NOT_FOUND",
+            Reason::DomainNotFound => "DOMAIN_NOT_FOUND",
+            Reason::MembershipRequestNotFound => "MEMBERSHIP_REQUEST_NOT_FOUND",
+            Reason::SlugTaken => "SLUG_TAKEN",
+            Reason::MembershipExists => "MEMBERSHIP_EXISTS",
+            Reason::RoleExists => "ROLE_EXISTS",
+            Reason::PermissionExists => "PERMISSION_EXISTS",
+            Reason::InvitationExists => "INVITATION_EXISTS",
+            Reason::DomainExists => "DOMAIN_EXISTS",
+            Reason::MembershipRequestExists => "MEMBERSHIP_REQUEST_EXISTS",
+            Reason::EtagMismatch => "ETAG_MISMATCH",
+            Reason::RequestIdReused => "REQUEST_ID_REUSED",
+            Reason::MembershipLimitReached => "MEMBERSHIP_LIMIT_REACHED",
+            Reason::LastAdmin => "LAST_ADMIN",
+            Reason::SystemRole => "SYSTEM_ROLE",
+            Reason::RoleInUse => "ROLE_IN_USE",
+            Reason::PermissionInUse => "PERMISSION_IN_USE",
+            Reason::InvitationExpired => "INVITATION_EXPIRED",
+            Reason::InvitationRevoked => "INVITATION_REVOKED",
+            Reason::InvitationAlreadyAccepted => "INVITATION_ALREADY_ACCEPTED",
+            Reason::DomainLimitReached => "DOMAIN_LIMIT_REACHED",
+            Reason::ConsumerDomain => "CONSUMER_DOMAIN",
+            Reason::DomainAlreadyVerified => "DOMAIN_ALREADY_VERIFIED",
+            Reason::VerificationCodeExpired => "VERIFICATION_CODE_EXPIRED",
+            Reason::VerificationCodeInvalid => "VERIFICATION_CODE_INVALID",
+            Reason::DomainNotEligible => "DOMAIN_NOT_ELIGIBLE",
+            Reason::MembershipRequestNotPending => "MEMBERSHIP_REQUEST_NOT_PENDING",
+            Reason::OrganizationLimitReached => "ORGANIZATION_LIMIT_REACHED",
+            Reason::CursorExpired => "CURSOR_EXPIRED",
+            Reason::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
+            Reason::ShuttingDown => "SHUTTING_DOWN",
+            Reason::Internal => "INTERNAL",
+            Reason::NotImplemented => "NOT_IMPLEMENTED",
+        }
+    }
+}
+
+/// One bad field of a request: its path (for example `organization.slug`) and
+/// what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        FieldViolation { field: field.into(), description: description.into() }
+    }
+
+    /// The same violation under a parent path: `slug` becomes `organization.slug`.
+    pub fn under(mut self, parent: &str) -> Self {
+        self.field = format!("{parent}.{}", self.field);
+        self
+    }
+}
+
+/// Everything that can go wrong, by kind. The gRPC border maps each variant to one
+/// status code, exhaustively.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid argument: {}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("{1}")]
+    InvalidPageToken(Reason, String),
+    #[error("{1}")]
+    Unauthenticated(Reason, String),
+    #[error("{1}")]
+    PermissionDenied(Reason, String),
+    #[error("{1}")]
+    NotFound(Reason, String),
+    #[error("{1}")]
+    AlreadyExists(Reason, String),
+    #[error("the etag does not match the stored one; read the resource again")]
+    EtagMismatch,
+    #[error("{1}")]
+    FailedPrecondition(Reason, String),
+    #[error("{1}")]
+    ResourceExhausted(Reason, String, Duration),
+    #[error("{1}")]
+    OutOfRange(Reason, String),
+    #[error("{1}")]
+    Unavailable(Reason, String),
+    #[error("{0}")]
+    Unimplemented(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Error::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Error::Internal(cause.to_string())
+    }
+
+    pub fn organization_not_found() -> Self {
+        Error::NotFound(Reason::OrganizationNotFound, "organization not found".into())
+    }
+
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Error::PermissionDenied(Reason::PermissionDenied, message.into())
+    }
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(err: sea_orm::DbErr) -> Self {
+        use sea_orm::DbErr;
+        match &err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Error::Unavailable(
+                Reason::DatabaseUnavailable,
+                "the database is unavailable; retry later".into(),
+            ),
+            _ => Error::Internal(err.to_string()),
+        }
+    }
+}
+
+impl From<sea_orm::TransactionError<Error>> for Error {
+    fn from(err: sea_orm::TransactionError<Error>) -> Self {
+        match err {
+            sea_orm::TransactionError::Connection(db) => db.into(),
+            sea_orm::TransactionError::Transaction(e) => e,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Turns several field parse results into their values, or into one
+/// `InvalidArgument` naming every bad field.
+#[macro_export]
+macro_rules! all_valid {
+    ($($result:ident),+ $(,)?) => {{
+        let mut violations: Vec<$crate::domain::error::FieldViolation> = Vec::new();
+        $( if let Err(violation) = &$result { violations.push(violation.clone()); } )+
+        if !violations.is_empty() {
+            return Err($crate::domain::error::Error::InvalidArgument(violations).into());
+        }
+        ($( match $result { Ok(value) => value, Err(violation) => {
+            return Err($crate::domain::error::Error::InvalidArgument(vec![violation]).into());
+        } } ),+)
+    }};
+}

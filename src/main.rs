@@ -1,0 +1,129 @@
+//! The `orgs` command: `serve`, `migrate`, `token`.
+
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use orgs::auth::token::{TokenRequest, mint_hs256, parse_ttl};
+use orgs::config::{DatabaseConfig, LogFormat, Secret, ServeConfig};
+use orgs::domain::time::SystemClock;
+use orgs::store::Db;
+
+#[derive(Parser)]
+#[command(name = "orgs", version, about = "Organizations, memberships, invitations and billing over gRPC")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve gRPC (applies migrations first unless --no-migrate).
+    Serve(Box<ServeConfig>),
+    /// Apply the database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseConfig,
+    },
+    /// Print a token signed with the configured HS256 secret.
+    Token {
+        /// The principal: a user id or a service name.
+        #[arg(long)]
+        sub: String,
+        /// Space-separated scopes, for example "orgs:admin".
+        #[arg(long)]
+        scope: Option<String>,
+        /// The service acting on behalf of `sub` (`act.sub`).
+        #[arg(long)]
+        act: Option<String>,
+        /// Lifetime: 30s, 15m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        #[arg(long = "auth-hs256-secret", env = "ORGS_AUTH_HS256_SECRET", hide_env_values = true)]
+        secret: Option<Secret>,
+        #[arg(long = "auth-issuer", env = "ORGS_AUTH_ISSUER")]
+        issuer: Option<String>,
+        #[arg(long = "auth-audience", env = "ORGS_AUTH_AUDIENCE")]
+        audience: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(config) => serve(*config).await,
+        Command::Migrate { database } => migrate(database).await,
+        Command::Token { sub, scope, act, ttl, secret, issuer, audience } => token(sub, scope, act, &ttl, secret, issuer, audience),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("orgs: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    orgs::telemetry::init(config.log_format);
+    tracing::info!(config = ?config, "starting");
+    let listen = config.listen_addr;
+    let app = orgs::App::build(config, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving gRPC");
+    app.serve(listener, shutdown_signal()).await
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+async fn migrate(database: DatabaseConfig) -> anyhow::Result<()> {
+    orgs::telemetry::init(LogFormat::Text);
+    let db = Db::connect(&database.url, 1).await?;
+    db.migrate().await?;
+    tracing::info!(database = %orgs::config::redact_url(&database.url), "migrations applied");
+    db.close().await;
+    Ok(())
+}
+
+fn token(
+    sub: String,
+    scope: Option<String>,
+    act: Option<String>,
+    ttl: &str,
+    secret: Option<Secret>,
+    issuer: Option<String>,
+    audience: Option<String>,
+) -> anyhow::Result<()> {
+    let Some(secret) = secret.filter(|s| !s.0.is_empty()) else {
+        anyhow::bail!("set ORGS_AUTH_HS256_SECRET (or --auth-hs256-secret) to the server's HS256 secret");
+    };
+    let token = mint_hs256(
+        &secret.0,
+        &TokenRequest { sub, scope, act, ttl_seconds: parse_ttl(ttl)?, issuer, audience },
+    )?;
+    println!("{token}");
+    Ok(())
+}

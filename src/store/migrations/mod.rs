@@ -1,0 +1,28 @@
+//! Schema migrations, one per file. SQL is written once for both backends:
+//! times are BIGINT microseconds since the epoch, JSON is TEXT.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_organizations;
+mod m20261128_000002_invitations;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261128_000001_organizations::Migration),
+            Box::new(m20261128_000002_invitations::Migration),
+        ]
+    }
+}
+
+/// Runs `;`-separated statements one by one.
+pub(crate) async fn run_script(manager: &SchemaManager<'_>, script: &str) -> Result<(), DbErr> {
+    let conn = manager.get_connection();
+    for sql in script.split(";\n").map(str::trim).filter(|sql| !sql.is_empty()) {
+        conn.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! Storage: one code path for SQLite and PostgreSQL through SeaORM. Repository
+//! functions take `&impl ConnectionTrait` so they run inside the caller's
+//! transaction. SQL uses `$N` placeholders, which both backends accept.
+
+pub mod migrations;
+pub mod repo;
+
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    FromQueryResult, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, Value,
+};
+use sea_orm_migration::MigratorTrait;
+
+/// A database handle: a pool for PostgreSQL or for an SQLite file.
+#[derive(Clone, Debug)]
+pub struct Db {
+    conn: DatabaseConnection,
+}
+
+impl Db {
+    /// Connects; SQLite connections get WAL, a busy timeout and foreign keys.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbErr> {
+        let mut options = ConnectOptions::new(url.to_string());
+        options
+            .max_connections(max_connections.max(1))
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(5))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|opts| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                opts.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        let conn = Database::connect(options).await?;
+        Ok(Db { conn })
+    }
+
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// Begins a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so a transaction that reads first cannot fail later
+    /// with SQLITE_BUSY.
+    pub async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.conn
+            .begin_with_options(TransactionOptions {
+                isolation_level: None,
+                access_mode: None,
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            })
+            .await
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        migrations::Migrator::up(&self.conn, None).await
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        self.conn.ping().await.is_ok()
+    }
+
+    pub async fn close(self) {
+        let _ = self.conn.close().await;
+    }
+}
+
+/// A statement with `$N` placeholders for whichever backend runs it.
+pub fn statement(conn: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(conn.get_database_backend(), sql, values)
+}
+
+/// Runs a statement; returns the number of rows affected.
+pub async fn execute(conn: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Result<u64, DbErr> {
+    Ok(conn.execute_raw(statement(conn, sql, values)).await?.rows_affected())
+}
+
+/// Runs a query and reads every row.
+pub async fn fetch_all<T: FromQueryResult>(
+    conn: &impl ConnectionTrait,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<Vec<T>, DbErr> {
+    let rows = conn.query_all_raw(statement(conn, sql, values)).await?;
+    rows.iter().map(|row| T::from_query_result(row, "")).collect()
+}
+
+/// Runs a query and reads the first row, if any.
+pub async fn fetch_optional<T: FromQueryResult>(
+    conn: &impl ConnectionTrait,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<Option<T>, DbErr> {
+    match conn.query_one_raw(statement(conn, sql, values)).await? {
+        Some(row) => Ok(Some(T::from_query_result(&row, "")?)),
+        None => Ok(None),
+    }
+}
+
+/// Runs a query returning one integer (a count, a sum).
+pub async fn fetch_i64(conn: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Result<i64, DbErr> {
+    match conn.query_one_raw(statement(conn, sql, values)).await? {
+        Some(row) => Ok(row.try_get_by_index::<Option<i64>>(0)?.unwrap_or(0)),
+        None => Ok(0),
+    }
+}
+
+/// Whether an error is a unique-constraint violation.
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// Locks a row for the rest of the transaction where the backend needs it:
+/// `FOR UPDATE` on PostgreSQL; SQLite write transactions hold the database
+/// lock already.
+pub fn for_update(conn: &impl ConnectionTrait) -> &'static str {
+    match conn.get_database_backend() {
+        DbBackend::Postgres => " FOR UPDATE",
+        _ => "",
+    }
+}
+
+/// Builds a `Vec<sea_orm::Value>` from expressions.
+#[macro_export]
+macro_rules! values {
+    ($($value:expr),* $(,)?) => { vec![$(sea_orm::Value::from($value)),*] };
+}
+
+/// Builds SQL with numbered placeholders: `bind` adds a value and returns its
+/// `$N`.
+#[derive(Debug, Default)]
+pub struct Sql {
+    pub text: String,
+    pub values: Vec<Value>,
+}
+
+impl Sql {
+    pub fn new(text: &str) -> Sql {
+        Sql { text: text.to_string(), values: Vec::new() }
+    }
+
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    pub fn bind(&mut self, value: impl Into<Value>) -> String {
+        self.values.push(value.into());
+        format!("${}", self.values.len())
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+pub fn like_pattern(needle: &str) -> String {
+    let mut escaped = String::from("%");
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped.push('%');
+    escaped
+}

@@ -1,0 +1,6 @@
+//! Rows and repository functions. Every function takes `&impl ConnectionTrait`
+//! so it runs inside the caller's transaction.
+
+pub mod memberships;
+pub mod organizations;
+pub mod roles;
