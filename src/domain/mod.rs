@@ -1,5 +1,6 @@
 //! The domain: input types, rules, errors and time. Knows neither proto nor SQL.
 
+pub mod billing;
 pub mod error;
 pub mod ids;
 pub mod paging;

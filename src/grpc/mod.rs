@@ -54,3 +54,51 @@ pub fn etag(value: &str) -> Option<&str> {
     let value = value.trim();
     (!value.is_empty()).then_some(value)
 }
+
+/// An amount in minor units of `currency` as `Money`.
+pub fn money(currency: &str, minor_units: i64) -> crate::proto::v1::Money {
+    let exponent = currency_exponent(currency);
+    let scale = 10_i64.pow(exponent);
+    crate::proto::v1::Money {
+        currency_code: currency.to_string(),
+        units: minor_units / scale,
+        nanos: ((minor_units % scale) * 10_i64.pow(9 - exponent)) as i32,
+    }
+}
+
+/// Digits after the decimal point of a currency's minor unit (ISO 4217).
+fn currency_exponent(currency: &str) -> u32 {
+    match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND" | "VUV"
+        | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        _ => 2,
+    }
+}
+
+pub fn billing_impact_to_proto(
+    services: &Services,
+    impact: crate::domain::billing::BillingImpact,
+) -> crate::proto::v1::BillingImpact {
+    crate::proto::v1::BillingImpact {
+        period: impact.period,
+        active_member_count_before: impact.active_member_count_before as i32,
+        active_member_count_after: impact.active_member_count_after as i32,
+        billable_before: impact.billable_before,
+        billable_after: impact.billable_after,
+        marginal_amount: Some(money(&services.config.billing.currency, impact.marginal_amount_minor)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn money_in_minor_units() {
+        let usd = super::money("USD", 12_345);
+        assert_eq!((usd.units, usd.nanos), (123, 450_000_000));
+        let jpy = super::money("JPY", 500);
+        assert_eq!((jpy.units, jpy.nanos), (500, 0));
+        let kwd = super::money("KWD", 1_001);
+        assert_eq!((kwd.units, kwd.nanos), (1, 1_000_000));
+    }
+}

@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::convert::{mask_paths, metadata, metadata_patch, metadata_struct, timestamp};
-use super::{authorize_in_organization, caller, etag, idempotency};
+use super::{authorize_in_organization, billing_impact_to_proto, caller, etag, idempotency};
 use crate::all_valid;
 use crate::domain::ids;
 use crate::domain::types::{self, Slug, page_size, permission_key, resource_id, role_key, text, user_id};
@@ -198,7 +198,7 @@ impl OrganizationService for OrganizationApi {
         Ok(Response::new(pb::CreateOrganizationResponse {
             organization: Some(organization_to_proto(created.organization, show_private)),
             membership: created.membership.map(|m| membership_to_proto(m, show_private)),
-            billing_impact: None,
+            billing_impact: Some(billing_impact_to_proto(&self.services, created.billing_impact)),
         }))
     }
 
@@ -361,7 +361,7 @@ impl OrganizationService for OrganizationApi {
         let key = idempotency(&req, &req.request_id);
         let (org, user, role, public, private, key) = all_valid!(org, user, role, public, private, key);
         let actor = authorize_in_organization(&self.services, &caller, &org, None).await?;
-        let membership = self
+        let added = self
             .services
             .create_membership(
                 &actor,
@@ -371,8 +371,8 @@ impl OrganizationService for OrganizationApi {
             )
             .await?;
         Ok(Response::new(pb::CreateMembershipResponse {
-            membership: Some(membership_to_proto(membership, caller.principal.is_platform())),
-            billing_impact: None,
+            membership: Some(membership_to_proto(added.membership, caller.principal.is_platform())),
+            billing_impact: Some(billing_impact_to_proto(&self.services, added.billing_impact)),
         }))
     }
 

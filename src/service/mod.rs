@@ -1,6 +1,7 @@
 //! Use cases. Each call is one transaction ([`Work`]) that appends its events to
 //! the log before it commits, or rolls everything back for `validate_only`.
 
+pub mod billing;
 pub mod organizations;
 pub mod roles;
 

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{Begun, Idempotency, Services, Work};
+use crate::domain::billing::BillingImpact;
 use crate::domain::ids::{self, new_id};
+use crate::domain::time::BillingPeriod;
 use crate::domain::roles::MEMBERSHIPS_MANAGE;
 use crate::domain::types::{Metadata, Slug};
 use crate::domain::{Actor, Error, FieldViolation, Reason, Result, paging};
@@ -41,6 +43,14 @@ pub struct NewOrganization {
 pub struct CreatedOrganization {
     pub organization: OrganizationRow,
     pub membership: Option<MembershipRecord>,
+    pub billing_impact: BillingImpact,
+}
+
+/// A membership just added, with its effect on the bill.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddedMember {
+    pub membership: MembershipRecord,
+    pub billing_impact: BillingImpact,
 }
 
 /// What `CreateMembership` takes, validated.
@@ -191,25 +201,25 @@ impl Services {
         organizations::insert(&work.txn, &organization).await.map_err(|err| {
             if is_unique_violation(&err) { slug_taken(&slug) } else { err.into() }
         })?;
-        let membership = match &new.created_by {
+        let (membership, billing_impact) = match &new.created_by {
             Some(creator) => {
                 let role = self.config.rules.creator_role.clone();
-                let membership = self
+                let added = self
                     .add_member(work, &organization.id, creator, &role, Metadata::default(), Metadata::default())
                     .await?;
-                Some(membership)
+                (Some(added.membership), added.billing_impact)
             }
-            None => None,
+            None => (None, BillingImpact::unchanged(BillingPeriod::containing_micros(work.now), 0, false)),
         };
         let organization = organizations::get(&work.txn, &organization.id)
             .await?
             .ok_or_else(|| Error::internal("organization vanished in its own transaction"))?;
-        Ok(CreatedOrganization { organization, membership })
+        Ok(CreatedOrganization { organization, membership, billing_impact })
     }
 
     /// Adds a member inside `work`: checks the role, takes a place within
     /// `max_allowed_memberships` with a conditional update that concurrent calls
-    /// cannot overshoot, and inserts the membership.
+    /// cannot overshoot, inserts the membership and moves the billing counters.
     pub async fn add_member(
         &self,
         work: &mut Work,
@@ -218,7 +228,7 @@ impl Services {
         role: &str,
         public_metadata: Metadata,
         private_metadata: Metadata,
-    ) -> Result<MembershipRecord> {
+    ) -> Result<AddedMember> {
         let Some(role_record) = roles::get_role(&work.txn, role).await? else {
             return Err(Error::invalid("role", format!("there is no role {role}")));
         };
@@ -252,7 +262,8 @@ impl Services {
                 err.into()
             }
         })?;
-        Ok(MembershipRecord { row, permissions: role_record.permissions })
+        let billing_impact = self.member_added(work, organization_id, user_id).await?;
+        Ok(AddedMember { membership: MembershipRecord { row, permissions: role_record.permissions }, billing_impact })
     }
 
     pub async fn get_organization(&self, lookup: &OrganizationLookup) -> Result<OrganizationRow> {
@@ -393,7 +404,7 @@ impl Services {
         new: NewMembership,
         idempotency: Option<&Idempotency>,
         validate_only: bool,
-    ) -> Result<MembershipRecord> {
+    ) -> Result<AddedMember> {
         let mut work = match self.begin_idempotent(actor, idempotency, validate_only).await? {
             Begun::Replay(previous) => return Ok(previous),
             Begun::Fresh(work) => work,
@@ -408,10 +419,10 @@ impl Services {
         }
         .await;
         match result {
-            Ok(membership) => {
-                work.audit(actor, &new.organization_id, &membership.row.id, idempotency.map(|k| k.request_id.as_str()));
-                work.finish(actor, idempotency, &membership).await?;
-                Ok(membership)
+            Ok(added) => {
+                work.audit(actor, &new.organization_id, &added.membership.row.id, idempotency.map(|k| k.request_id.as_str()));
+                work.finish(actor, idempotency, &added).await?;
+                Ok(added)
             }
             Err(err) => {
                 work.rollback().await;
