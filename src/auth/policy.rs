@@ -303,6 +303,8 @@ impl Caller {
             return Ok(self.actor());
         }
         match membership {
+            // Platform readers may know that any organization exists.
+            None if self.principal.is_platform() => Err(self.denied()),
             None => Err(Error::organization_not_found()),
             Some(permissions) => match permission {
                 None => Ok(self.actor()),
