@@ -271,18 +271,17 @@ impl OrganizationService for OrganizationApi {
                 .into());
             }
         };
-        // Non-members learn nothing, not even whether it exists.
-        let found = self.services.get_organization(&lookup).await;
-        let organization = match found {
-            Ok(organization) => organization,
-            Err(err) => {
-                if caller.scope_grants() {
-                    return Err(err.into());
-                }
-                return Err(Error::organization_not_found().into());
-            }
+        // Platform principals read any organization; end users only their own
+        // (one query either way), and non-members learn nothing, not even
+        // whether it exists.
+        let organization = if caller.scope_grants() {
+            self.services.get_organization(&lookup).await?
+        } else {
+            let organization = self.services.get_organization_as_member(&lookup, &caller.principal.sub).await?;
+            // A member: the rule needs no permission beyond membership.
+            caller.authorize_in_organization(None, Some(&[]))?;
+            organization
         };
-        authorize_in_organization(&self.services, &caller, &organization.id, None).await?;
         Ok(Response::new(pb::GetOrganizationResponse {
             organization: Some(organization_to_proto(
                 organization,

@@ -342,6 +342,15 @@ impl Services {
         found.ok_or_else(Error::organization_not_found)
     }
 
+    /// The organization if `user_id` is a member of it.
+    pub async fn get_organization_as_member(&self, lookup: &OrganizationLookup, user_id: &str) -> Result<OrganizationRow> {
+        let found = match lookup {
+            OrganizationLookup::Id(id) => organizations::get_as_member(self.db.conn(), false, id, user_id).await?,
+            OrganizationLookup::Slug(slug) => organizations::get_as_member(self.db.conn(), true, slug, user_id).await?,
+        };
+        found.ok_or_else(Error::organization_not_found)
+    }
+
     pub async fn list_organizations(
         &self,
         filter: OrganizationFilter,

@@ -62,6 +62,27 @@ pub async fn get_for_update(
     .await
 }
 
+/// The organization with id or slug `key`, if `user_id` is a member of it: one
+/// indexed query.
+pub async fn get_as_member(
+    conn: &impl ConnectionTrait,
+    by_slug: bool,
+    key: &str,
+    user_id: &str,
+) -> Result<Option<OrganizationRow>, DbErr> {
+    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("o.{c}")).collect();
+    let column = if by_slug { "slug" } else { "id" };
+    store::fetch_optional(
+        conn,
+        &format!(
+            "SELECT {} FROM organizations o JOIN memberships m ON m.organization_id = o.id AND m.user_id = $2 WHERE o.{column} = $1",
+            columns.join(", ")
+        ),
+        values![key, user_id],
+    )
+    .await
+}
+
 pub async fn get_by_slug(
     conn: &impl ConnectionTrait,
     slug: &str,
