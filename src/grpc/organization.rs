@@ -277,7 +277,10 @@ impl OrganizationService for OrganizationApi {
         let organization = if caller.scope_grants() {
             self.services.get_organization(&lookup).await?
         } else {
-            let organization = self.services.get_organization_as_member(&lookup, &caller.principal.sub).await?;
+            let organization = self
+                .services
+                .get_organization_as_member(&lookup, &caller.principal.sub)
+                .await?;
             // A member: the rule needs no permission beyond membership.
             caller.authorize_in_organization(None, Some(&[]))?;
             organization

@@ -343,10 +343,18 @@ impl Services {
     }
 
     /// The organization if `user_id` is a member of it.
-    pub async fn get_organization_as_member(&self, lookup: &OrganizationLookup, user_id: &str) -> Result<OrganizationRow> {
+    pub async fn get_organization_as_member(
+        &self,
+        lookup: &OrganizationLookup,
+        user_id: &str,
+    ) -> Result<OrganizationRow> {
         let found = match lookup {
-            OrganizationLookup::Id(id) => organizations::get_as_member(self.db.conn(), false, id, user_id).await?,
-            OrganizationLookup::Slug(slug) => organizations::get_as_member(self.db.conn(), true, slug, user_id).await?,
+            OrganizationLookup::Id(id) => {
+                organizations::get_as_member(self.db.conn(), false, id, user_id).await?
+            }
+            OrganizationLookup::Slug(slug) => {
+                organizations::get_as_member(self.db.conn(), true, slug, user_id).await?
+            }
         };
         found.ok_or_else(Error::organization_not_found)
     }
