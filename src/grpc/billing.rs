@@ -24,13 +24,17 @@ fn not_yet(method: &str) -> Status {
     Error::Unimplemented(format!("{method} is not served by this version")).into()
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchBillableOrganizationsResponse, Status>> + Send>>;
+type WatchStream =
+    Pin<Box<dyn Stream<Item = Result<pb::WatchBillableOrganizationsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl BillingService for BillingApi {
     type WatchBillableOrganizationsStream = WatchStream;
 
-    async fn record_activity(&self, _: Request<pb::RecordActivityRequest>) -> Result<Response<pb::RecordActivityResponse>, Status> {
+    async fn record_activity(
+        &self,
+        _: Request<pb::RecordActivityRequest>,
+    ) -> Result<Response<pb::RecordActivityResponse>, Status> {
         Err(not_yet("RecordActivity"))
     }
 

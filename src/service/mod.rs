@@ -144,12 +144,20 @@ async fn replay<T: DeserializeOwned>(
     if row.response.is_empty() {
         return Ok(None);
     }
-    serde_json::from_str(&row.response).map(Some).map_err(Error::internal)
+    serde_json::from_str(&row.response)
+        .map(Some)
+        .map_err(Error::internal)
 }
 
 impl Work {
     /// Records a change made by a caller in the audit trail.
-    pub fn audit(&mut self, actor: &Actor, organization_id: &str, resource_id: &str, request_id: Option<&str>) {
+    pub fn audit(
+        &mut self,
+        actor: &Actor,
+        organization_id: &str,
+        resource_id: &str,
+        request_id: Option<&str>,
+    ) {
         self.events.push(NewEvent {
             action: actor.action.to_string(),
             actor: actor.sub.clone(),
@@ -184,7 +192,12 @@ impl Work {
 
     /// Commits (appending the events, and storing `response` under the
     /// idempotency key), or rolls back for `validate_only`.
-    pub async fn finish<T: Serialize>(self, actor: &Actor, idempotency: Option<&Idempotency>, response: &T) -> Result<()> {
+    pub async fn finish<T: Serialize>(
+        self,
+        actor: &Actor,
+        idempotency: Option<&Idempotency>,
+        response: &T,
+    ) -> Result<()> {
         if self.validate_only {
             self.rollback().await;
             return Ok(());
