@@ -146,7 +146,10 @@ pub fn expires_in_days(field: &str, value: i32) -> Result<i32, FieldViolation> {
     match value {
         0 => Ok(DEFAULT_EXPIRES_IN_DAYS),
         1..=MAX_EXPIRES_IN_DAYS => Ok(value),
-        _ => Err(FieldViolation::new(field, "must be 1 to 365 days (0 for the default of 30)")),
+        _ => Err(FieldViolation::new(
+            field,
+            "must be 1 to 365 days (0 for the default of 30)",
+        )),
     }
 }
 
@@ -157,12 +160,22 @@ pub fn redirect_url(field: &str, value: &str) -> Result<Option<String>, FieldVio
     if value.is_empty() {
         return Ok(None);
     }
-    let bad = || FieldViolation::new(field, "must be an absolute http or https URL of at most 2048 characters");
-    if value.len() > MAX_REDIRECT_URL_LEN || value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    let bad = || {
+        FieldViolation::new(
+            field,
+            "must be an absolute http or https URL of at most 2048 characters",
+        )
+    };
+    if value.len() > MAX_REDIRECT_URL_LEN
+        || value.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
         return Err(bad());
     }
     let lower = value.to_ascii_lowercase();
-    let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://")).ok_or_else(bad)?;
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or_else(bad)?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = authority.rsplit('@').next().unwrap_or_default();
     if host.is_empty() || host.starts_with(':') {
@@ -200,7 +213,11 @@ pub fn invitation_token(field: &str, value: &str) -> Result<String, FieldViolati
     if value.is_empty() {
         return Err(FieldViolation::new(field, "is required"));
     }
-    if value.len() > 128 || !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if value.len() > 128
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Err(FieldViolation::new(field, "is not an invitation token"));
     }
     Ok(value.to_string())
@@ -217,9 +234,16 @@ pub fn verification_code(field: &str, value: &str) -> Result<String, FieldViolat
 
 /// Whether `domain` is one of the consumer mail domains, or below one.
 pub fn is_consumer_domain(domain: &str, consumer_domains: &[String]) -> bool {
-    consumer_domains.iter().map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()).any(|consumer| {
-        domain == consumer || domain.strip_suffix(consumer.as_str()).is_some_and(|prefix| prefix.ends_with('.'))
-    })
+    consumer_domains
+        .iter()
+        .map(|d| d.trim().to_ascii_lowercase())
+        .filter(|d| !d.is_empty())
+        .any(|consumer| {
+            domain == consumer
+                || domain
+                    .strip_suffix(consumer.as_str())
+                    .is_some_and(|prefix| prefix.ends_with('.'))
+        })
 }
 
 #[cfg(test)]
@@ -243,17 +267,39 @@ mod tests {
         }
         assert!(verification_code("code", "12345").is_err());
         assert!(verification_code("code", "12345a").is_err());
-        assert_ne!(verification_code_hash("dom_a", "123456"), verification_code_hash("dom_b", "123456"));
+        assert_ne!(
+            verification_code_hash("dom_a", "123456"),
+            verification_code_hash("dom_b", "123456")
+        );
     }
 
     #[test]
     fn urls() {
-        assert_eq!(invitation_url("https://app.example.com/join", "t"), "https://app.example.com/join?ticket=t");
-        assert_eq!(invitation_url("https://a.example.com/j?x=1", "t"), "https://a.example.com/j?x=1&ticket=t");
-        assert_eq!(invitation_url("https://a.example.com/j#top", "t"), "https://a.example.com/j?ticket=t#top");
-        assert!(redirect_url("u", "https://app.example.com/join").unwrap().is_some());
+        assert_eq!(
+            invitation_url("https://app.example.com/join", "t"),
+            "https://app.example.com/join?ticket=t"
+        );
+        assert_eq!(
+            invitation_url("https://a.example.com/j?x=1", "t"),
+            "https://a.example.com/j?x=1&ticket=t"
+        );
+        assert_eq!(
+            invitation_url("https://a.example.com/j#top", "t"),
+            "https://a.example.com/j?ticket=t#top"
+        );
+        assert!(
+            redirect_url("u", "https://app.example.com/join")
+                .unwrap()
+                .is_some()
+        );
         assert!(redirect_url("u", "").unwrap().is_none());
-        for bad in ["ftp://x.example.com", "https://", "https:///path", "javascript:alert(1)", "https://a b.com"] {
+        for bad in [
+            "ftp://x.example.com",
+            "https://",
+            "https:///path",
+            "javascript:alert(1)",
+            "https://a b.com",
+        ] {
             assert!(redirect_url("u", bad).is_err(), "{bad}");
         }
     }
@@ -263,8 +309,14 @@ mod tests {
         assert_eq!(expires_in_days("e", 0).unwrap(), 30);
         assert!(expires_in_days("e", 366).is_err());
         assert!(expires_in_days("e", -1).is_err());
-        assert_eq!(InvitationStatus::at("pending", 10, 10), InvitationStatus::Expired);
-        assert_eq!(InvitationStatus::at("pending", 11, 10), InvitationStatus::Pending);
+        assert_eq!(
+            InvitationStatus::at("pending", 10, 10),
+            InvitationStatus::Expired
+        );
+        assert_eq!(
+            InvitationStatus::at("pending", 11, 10),
+            InvitationStatus::Pending
+        );
         let consumer = vec!["gmail.com".to_string()];
         assert!(is_consumer_domain("gmail.com", &consumer));
         assert!(is_consumer_domain("mail.gmail.com", &consumer));

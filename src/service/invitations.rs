@@ -14,7 +14,8 @@ use super::{Begun, Idempotency, Services, Work};
 use crate::domain::billing::BillingImpact;
 use crate::domain::ids::{self, new_id};
 use crate::domain::invitations::{
-    DEFAULT_EXPIRES_IN_DAYS, EnrollmentMode, InvitationStatus, invitation_token_hash, invitation_url, new_invitation_token,
+    DEFAULT_EXPIRES_IN_DAYS, EnrollmentMode, InvitationStatus, invitation_token_hash,
+    invitation_url, new_invitation_token,
 };
 use crate::domain::types::{Email, Metadata};
 use crate::domain::{Actor, Error, Reason, Result, paging};
@@ -100,19 +101,27 @@ pub fn invitation_not_found() -> Error {
 }
 
 fn invitation_exists(email: &str) -> Error {
-    Error::AlreadyExists(Reason::InvitationExists, format!("a pending invitation for {email} exists"))
+    Error::AlreadyExists(
+        Reason::InvitationExists,
+        format!("a pending invitation for {email} exists"),
+    )
 }
 
 /// Why an invitation that is not pending at `now` cannot change.
 fn not_pending(invitation: &InvitationRow, now: i64) -> Error {
     match invitation.status_at(now) {
-        InvitationStatus::Accepted => {
-            Error::FailedPrecondition(Reason::InvitationAlreadyAccepted, "the invitation was accepted already".into())
-        }
-        InvitationStatus::Revoked => Error::FailedPrecondition(Reason::InvitationRevoked, "the invitation was revoked".into()),
-        InvitationStatus::Expired | InvitationStatus::Pending => {
-            Error::FailedPrecondition(Reason::InvitationExpired, "the invitation has expired".into())
-        }
+        InvitationStatus::Accepted => Error::FailedPrecondition(
+            Reason::InvitationAlreadyAccepted,
+            "the invitation was accepted already".into(),
+        ),
+        InvitationStatus::Revoked => Error::FailedPrecondition(
+            Reason::InvitationRevoked,
+            "the invitation was revoked".into(),
+        ),
+        InvitationStatus::Expired | InvitationStatus::Pending => Error::FailedPrecondition(
+            Reason::InvitationExpired,
+            "the invitation has expired".into(),
+        ),
     }
 }
 
@@ -129,8 +138,17 @@ impl Services {
         };
         match self.create_invitation_in(&mut work, new).await {
             Ok(created) => {
-                let organization_id = created.invitation.organization_id.clone().unwrap_or_default();
-                work.audit(actor, &organization_id, &created.invitation.id, idempotency.map(|k| k.request_id.as_str()));
+                let organization_id = created
+                    .invitation
+                    .organization_id
+                    .clone()
+                    .unwrap_or_default();
+                work.audit(
+                    actor,
+                    &organization_id,
+                    &created.invitation.id,
+                    idempotency.map(|k| k.request_id.as_str()),
+                );
                 work.finish(actor, idempotency, &created).await?;
                 Ok(created)
             }
@@ -141,7 +159,11 @@ impl Services {
         }
     }
 
-    async fn create_invitation_in(&self, work: &mut Work, new: NewInvitation) -> Result<CreatedInvitation> {
+    async fn create_invitation_in(
+        &self,
+        work: &mut Work,
+        new: NewInvitation,
+    ) -> Result<CreatedInvitation> {
         let organization_id = new.organization_id.as_deref();
         let email = new.email_address.as_str();
         let role = match organization_id {
@@ -149,19 +171,27 @@ impl Services {
                 organizations::get_for_update(&work.txn, organization_id)
                     .await?
                     .ok_or_else(Error::organization_not_found)?;
-                let role = new.role.unwrap_or_else(|| self.config.rules.default_role.clone());
+                let role = new
+                    .role
+                    .unwrap_or_else(|| self.config.rules.default_role.clone());
                 if roles::get_role(&work.txn, &role).await?.is_none() {
                     return Err(Error::invalid("role", format!("there is no role {role}")));
                 }
                 if invitations::email_is_member(&work.txn, organization_id, email).await? {
-                    return Err(Error::AlreadyExists(Reason::MembershipExists, format!("{email} is a member already")));
+                    return Err(Error::AlreadyExists(
+                        Reason::MembershipExists,
+                        format!("{email} is a member already"),
+                    ));
                 }
                 role
             }
             None => String::new(),
         };
         invitations::sweep_expired(&work.txn, organization_id, Some(email), work.now).await?;
-        if invitations::find_pending(&work.txn, organization_id, email, work.now).await?.is_some() {
+        if invitations::find_pending(&work.txn, organization_id, email, work.now)
+            .await?
+            .is_some()
+        {
             return Err(invitation_exists(email));
         }
         let token = new_invitation_token();
@@ -180,18 +210,34 @@ impl Services {
             create_time: work.now,
             update_time: work.now,
         };
-        invitations::insert(&work.txn, &invitation, &invitation_token_hash(&token)).await.map_err(|err| {
-            if is_unique_violation(&err) { invitation_exists(email) } else { err.into() }
-        })?;
+        invitations::insert(&work.txn, &invitation, &invitation_token_hash(&token))
+            .await
+            .map_err(|err| {
+                if is_unique_violation(&err) {
+                    invitation_exists(email)
+                } else {
+                    err.into()
+                }
+            })?;
         if let Some(organization_id) = organization_id {
             invitations::refresh_pending_count(&work.txn, organization_id, work.now).await?;
         }
-        let url = new.redirect_url.as_deref().map(|base| invitation_url(base, &token)).unwrap_or_default();
-        Ok(CreatedInvitation { invitation, token, url })
+        let url = new
+            .redirect_url
+            .as_deref()
+            .map(|base| invitation_url(base, &token))
+            .unwrap_or_default();
+        Ok(CreatedInvitation {
+            invitation,
+            token,
+            url,
+        })
     }
 
     pub async fn get_invitation(&self, id: &str) -> Result<InvitationRow> {
-        invitations::get(self.db.conn(), id).await?.ok_or_else(invitation_not_found)
+        invitations::get(self.db.conn(), id)
+            .await?
+            .ok_or_else(invitation_not_found)
     }
 
     pub async fn list_invitations(
@@ -204,7 +250,11 @@ impl Services {
         let status = filter.status.map(InvitationStatus::as_str).unwrap_or("");
         let fingerprint = paging::fingerprint(
             "invitations",
-            &[filter.organization_id.as_deref().unwrap_or(""), status, filter.email_address.as_deref().unwrap_or("")],
+            &[
+                filter.organization_id.as_deref().unwrap_or(""),
+                status,
+                filter.email_address.as_deref().unwrap_or(""),
+            ],
         );
         let after = paging::decode(&fingerprint, page_token, 2)?
             .map(|key| (key[0].parse::<i64>().unwrap_or_default(), key[1].clone()));
@@ -212,9 +262,16 @@ impl Services {
         let mut rows = invitations::list(conn, &filter, now, after, page_size + 1).await?;
         let total_size = invitations::count(conn, &filter, now).await?;
         let next_page_token = next_token(&mut rows, page_size, |last| {
-            paging::encode(&fingerprint, vec![last.create_time.to_string(), last.id.clone()])
+            paging::encode(
+                &fingerprint,
+                vec![last.create_time.to_string(), last.id.clone()],
+            )
         });
-        Ok(Page { items: rows, next_page_token, total_size })
+        Ok(Page {
+            items: rows,
+            next_page_token,
+            total_size,
+        })
     }
 
     /// Revokes a pending invitation; anything else fails with the reason of its
@@ -223,21 +280,39 @@ impl Services {
         let work = self.begin(false).await?;
         let now = work.now;
         let result: Result<InvitationRow> = async {
-            let found = invitations::get(&work.txn, id).await?.ok_or_else(invitation_not_found)?;
+            let found = invitations::get(&work.txn, id)
+                .await?
+                .ok_or_else(invitation_not_found)?;
             if let Some(organization_id) = &found.organization_id {
                 organizations::get_for_update(&work.txn, organization_id).await?;
             }
-            if !invitations::transition_from_pending(&work.txn, id, InvitationStatus::Revoked, "", now).await? {
-                let current = invitations::get(&work.txn, id).await?.ok_or_else(invitation_not_found)?;
+            if !invitations::transition_from_pending(
+                &work.txn,
+                id,
+                InvitationStatus::Revoked,
+                "",
+                now,
+            )
+            .await?
+            {
+                let current = invitations::get(&work.txn, id)
+                    .await?
+                    .ok_or_else(invitation_not_found)?;
                 return Err(not_pending(&current, now));
             }
             if let Some(organization_id) = &found.organization_id {
                 invitations::refresh_pending_count(&work.txn, organization_id, now).await?;
             }
-            invitations::get(&work.txn, id).await?.ok_or_else(invitation_not_found)
+            invitations::get(&work.txn, id)
+                .await?
+                .ok_or_else(invitation_not_found)
         }
         .await;
-        let organization_id = result.as_ref().ok().and_then(|row| row.organization_id.clone()).unwrap_or_default();
+        let organization_id = result
+            .as_ref()
+            .ok()
+            .and_then(|row| row.organization_id.clone())
+            .unwrap_or_default();
         finish_simple(work, actor, &organization_id, id, result).await
     }
 
@@ -252,14 +327,26 @@ impl Services {
         idempotency: Option<&Idempotency>,
         validate_only: bool,
     ) -> Result<AcceptedInvitation> {
-        let mut work = match self.begin_idempotent(actor, idempotency, validate_only).await? {
+        let mut work = match self
+            .begin_idempotent(actor, idempotency, validate_only)
+            .await?
+        {
             Begun::Replay(previous) => return Ok(previous),
             Begun::Fresh(work) => work,
         };
         match self.accept_invitation_in(&mut work, acceptance).await {
             Ok(accepted) => {
-                let organization_id = accepted.invitation.organization_id.clone().unwrap_or_default();
-                work.audit(actor, &organization_id, &accepted.invitation.id, idempotency.map(|k| k.request_id.as_str()));
+                let organization_id = accepted
+                    .invitation
+                    .organization_id
+                    .clone()
+                    .unwrap_or_default();
+                work.audit(
+                    actor,
+                    &organization_id,
+                    &accepted.invitation.id,
+                    idempotency.map(|k| k.request_id.as_str()),
+                );
                 work.finish(actor, idempotency, &accepted).await?;
                 Ok(accepted)
             }
@@ -270,10 +357,16 @@ impl Services {
         }
     }
 
-    async fn accept_invitation_in(&self, work: &mut Work, acceptance: Acceptance) -> Result<AcceptedInvitation> {
+    async fn accept_invitation_in(
+        &self,
+        work: &mut Work,
+        acceptance: Acceptance,
+    ) -> Result<AcceptedInvitation> {
         let now = work.now;
         let found = match &acceptance.key {
-            InvitationKey::Token(token) => invitations::get_by_token_hash(&work.txn, &invitation_token_hash(token)).await?,
+            InvitationKey::Token(token) => {
+                invitations::get_by_token_hash(&work.txn, &invitation_token_hash(token)).await?
+            }
             InvitationKey::Id(id) => invitations::get(&work.txn, id).await?,
         }
         .ok_or_else(invitation_not_found)?;
@@ -282,7 +375,9 @@ impl Services {
             organizations::get_for_update(&work.txn, organization_id).await?;
         }
         // Read again under the lock: a concurrent accept may have committed.
-        let mut invitation = invitations::get(&work.txn, &found.id).await?.ok_or_else(invitation_not_found)?;
+        let mut invitation = invitations::get(&work.txn, &found.id)
+            .await?
+            .ok_or_else(invitation_not_found)?;
         if invitation.email_address != acceptance.email_address.as_str() {
             return Err(Error::PermissionDenied(
                 Reason::EmailMismatch,
@@ -292,10 +387,18 @@ impl Services {
         if invitation.status_at(now) != InvitationStatus::Pending {
             return Err(not_pending(&invitation, now));
         }
-        if !invitations::transition_from_pending(&work.txn, &invitation.id, InvitationStatus::Accepted, &acceptance.user_id, now)
-            .await?
+        if !invitations::transition_from_pending(
+            &work.txn,
+            &invitation.id,
+            InvitationStatus::Accepted,
+            &acceptance.user_id,
+            now,
+        )
+        .await?
         {
-            let current = invitations::get(&work.txn, &invitation.id).await?.ok_or_else(invitation_not_found)?;
+            let current = invitations::get(&work.txn, &invitation.id)
+                .await?
+                .ok_or_else(invitation_not_found)?;
             return Err(not_pending(&current, now));
         }
         invitation.status = InvitationStatus::Accepted.as_str().to_string();
@@ -303,9 +406,16 @@ impl Services {
         invitation.update_time = now;
         let Some(organization_id) = invitation.organization_id.clone() else {
             // An application invitation: the user may now create its own organization.
-            return Ok(AcceptedInvitation { invitation, membership: None, billing_impact: None });
+            return Ok(AcceptedInvitation {
+                invitation,
+                membership: None,
+                billing_impact: None,
+            });
         };
-        if roles::get_role(&work.txn, &invitation.role).await?.is_none() {
+        if roles::get_role(&work.txn, &invitation.role)
+            .await?
+            .is_none()
+        {
             return Err(Error::NotFound(
                 Reason::RoleNotFound,
                 format!("the invited role {} no longer exists", invitation.role),
@@ -332,14 +442,26 @@ impl Services {
     /// The user's memberships, pending invitations and suggestions. For a
     /// verified automatic-invitation domain matching the email it first creates
     /// a pending invitation, once.
-    pub async fn resolve_onboarding(&self, actor: &Actor, user_id: &str, email: &Email) -> Result<Onboarding> {
+    pub async fn resolve_onboarding(
+        &self,
+        actor: &Actor,
+        user_id: &str,
+        email: &Email,
+    ) -> Result<Onboarding> {
         let conn = self.db.conn();
-        if let Some(domain) = domains::verified_by_name(conn, email.domain(), EnrollmentMode::AutomaticInvitation).await? {
-            self.ensure_automatic_invitation(actor, &domain, user_id, email).await?;
+        if let Some(domain) =
+            domains::verified_by_name(conn, email.domain(), EnrollmentMode::AutomaticInvitation)
+                .await?
+        {
+            self.ensure_automatic_invitation(actor, &domain, user_id, email)
+                .await?;
         }
         let rows = memberships::list(
             conn,
-            &MembershipFilter { user_id: Some(user_id.to_string()), ..Default::default() },
+            &MembershipFilter {
+                user_id: Some(user_id.to_string()),
+                ..Default::default()
+            },
             None,
             500,
         )
@@ -348,14 +470,26 @@ impl Services {
         let now = self.now();
         let invitations = invitations::pending_for_email(conn, email.as_str(), now).await?;
         let mut suggestions = Vec::new();
-        if let Some(domain) = domains::verified_by_name(conn, email.domain(), EnrollmentMode::AutomaticSuggestion).await?
-            && !memberships.iter().any(|m| m.row.organization_id == domain.organization_id)
+        if let Some(domain) =
+            domains::verified_by_name(conn, email.domain(), EnrollmentMode::AutomaticSuggestion)
+                .await?
+            && !memberships
+                .iter()
+                .any(|m| m.row.organization_id == domain.organization_id)
             && let Some(organization) = organizations::get(conn, &domain.organization_id).await?
         {
-            suggestions.push(Suggestion { organization, domain: domain.name });
+            suggestions.push(Suggestion {
+                organization,
+                domain: domain.name,
+            });
         }
         let requires_organization = memberships.is_empty();
-        Ok(Onboarding { memberships, invitations, suggestions, requires_organization })
+        Ok(Onboarding {
+            memberships,
+            invitations,
+            suggestions,
+            requires_organization,
+        })
     }
 
     /// Creates the automatic invitation of a verified automatic-invitation
@@ -363,27 +497,42 @@ impl Services {
     /// administrator revoked one for this address. Concurrent calls serialize
     /// on the organization's row lock; the one-pending index stops any that
     /// slip past it, and they then find the invitation the other created.
-    async fn ensure_automatic_invitation(&self, actor: &Actor, domain: &DomainRow, user_id: &str, email: &Email) -> Result<()> {
+    async fn ensure_automatic_invitation(
+        &self,
+        actor: &Actor,
+        domain: &DomainRow,
+        user_id: &str,
+        email: &Email,
+    ) -> Result<()> {
         let mut work = self.begin(false).await?;
         let now = work.now;
         let organization_id = domain.organization_id.as_str();
         let address = email.as_str();
         let result: Result<Option<InvitationRow>> = async {
-            if organizations::get_for_update(&work.txn, organization_id).await?.is_none() {
+            if organizations::get_for_update(&work.txn, organization_id)
+                .await?
+                .is_none()
+            {
                 return Ok(None);
             }
             let still_eligible = domains::get(&work.txn, &domain.id)
                 .await?
                 .is_some_and(|d| d.verified && d.mode() == EnrollmentMode::AutomaticInvitation);
             if !still_eligible
-                || memberships::get(&work.txn, organization_id, user_id).await?.is_some()
+                || memberships::get(&work.txn, organization_id, user_id)
+                    .await?
+                    .is_some()
                 || invitations::email_is_member(&work.txn, organization_id, address).await?
                 || invitations::was_revoked(&work.txn, organization_id, address).await?
             {
                 return Ok(None);
             }
-            invitations::sweep_expired(&work.txn, Some(organization_id), Some(address), now).await?;
-            if invitations::find_pending(&work.txn, Some(organization_id), address, now).await?.is_some() {
+            invitations::sweep_expired(&work.txn, Some(organization_id), Some(address), now)
+                .await?;
+            if invitations::find_pending(&work.txn, Some(organization_id), address, now)
+                .await?
+                .is_some()
+            {
                 return Ok(None);
             }
             let invitation = InvitationRow {
@@ -403,7 +552,13 @@ impl Services {
             };
             // The token is never handed out: the invitee sees the invitation in
             // onboarding and a platform principal accepts it by id.
-            match invitations::insert(&work.txn, &invitation, &invitation_token_hash(&new_invitation_token())).await {
+            match invitations::insert(
+                &work.txn,
+                &invitation,
+                &invitation_token_hash(&new_invitation_token()),
+            )
+            .await
+            {
                 Ok(()) => {}
                 Err(err) if is_unique_violation(&err) => return Ok(None),
                 Err(err) => return Err(err.into()),

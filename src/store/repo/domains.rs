@@ -40,13 +40,14 @@ pub struct VerificationCode {
     pub code_attempts: i32,
 }
 
-pub const COLUMNS: &str =
-    "id, organization_id, name, enrollment_mode, verified, affiliation_email_address, verify_time, create_time, update_time, revision";
+pub const COLUMNS: &str = "id, organization_id, name, enrollment_mode, verified, affiliation_email_address, verify_time, create_time, update_time, revision";
 
 pub async fn insert(conn: &impl ConnectionTrait, row: &DomainRow) -> Result<(), DbErr> {
     store::execute(
         conn,
-        &format!("INSERT INTO domains ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+        &format!(
+            "INSERT INTO domains ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ),
         values![
             row.id.clone(),
             row.organization_id.clone(),
@@ -65,21 +66,50 @@ pub async fn insert(conn: &impl ConnectionTrait, row: &DomainRow) -> Result<(), 
 }
 
 pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Option<DomainRow>, DbErr> {
-    store::fetch_optional(conn, &format!("SELECT {COLUMNS} FROM domains WHERE id = $1"), values![id]).await
+    store::fetch_optional(
+        conn,
+        &format!("SELECT {COLUMNS} FROM domains WHERE id = $1"),
+        values![id],
+    )
+    .await
 }
 
 /// Reads the domain and locks it for the rest of the transaction.
-pub async fn get_for_update(conn: &impl ConnectionTrait, id: &str) -> Result<Option<DomainRow>, DbErr> {
-    store::fetch_optional(conn, &format!("SELECT {COLUMNS} FROM domains WHERE id = $1{}", for_update(conn)), values![id])
-        .await
+pub async fn get_for_update(
+    conn: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<DomainRow>, DbErr> {
+    store::fetch_optional(
+        conn,
+        &format!(
+            "SELECT {COLUMNS} FROM domains WHERE id = $1{}",
+            for_update(conn)
+        ),
+        values![id],
+    )
+    .await
 }
 
 pub async fn name_taken(conn: &impl ConnectionTrait, name: &str) -> Result<bool, DbErr> {
-    Ok(store::fetch_i64(conn, "SELECT COUNT(*) FROM domains WHERE name = $1", values![name]).await? > 0)
+    Ok(store::fetch_i64(
+        conn,
+        "SELECT COUNT(*) FROM domains WHERE name = $1",
+        values![name],
+    )
+    .await?
+        > 0)
 }
 
-pub async fn count_in_organization(conn: &impl ConnectionTrait, organization_id: &str) -> Result<i64, DbErr> {
-    store::fetch_i64(conn, "SELECT COUNT(*) FROM domains WHERE organization_id = $1", values![organization_id]).await
+pub async fn count_in_organization(
+    conn: &impl ConnectionTrait,
+    organization_id: &str,
+) -> Result<i64, DbErr> {
+    store::fetch_i64(
+        conn,
+        "SELECT COUNT(*) FROM domains WHERE organization_id = $1",
+        values![organization_id],
+    )
+    .await
 }
 
 /// Writes the enrollment mode if the stored revision is `expected_revision`.
@@ -122,7 +152,10 @@ pub async fn set_code(
     Ok(())
 }
 
-pub async fn get_code(conn: &impl ConnectionTrait, id: &str) -> Result<Option<VerificationCode>, DbErr> {
+pub async fn get_code(
+    conn: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<VerificationCode>, DbErr> {
     store::fetch_optional(
         conn,
         "SELECT code_hash, code_expire_time, code_attempts FROM domains WHERE id = $1",
@@ -133,7 +166,11 @@ pub async fn get_code(conn: &impl ConnectionTrait, id: &str) -> Result<Option<Ve
 
 /// Counts a wrong attempt; the code is voided when `max_attempts` is reached.
 /// Returns whether the code is void now.
-pub async fn record_wrong_attempt(conn: &impl ConnectionTrait, id: &str, max_attempts: i32) -> Result<bool, DbErr> {
+pub async fn record_wrong_attempt(
+    conn: &impl ConnectionTrait,
+    id: &str,
+    max_attempts: i32,
+) -> Result<bool, DbErr> {
     store::execute(
         conn,
         "UPDATE domains SET code_attempts = code_attempts + 1 WHERE id = $1 AND code_hash IS NOT NULL",
@@ -172,7 +209,9 @@ pub async fn list(
     after: Option<String>,
     limit: u64,
 ) -> Result<Vec<DomainRow>, DbErr> {
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM domains WHERE organization_id = "));
+    let mut sql = Sql::new(&format!(
+        "SELECT {COLUMNS} FROM domains WHERE organization_id = "
+    ));
     let o = sql.bind(organization_id.to_string());
     sql.push(&o);
     if let Some(name) = after {

@@ -50,7 +50,11 @@ fn organization_condition(sql: &mut Sql, organization_id: Option<&str>) {
     }
 }
 
-pub async fn insert(conn: &impl ConnectionTrait, row: &InvitationRow, token_hash: &str) -> Result<(), DbErr> {
+pub async fn insert(
+    conn: &impl ConnectionTrait,
+    row: &InvitationRow,
+    token_hash: &str,
+) -> Result<(), DbErr> {
     store::execute(
         conn,
         &format!("INSERT INTO invitations ({COLUMNS}, token_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"),
@@ -76,12 +80,24 @@ pub async fn insert(conn: &impl ConnectionTrait, row: &InvitationRow, token_hash
 }
 
 pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Option<InvitationRow>, DbErr> {
-    store::fetch_optional(conn, &format!("SELECT {COLUMNS} FROM invitations WHERE id = $1"), values![id]).await
+    store::fetch_optional(
+        conn,
+        &format!("SELECT {COLUMNS} FROM invitations WHERE id = $1"),
+        values![id],
+    )
+    .await
 }
 
-pub async fn get_by_token_hash(conn: &impl ConnectionTrait, token_hash: &str) -> Result<Option<InvitationRow>, DbErr> {
-    store::fetch_optional(conn, &format!("SELECT {COLUMNS} FROM invitations WHERE token_hash = $1"), values![token_hash])
-        .await
+pub async fn get_by_token_hash(
+    conn: &impl ConnectionTrait,
+    token_hash: &str,
+) -> Result<Option<InvitationRow>, DbErr> {
+    store::fetch_optional(
+        conn,
+        &format!("SELECT {COLUMNS} FROM invitations WHERE token_hash = $1"),
+        values![token_hash],
+    )
+    .await
 }
 
 /// Stores `expired` on the pending invitations of an organization (or of the
@@ -96,7 +112,9 @@ pub async fn sweep_expired(
 ) -> Result<u64, DbErr> {
     let mut sql = Sql::new("UPDATE invitations SET status = 'expired'");
     let t = sql.bind(now);
-    sql.push(&format!(", update_time = {t} WHERE status = 'pending' AND expire_time <= {t}"));
+    sql.push(&format!(
+        ", update_time = {t} WHERE status = 'pending' AND expire_time <= {t}"
+    ));
     organization_condition(&mut sql, organization_id);
     if let Some(email) = email_address {
         let p = sql.bind(email.to_string());
@@ -108,7 +126,11 @@ pub async fn sweep_expired(
 /// Sets the organization's `pending_invitations_count` to its pending,
 /// unexpired invitations at `now`. Runs in the transaction of every change to
 /// the organization's invitations.
-pub async fn refresh_pending_count(conn: &impl ConnectionTrait, organization_id: &str, now: i64) -> Result<(), DbErr> {
+pub async fn refresh_pending_count(
+    conn: &impl ConnectionTrait,
+    organization_id: &str,
+    now: i64,
+) -> Result<(), DbErr> {
     store::execute(
         conn,
         "UPDATE organizations SET pending_invitations_count = \
@@ -128,7 +150,9 @@ pub async fn find_pending(
     email_address: &str,
     now: i64,
 ) -> Result<Option<InvitationRow>, DbErr> {
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM invitations WHERE status = 'pending'"));
+    let mut sql = Sql::new(&format!(
+        "SELECT {COLUMNS} FROM invitations WHERE status = 'pending'"
+    ));
     let t = sql.bind(now);
     let e = sql.bind(email_address.to_string());
     sql.push(&format!(" AND expire_time > {t} AND email_address = {e}"));
@@ -138,7 +162,11 @@ pub async fn find_pending(
 
 /// Whether an invitation of this email address to the organization was ever
 /// revoked.
-pub async fn was_revoked(conn: &impl ConnectionTrait, organization_id: &str, email_address: &str) -> Result<bool, DbErr> {
+pub async fn was_revoked(
+    conn: &impl ConnectionTrait,
+    organization_id: &str,
+    email_address: &str,
+) -> Result<bool, DbErr> {
     Ok(store::fetch_i64(
         conn,
         "SELECT COUNT(*) FROM invitations WHERE organization_id = $1 AND email_address = $2 AND status = 'revoked'",
@@ -150,7 +178,11 @@ pub async fn was_revoked(conn: &impl ConnectionTrait, organization_id: &str, ema
 
 /// Whether the email address is known to belong to a current member: a user
 /// who joined through an accepted invitation or membership request with it.
-pub async fn email_is_member(conn: &impl ConnectionTrait, organization_id: &str, email_address: &str) -> Result<bool, DbErr> {
+pub async fn email_is_member(
+    conn: &impl ConnectionTrait,
+    organization_id: &str,
+    email_address: &str,
+) -> Result<bool, DbErr> {
     Ok(store::fetch_i64(
         conn,
         "SELECT COUNT(*) FROM memberships m WHERE m.organization_id = $1 AND m.user_id IN (\
@@ -207,7 +239,9 @@ fn filter_sql(sql: &mut Sql, filter: &InvitationFilter, now: i64) {
         }
         Some(InvitationStatus::Expired) => {
             let t = sql.bind(now);
-            sql.push(&format!(" AND (status = 'expired' OR (status = 'pending' AND expire_time <= {t}))"));
+            sql.push(&format!(
+                " AND (status = 'expired' OR (status = 'pending' AND expire_time <= {t}))"
+            ));
         }
         Some(status) => {
             let p = sql.bind(status.as_str());
@@ -216,7 +250,11 @@ fn filter_sql(sql: &mut Sql, filter: &InvitationFilter, now: i64) {
     }
 }
 
-pub async fn count(conn: &impl ConnectionTrait, filter: &InvitationFilter, now: i64) -> Result<i64, DbErr> {
+pub async fn count(
+    conn: &impl ConnectionTrait,
+    filter: &InvitationFilter,
+    now: i64,
+) -> Result<i64, DbErr> {
     let mut sql = Sql::new("SELECT COUNT(*) FROM invitations");
     filter_sql(&mut sql, filter, now);
     store::fetch_i64(conn, &sql.text, sql.values).await
@@ -235,7 +273,9 @@ pub async fn list(
     if let Some((time, id)) = after {
         let t = sql.bind(time);
         let i = sql.bind(id);
-        sql.push(&format!(" AND (create_time < {t} OR (create_time = {t} AND id < {i}))"));
+        sql.push(&format!(
+            " AND (create_time < {t} OR (create_time = {t} AND id < {i}))"
+        ));
     }
     let l = sql.bind(limit as i64);
     sql.push(&format!(" ORDER BY create_time DESC, id DESC LIMIT {l}"));
@@ -244,7 +284,11 @@ pub async fn list(
 
 /// The pending, unexpired invitations of an email address, organization and
 /// application ones, newest first.
-pub async fn pending_for_email(conn: &impl ConnectionTrait, email_address: &str, now: i64) -> Result<Vec<InvitationRow>, DbErr> {
+pub async fn pending_for_email(
+    conn: &impl ConnectionTrait,
+    email_address: &str,
+    now: i64,
+) -> Result<Vec<InvitationRow>, DbErr> {
     store::fetch_all(
         conn,
         &format!(

@@ -25,7 +25,8 @@ impl MembershipRequestRow {
     }
 }
 
-pub const COLUMNS: &str = "id, organization_id, user_id, email_address, status, create_time, update_time";
+pub const COLUMNS: &str =
+    "id, organization_id, user_id, email_address, status, create_time, update_time";
 
 pub async fn insert(conn: &impl ConnectionTrait, row: &MembershipRequestRow) -> Result<(), DbErr> {
     store::execute(
@@ -45,11 +46,23 @@ pub async fn insert(conn: &impl ConnectionTrait, row: &MembershipRequestRow) -> 
     Ok(())
 }
 
-pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Option<MembershipRequestRow>, DbErr> {
-    store::fetch_optional(conn, &format!("SELECT {COLUMNS} FROM membership_requests WHERE id = $1"), values![id]).await
+pub async fn get(
+    conn: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<MembershipRequestRow>, DbErr> {
+    store::fetch_optional(
+        conn,
+        &format!("SELECT {COLUMNS} FROM membership_requests WHERE id = $1"),
+        values![id],
+    )
+    .await
 }
 
-pub async fn has_pending(conn: &impl ConnectionTrait, organization_id: &str, user_id: &str) -> Result<bool, DbErr> {
+pub async fn has_pending(
+    conn: &impl ConnectionTrait,
+    organization_id: &str,
+    user_id: &str,
+) -> Result<bool, DbErr> {
     Ok(store::fetch_i64(
         conn,
         "SELECT COUNT(*) FROM membership_requests WHERE organization_id = $1 AND user_id = $2 AND status = 'pending'",
@@ -61,7 +74,12 @@ pub async fn has_pending(conn: &impl ConnectionTrait, organization_id: &str, use
 
 /// Moves a pending request to `to`; returns whether it did. Of concurrent
 /// decisions exactly one succeeds.
-pub async fn decide(conn: &impl ConnectionTrait, id: &str, to: MembershipRequestStatus, now: i64) -> Result<bool, DbErr> {
+pub async fn decide(
+    conn: &impl ConnectionTrait,
+    id: &str,
+    to: MembershipRequestStatus,
+    now: i64,
+) -> Result<bool, DbErr> {
     let changed = store::execute(
         conn,
         "UPDATE membership_requests SET status = $1, update_time = $2 WHERE id = $3 AND status = 'pending'",
@@ -103,7 +121,9 @@ pub async fn list(
     if let Some((time, id)) = after {
         let t = sql.bind(time);
         let i = sql.bind(id);
-        sql.push(&format!(" AND (create_time < {t} OR (create_time = {t} AND id < {i}))"));
+        sql.push(&format!(
+            " AND (create_time < {t} OR (create_time = {t} AND id < {i}))"
+        ));
     }
     let l = sql.bind(limit as i64);
     sql.push(&format!(" ORDER BY create_time DESC, id DESC LIMIT {l}"));
