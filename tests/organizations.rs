@@ -1667,3 +1667,62 @@ async fn audit_events_record_actor_delegation_and_request_id() {
         "organization_id",
     );
 }
+
+#[tokio::test]
+async fn concurrent_metadata_merges_lose_no_key() {
+    let app = TestApp::spawn().await;
+    let organization = create_org(&app, "Merges", None).await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let mut client = app.admin();
+        let organization_id = organization.id.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .update_organization_metadata(pb::UpdateOrganizationMetadataRequest {
+                    organization_id,
+                    public_metadata: metadata(&[(&format!("k{i}"), string_value("v"))]),
+                    ..Default::default()
+                })
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let get = pb::GetOrganizationRequest {
+        lookup: Some(pb::get_organization_request::Lookup::OrganizationId(
+            organization.id,
+        )),
+    };
+    let current = app
+        .admin()
+        .get_organization(get)
+        .await
+        .unwrap()
+        .into_inner()
+        .organization
+        .unwrap();
+    assert_eq!(current.public_metadata.unwrap().fields.len(), 10);
+}
+
+#[tokio::test]
+async fn the_creation_limit_holds_under_concurrent_creations() {
+    let app = TestApp::spawn_with(|config| config.rules.max_organizations_per_user = 3).await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let mut client = app.user("user_rush");
+        tasks.push(tokio::spawn(async move {
+            client
+                .create_organization(new_org(&format!("Rush {i}")))
+                .await
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(status) => assert_eq!(reason(&status), "ORGANIZATION_LIMIT_REACHED", "{status:?}"),
+        }
+    }
+    assert_eq!(created, 3);
+}

@@ -97,6 +97,23 @@ impl Services {
             work.rollback().await;
             return Ok(Begun::Replay(previous));
         }
+        // An expired record of this key no longer counts; occasionally purge
+        // every expired record.
+        let cutoff = work.now - IDEMPOTENCY_RETENTION_MICROS;
+        store::execute(
+            &work.txn,
+            "DELETE FROM idempotency_keys WHERE principal = $1 AND request_id = $2 AND create_time <= $3",
+            values![actor.sub.clone(), key.request_id.clone(), cutoff],
+        )
+        .await?;
+        if rand::random_ratio(1, 256) {
+            store::execute(
+                &work.txn,
+                "DELETE FROM idempotency_keys WHERE create_time <= $1",
+                values![cutoff],
+            )
+            .await?;
+        }
         let claimed = store::execute(
             &work.txn,
             "INSERT INTO idempotency_keys (principal, request_id, method, fingerprint, response, create_time) VALUES ($1, $2, $3, $4, '', $5)",

@@ -180,6 +180,8 @@ impl Services {
     ) -> Result<CreatedOrganization> {
         let limit = self.config.rules.max_organizations_per_user;
         if !actor.platform {
+            // Concurrent creations by one user must not pass the limit together.
+            store::lock_key(&work.txn, &format!("create-organization:{}", actor.sub)).await?;
             let created = organizations::count_created_by(&work.txn, &actor.sub).await?;
             if created >= i64::from(limit) {
                 return Err(Error::ResourceExhausted(
@@ -377,12 +379,57 @@ impl Services {
         etag: Option<&str>,
         changes: OrganizationChanges,
     ) -> Result<OrganizationRow> {
+        self.change_organization(actor, organization_id, etag, |_| Ok(changes))
+            .await
+    }
+
+    /// Deep-merges metadata patches (`null` deletes a key). The merge reads the
+    /// locked row, so concurrent merges of different keys all land.
+    pub async fn merge_organization_metadata(
+        &self,
+        actor: &Actor,
+        organization_id: &str,
+        etag: Option<&str>,
+        public_patch: Option<Map<String, Value>>,
+        private_patch: Option<Map<String, Value>>,
+    ) -> Result<OrganizationRow> {
+        self.change_organization(actor, organization_id, etag, |current| {
+            let mut public = Metadata::from_json(&current.public_metadata);
+            let mut private = Metadata::from_json(&current.private_metadata);
+            if let Some(patch) = &public_patch {
+                public.merge(patch);
+            }
+            if let Some(patch) = &private_patch {
+                private.merge(patch);
+            }
+            let public = Metadata::parse("public_metadata", public.0)
+                .map_err(|v| Error::InvalidArgument(vec![v]))?;
+            let private = Metadata::parse("private_metadata", private.0)
+                .map_err(|v| Error::InvalidArgument(vec![v]))?;
+            Ok(OrganizationChanges {
+                public_metadata: Some(public),
+                private_metadata: Some(private),
+                ..Default::default()
+            })
+        })
+        .await
+    }
+
+    /// Applies the changes `decide` derives from the current, locked row.
+    async fn change_organization(
+        &self,
+        actor: &Actor,
+        organization_id: &str,
+        etag: Option<&str>,
+        decide: impl FnOnce(&OrganizationRow) -> Result<OrganizationChanges>,
+    ) -> Result<OrganizationRow> {
         let work = self.begin(false).await?;
         let result: Result<OrganizationRow> = async {
             let current = organizations::get_for_update(&work.txn, organization_id)
                 .await?
                 .ok_or_else(Error::organization_not_found)?;
             etag_matches(etag, &current.etag())?;
+            let changes = decide(&current)?;
             let mut updated = current.clone();
             if let Some(name) = changes.name {
                 updated.name = name;
@@ -422,47 +469,6 @@ impl Services {
         }
         .await;
         finish_simple(work, actor, organization_id, organization_id, result).await
-    }
-
-    /// Deep-merges metadata patches (`null` deletes a key).
-    pub async fn merge_organization_metadata(
-        &self,
-        actor: &Actor,
-        organization_id: &str,
-        etag: Option<&str>,
-        public_patch: Option<Map<String, Value>>,
-        private_patch: Option<Map<String, Value>>,
-    ) -> Result<OrganizationRow> {
-        let current = organizations::get(self.db.conn(), organization_id)
-            .await?
-            .ok_or_else(Error::organization_not_found)?;
-        etag_matches(etag, &current.etag())?;
-        let mut public = Metadata::from_json(&current.public_metadata);
-        let mut private = Metadata::from_json(&current.private_metadata);
-        if let Some(patch) = &public_patch {
-            public.merge(patch);
-        }
-        if let Some(patch) = &private_patch {
-            private.merge(patch);
-        }
-        let public = Metadata::parse("public_metadata", public.0)
-            .map_err(|v| Error::InvalidArgument(vec![v]))?;
-        let private = Metadata::parse("private_metadata", private.0)
-            .map_err(|v| Error::InvalidArgument(vec![v]))?;
-        // The merge was computed from `current`; the etag of `current` makes the
-        // write conditional, so a concurrent change is never overwritten.
-        let expected = current.etag();
-        self.update_organization(
-            actor,
-            organization_id,
-            Some(&expected),
-            OrganizationChanges {
-                public_metadata: Some(public),
-                private_metadata: Some(private),
-                ..Default::default()
-            },
-        )
-        .await
     }
 
     pub async fn delete_organization(

@@ -148,6 +148,21 @@ pub fn for_update(conn: &impl ConnectionTrait) -> &'static str {
     }
 }
 
+/// Serializes transactions that name the same `key` until they end: an
+/// advisory lock on PostgreSQL; SQLite write transactions are serialized
+/// already.
+pub async fn lock_key(conn: &impl ConnectionTrait, key: &str) -> Result<(), DbErr> {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        execute(
+            conn,
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            vec![Value::from(key)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Builds a `Vec<sea_orm::Value>` from expressions.
 #[macro_export]
 macro_rules! values {
