@@ -2,6 +2,8 @@
 //! the log before it commits, or rolls everything back for `validate_only`.
 
 pub mod billing;
+pub mod domains;
+pub mod invitations;
 pub mod organizations;
 pub mod roles;
 

@@ -1,6 +1,9 @@
 //! Rows and repository functions. Every function takes `&impl ConnectionTrait`
 //! so it runs inside the caller's transaction.
 
+pub mod domains;
+pub mod invitations;
+pub mod membership_requests;
 pub mod memberships;
 pub mod organizations;
 pub mod roles;
