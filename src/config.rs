@@ -108,6 +108,9 @@ impl Default for BillingConfig {
     }
 }
 
+/// Consumer mail domains refused as organization domains, by default.
+pub const DEFAULT_CONSUMER_EMAIL_DOMAINS: &str = "gmail.com,googlemail.com,outlook.com,hotmail.com,live.com,msn.com,yahoo.com,ymail.com,icloud.com,me.com,mac.com,aol.com,proton.me,protonmail.com,gmx.com,gmx.de,web.de,mail.com,yandex.com,yandex.ru,zoho.com,qq.com,163.com";
+
 /// Organization rules.
 #[derive(Debug, Clone, Args)]
 pub struct RulesConfig {
@@ -138,7 +141,7 @@ pub struct RulesConfig {
         long = "consumer-email-domains",
         env = "ORGS_CONSUMER_EMAIL_DOMAINS",
         value_delimiter = ',',
-        default_value = "gmail.com,googlemail.com,outlook.com,hotmail.com,live.com,msn.com,yahoo.com,ymail.com,icloud.com,me.com,mac.com,aol.com,proton.me,protonmail.com,gmx.com,gmx.de,web.de,mail.com,yandex.com,yandex.ru,zoho.com,qq.com,163.com"
+        default_value = DEFAULT_CONSUMER_EMAIL_DOMAINS
     )]
     pub consumer_email_domains: Vec<String>,
 }
