@@ -1,5 +1,14 @@
-//! Builds and runs the tonic server: the telemetry and auth layers, the three
-//! services, health, reflection, the `/metrics` listener and graceful shutdown.
+//! Builds and runs the tonic server: the telemetry, drain and auth layers, the
+//! three services, health, reflection, the `/metrics` listener and graceful
+//! shutdown.
+//!
+//! Shutdown: health turns NOT_SERVING and [`Services::shutdown`] turns true
+//! (watch streams end with `UNAVAILABLE`); new calls get `UNAVAILABLE`; calls
+//! already running get the grace period (`ORGS_SHUTDOWN_GRACE_PERIOD`) to finish
+//! and are cut after it. Then the listener closes and the connections get
+//! GOAWAY.
+
+pub mod drain;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -28,6 +37,11 @@ use crate::service::Services;
 use crate::store::Db;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::rpc::{KnownRpcs, RpcLayer};
+use drain::DrainLayer;
+
+/// How long the server waits for connections to close after cutting the calls
+/// that outlived the grace period.
+const AFTER_CUT_WAIT: Duration = Duration::from_secs(2);
 
 /// The content type of the OpenMetrics text format that `/metrics` serves.
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -139,11 +153,22 @@ impl App {
             },
         ));
 
+        let grace_period = services.config.shutdown_grace_period();
+        let (cut_sender, cut) = watch::channel(false);
+        let drain = DrainLayer::new(services.shutdown.clone(), cut);
+        let in_flight = drain.in_flight();
         let shutdown_sender = self.shutdown_sender;
         let shutdown_reporter = reporter.clone();
+        // Completing this future closes the listener and sends GOAWAY; that
+        // waits until the running calls have ended (or been cut), so calls
+        // arriving meanwhile get a clear UNAVAILABLE from the drain layer.
         let on_signal = async move {
             signal.await;
-            tracing::info!("shutting down");
+            tracing::info!(
+                calls = in_flight.count(),
+                grace_period_secs = grace_period.as_secs(),
+                "shutting down"
+            );
             for name in SERVICE_NAMES {
                 shutdown_reporter
                     .set_service_status(*name, ServingStatus::NotServing)
@@ -153,6 +178,8 @@ impl App {
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
             let _ = shutdown_sender.send(true);
+            in_flight.drained().await;
+            tracing::info!("no calls running; closing connections");
         };
 
         let known_rpcs = KnownRpcs::from_descriptor_sets(&[
@@ -164,6 +191,7 @@ impl App {
         let server = Server::builder()
             // Outermost, so calls refused by the layers below are traced and counted too.
             .layer(RpcLayer::new(services.metrics.clone(), known_rpcs))
+            .layer(drain)
             .layer(AuthLayer::new(self.verifier))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -176,7 +204,29 @@ impl App {
             )))
             .add_service(BillingServiceServer::new(BillingApi::new(services.clone())))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_signal);
-        let result = server.await;
+        tokio::pin!(server);
+
+        let mut shutdown = services.shutdown.clone();
+        let grace_over = async move {
+            if shutdown.wait_for(|started| *started).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(grace_period).await;
+        };
+        let result = tokio::select! {
+            result = &mut server => result,
+            _ = grace_over => {
+                tracing::warn!(grace_period_secs = grace_period.as_secs(), "grace period over; cutting the calls still running");
+                let _ = cut_sender.send(true);
+                match tokio::time::timeout(AFTER_CUT_WAIT, &mut server).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!("connections still open after the cut; leaving them");
+                        Ok(())
+                    }
+                }
+            }
+        };
         tracing::info!("gRPC server stopped");
         let _ = stop_metrics.send(());
         if let Ok(Err(err)) = metrics_server.await {

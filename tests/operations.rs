@@ -1,4 +1,5 @@
-//! Operations: Prometheus metrics, OpenTelemetry traces and logs.
+//! Operations: Prometheus metrics, OpenTelemetry traces and logs, graceful
+//! shutdown (in process and of a real `orgs serve` process on SIGTERM).
 
 mod common;
 
@@ -12,14 +13,24 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     trace_service_server::{TraceService, TraceServiceServer},
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use orgs::clients::OrganizationServiceClient;
 use orgs::config::LogFormat;
 use orgs::proto::v1 as pb;
 use orgs::telemetry::metrics::Metrics;
 use orgs::telemetry::{TelemetryOptions, init_with_writer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Code, Request, Response, Status};
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status, Streaming};
+use tonic_health::pb::{
+    HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus,
+    health_client::HealthClient,
+};
+use tonic_reflection::pb::v1::{
+    ServerReflectionRequest, ServerReflectionResponse,
+    server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+};
 
 /// Generous bound for anything that should take a moment.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -411,4 +422,313 @@ async fn a_call_with_a_traceparent_is_exported_under_that_trace_and_logged_with_
 
     app.shutdown().await;
     telemetry.shutdown().await;
+}
+
+// ---------------------------------------------------------------- shutdown
+
+async fn health_watch(channel: Channel) -> Streaming<HealthCheckResponse> {
+    HealthClient::new(channel)
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health watch")
+        .into_inner()
+}
+
+async fn next_status(watch: &mut Streaming<HealthCheckResponse>) -> ServingStatus {
+    let message = tokio::time::timeout(PATIENCE, watch.message())
+        .await
+        .expect("a health update in time");
+    let response = message
+        .expect("health update")
+        .expect("an update, not the end");
+    ServingStatus::try_from(response.status).expect("a known status")
+}
+
+/// A reflection stream: a call that stays in flight for as long as the client
+/// keeps sending.
+struct Reflection {
+    requests: mpsc::Sender<ServerReflectionRequest>,
+    responses: Streaming<ServerReflectionResponse>,
+}
+
+impl Reflection {
+    async fn open(channel: Channel) -> Reflection {
+        let (requests, receiver) = mpsc::channel(4);
+        let mut call = ServerReflectionClient::new(channel);
+        let responses = call.server_reflection_info(ReceiverStream::new(receiver));
+        requests.send(list_services()).await.expect("first request");
+        let mut reflection = Reflection {
+            requests,
+            responses: responses.await.expect("reflection").into_inner(),
+        };
+        reflection.answer().await.expect("first answer");
+        reflection
+    }
+
+    /// Asks for the services and waits for the answer.
+    async fn ask(&mut self) -> Result<(), Status> {
+        self.requests
+            .send(list_services())
+            .await
+            .map_err(|_| Status::internal("request stream closed"))?;
+        self.answer().await
+    }
+
+    async fn answer(&mut self) -> Result<(), Status> {
+        let answer = tokio::time::timeout(PATIENCE, self.responses.message())
+            .await
+            .expect("an answer in time")?;
+        assert!(answer.is_some(), "the stream ended instead of answering");
+        Ok(())
+    }
+
+    /// Waits for the server to end the stream; its final status.
+    async fn end(mut self) -> Result<(), Status> {
+        let ended = tokio::time::timeout(PATIENCE, async {
+            loop {
+                if self.responses.message().await?.is_none() {
+                    return Ok(());
+                }
+            }
+        });
+        ended.await.expect("the stream ends in time")
+    }
+}
+
+fn list_services() -> ServerReflectionRequest {
+    ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    }
+}
+
+fn assert_shutting_down<T: std::fmt::Debug>(result: Result<T, Status>, what: &str) {
+    let status = result.expect_err(what);
+    assert_eq!(status.code(), Code::Unavailable, "{what}: {status:?}");
+}
+
+#[tokio::test]
+async fn shutdown_ends_health_watches_refuses_new_calls_and_cuts_calls_after_the_grace_period() {
+    let app = TestApp::spawn_with(|config| config.shutdown_grace_period_secs = 1).await;
+    let channel = app.channel();
+    let mut watch = health_watch(channel.clone()).await;
+    assert_eq!(next_status(&mut watch).await, ServingStatus::Serving);
+    let mut in_flight = Reflection::open(channel.clone()).await;
+    let orgs = app.admin();
+
+    let stopping = tokio::spawn(app.shutdown());
+    assert_eq!(next_status(&mut watch).await, ServingStatus::NotServing);
+    let ended = tokio::time::timeout(PATIENCE, watch.message())
+        .await
+        .expect("the health watch ends");
+    let status = ended.expect_err("the health watch ends with a status");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(reason(&status), "SHUTTING_DOWN");
+
+    let mut orgs_after = orgs.clone();
+    assert_shutting_down(
+        orgs_after
+            .create_organization(pb::CreateOrganizationRequest {
+                name: "Late Inc".into(),
+                ..Default::default()
+            })
+            .await,
+        "a call after shutdown started",
+    );
+    // The call in flight still gets answers during the grace period, then is cut.
+    in_flight
+        .ask()
+        .await
+        .expect("an answer during the grace period");
+    let cut = in_flight
+        .end()
+        .await
+        .expect_err("cut after the grace period");
+    assert_eq!(cut.code(), Code::Unavailable, "{cut:?}");
+    assert_eq!(reason(&cut), "SHUTTING_DOWN");
+
+    tokio::time::timeout(PATIENCE, stopping)
+        .await
+        .expect("shutdown finishes")
+        .expect("shutdown task");
+}
+
+/// A running `orgs serve` process and its log lines.
+struct ServeProcess {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    logs: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl ServeProcess {
+    async fn start(grace_period_secs: u64) -> ServeProcess {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_orgs"))
+            .arg("serve")
+            .env("ORGS_DATABASE_URL", fresh_database_url().await)
+            .env("ORGS_AUTH_HS256_SECRET", SECRET)
+            .env("ORGS_LISTEN_ADDR", "127.0.0.1:0")
+            .env("ORGS_METRICS_LISTEN_ADDR", "127.0.0.1:0")
+            .env("ORGS_SHUTDOWN_GRACE_PERIOD", grace_period_secs.to_string())
+            .env("ORGS_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start orgs serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addresses, mut listening) = mpsc::unbounded_channel::<(String, SocketAddr)>();
+        let collected = logs.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if let (Some(message), Some(addr)) = (
+                    entry["message"].as_str(),
+                    entry["addr"].as_str().and_then(|a| a.parse().ok()),
+                ) {
+                    let _ = addresses.send((message.to_string(), addr));
+                }
+                collected.lock().expect("logs").push(entry);
+            }
+        });
+        let (mut addr, mut metrics_addr) = (None, None);
+        while addr.is_none() || metrics_addr.is_none() {
+            let (message, bound) = tokio::time::timeout(PATIENCE, listening.recv())
+                .await
+                .expect("orgs serve listens in time")
+                .expect("orgs serve logs where it listens");
+            match message.as_str() {
+                "serving gRPC" => addr = Some(bound),
+                "serving metrics" => metrics_addr = Some(bound),
+                _ => {}
+            }
+        }
+        ServeProcess {
+            child,
+            addr: addr.expect("grpc"),
+            metrics_addr: metrics_addr.expect("metrics"),
+            logs,
+        }
+    }
+
+    fn terminate(&self) {
+        let pid = self.child.id().expect("running");
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+    }
+
+    fn logged(&self, message: &str) -> bool {
+        self.logs
+            .lock()
+            .expect("logs")
+            .iter()
+            .any(|entry| entry["message"] == message)
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_a_real_server_and_exits_zero() {
+    let grace_period = Duration::from_secs(3);
+    let mut server = ServeProcess::start(grace_period.as_secs()).await;
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut orgs = OrganizationServiceClient::new(channel.clone());
+    let authorized = |message: pb::CreateOrganizationRequest| {
+        let mut request = Request::new(message);
+        let bearer = format!("Bearer {}", token("svc-onboarding", "orgs:admin"));
+        request
+            .metadata_mut()
+            .insert("authorization", bearer.parse().expect("header"));
+        request
+    };
+    orgs.create_organization(authorized(pb::CreateOrganizationRequest {
+        name: "Before Inc".into(),
+        ..Default::default()
+    }))
+    .await
+    .expect("a call before SIGTERM");
+    let (_, metrics) = scrape(server.metrics_addr).await;
+    assert!(metrics.contains("grpc_server_handled_total"), "{metrics}");
+
+    let mut watch = health_watch(channel.clone()).await;
+    assert_eq!(next_status(&mut watch).await, ServingStatus::Serving);
+    let mut finishing = Reflection::open(channel.clone()).await;
+    let outliving = Reflection::open(channel.clone()).await;
+
+    server.terminate();
+    assert_eq!(
+        next_status(&mut watch).await,
+        ServingStatus::NotServing,
+        "health goes NOT_SERVING"
+    );
+    let ended = tokio::time::timeout(PATIENCE, watch.message())
+        .await
+        .expect("the health watch ends");
+    assert_eq!(
+        ended
+            .expect_err("the health watch ends with a status")
+            .code(),
+        Code::Unavailable
+    );
+
+    assert_shutting_down(
+        orgs.create_organization(authorized(pb::CreateOrganizationRequest {
+            name: "Late Inc".into(),
+            ..Default::default()
+        }))
+        .await,
+        "a new call on an open connection",
+    );
+    let fresh = Channel::from_shared(format!("http://{}", server.addr))
+        .expect("uri")
+        .connect_lazy();
+    assert_shutting_down(
+        OrganizationServiceClient::new(fresh)
+            .create_organization(authorized(pb::CreateOrganizationRequest {
+                name: "Later Inc".into(),
+                ..Default::default()
+            }))
+            .await,
+        "a call on a new connection",
+    );
+
+    // A call in flight finishes normally during the grace period...
+    finishing.ask().await.expect("an answer after SIGTERM");
+    drop(finishing.requests);
+    let finished = tokio::time::timeout(PATIENCE, finishing.responses.message())
+        .await
+        .expect("the call ends in time");
+    assert!(
+        matches!(finished, Ok(None)),
+        "the call ends with OK: {finished:?}"
+    );
+    // ...and one that outlives it is cut with UNAVAILABLE.
+    let cut = outliving
+        .end()
+        .await
+        .expect_err("cut after the grace period");
+    assert_eq!(cut.code(), Code::Unavailable, "{cut:?}");
+
+    let exit = tokio::time::timeout(PATIENCE, server.child.wait())
+        .await
+        .expect("the process exits in time")
+        .expect("exit status");
+    assert!(exit.success(), "orgs serve exits 0 after SIGTERM: {exit:?}");
+    assert!(server.logged("shutting down"));
+    assert!(server.logged("grace period over; cutting the calls still running"));
+    assert!(server.logged("stopped"));
 }
