@@ -269,7 +269,7 @@ impl ServeConfig {
     }
 
     /// A configuration for tests and embedding: defaults, the given database and
-    /// HS256 secret, listening on an ephemeral port with metrics off.
+    /// HS256 secret, gRPC and metrics listening on ephemeral ports.
     pub fn for_tests(database_url: &str, hs256_secret: &str) -> Self {
         ServeConfig {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),

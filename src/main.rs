@@ -7,6 +7,7 @@ use orgs::auth::token::{TokenRequest, mint_hs256, parse_ttl};
 use orgs::config::{DatabaseConfig, LogFormat, Secret, ServeConfig};
 use orgs::domain::time::SystemClock;
 use orgs::store::Db;
+use orgs::telemetry::TelemetryOptions;
 
 #[derive(Parser)]
 #[command(
@@ -81,7 +82,14 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    orgs::telemetry::init(config.log_format);
+    let telemetry = orgs::telemetry::init(TelemetryOptions::from_env(config.log_format))?;
+    let result = run(config).await;
+    // Whatever happened, send the spans that explain it.
+    telemetry.shutdown().await;
+    result
+}
+
+async fn run(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(config = ?config, "starting");
     let listen = config.listen_addr;
     let app = orgs::App::build(config, Arc::new(SystemClock)).await?;
@@ -89,7 +97,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(addr = %listener.local_addr()?, "serving gRPC");
-    app.serve(listener, shutdown_signal()).await
+    app.serve(listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// Completes on SIGTERM or SIGINT.
@@ -117,11 +127,15 @@ async fn shutdown_signal() {
 }
 
 async fn migrate(database: DatabaseConfig) -> anyhow::Result<()> {
-    orgs::telemetry::init(LogFormat::Text);
+    let telemetry = orgs::telemetry::init(TelemetryOptions {
+        otlp_endpoint: None,
+        ..TelemetryOptions::from_env(LogFormat::Text)
+    })?;
     let db = Db::connect(&database.url, 1).await?;
     db.migrate().await?;
     tracing::info!(database = %orgs::config::redact_url(&database.url), "migrations applied");
     db.close().await;
+    telemetry.shutdown().await;
     Ok(())
 }
 

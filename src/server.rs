@@ -1,8 +1,18 @@
-//! Builds and runs the tonic server: the auth layer, the three services, health,
-//! reflection and graceful shutdown.
+//! Builds and runs the tonic server: the telemetry, drain and auth layers, the
+//! three services, health, reflection, the `/metrics` listener and graceful
+//! shutdown.
+//!
+//! Shutdown: health turns NOT_SERVING and [`Services::shutdown`] turns true
+//! (watch streams end with `UNAVAILABLE`); new calls get `UNAVAILABLE`; calls
+//! already running get the grace period (`ORGS_SHUTDOWN_GRACE_PERIOD`) to finish
+//! and are cut after it. Then the listener closes and the connections get
+//! GOAWAY.
+
+pub mod drain;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
+use axum::{Router, http::header, response::IntoResponse, routing::get};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -25,6 +35,16 @@ use crate::proto::{
 };
 use crate::service::Services;
 use crate::store::Db;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::rpc::{KnownRpcs, RpcLayer};
+use drain::DrainLayer;
+
+/// How long the server waits for connections to close after cutting the calls
+/// that outlived the grace period.
+const AFTER_CUT_WAIT: Duration = Duration::from_secs(2);
+
+/// The content type of the OpenMetrics text format that `/metrics` serves.
+const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The fully qualified names of the services, as health reports them.
 pub const SERVICE_NAMES: &[&str] = &[
@@ -59,12 +79,15 @@ impl App {
                 .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
         }
         let (shutdown_sender, shutdown) = watch::channel(false);
+        let metrics = Metrics::new();
+        metrics.observe_database(db.clone());
         let services = Services {
             db,
             clock,
             config: Arc::new(config),
             notifier: Notifier::default(),
             shutdown,
+            metrics,
         };
         Ok(App {
             services,
@@ -73,10 +96,29 @@ impl App {
         })
     }
 
-    /// Serves on `listener` until `signal` completes, then shuts down gracefully.
+    /// Serves gRPC on `listener` and metrics on the configured
+    /// `metrics_listen_addr` until `signal` completes, then shuts down
+    /// gracefully.
     pub async fn serve(
         self,
         listener: TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let metrics_addr = self.services.config.metrics_listen_addr;
+        let metrics_listener = TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {metrics_addr}: {e}"))?;
+        tracing::info!(addr = %metrics_listener.local_addr()?, "serving metrics");
+        self.serve_with_metrics(listener, metrics_listener, signal)
+            .await
+    }
+
+    /// Serves gRPC on `listener` and `/metrics` on `metrics_listener` until
+    /// `signal` completes, then shuts down gracefully.
+    pub async fn serve_with_metrics(
+        self,
+        listener: TcpListener,
+        metrics_listener: TcpListener,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -102,11 +144,31 @@ impl App {
             .build_v1alpha()?;
 
         let services = self.services.clone();
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_server = tokio::spawn(serve_metrics(
+            metrics_listener,
+            services.metrics.clone(),
+            async move {
+                let _ = metrics_stopped.await;
+            },
+        ));
+
+        let grace_period = services.config.shutdown_grace_period();
+        let (cut_sender, cut) = watch::channel(false);
+        let drain = DrainLayer::new(services.shutdown.clone(), cut);
+        let in_flight = drain.in_flight();
         let shutdown_sender = self.shutdown_sender;
         let shutdown_reporter = reporter.clone();
+        // Completing this future closes the listener and sends GOAWAY; that
+        // waits until the running calls have ended (or been cut), so calls
+        // arriving meanwhile get a clear UNAVAILABLE from the drain layer.
         let on_signal = async move {
             signal.await;
-            tracing::info!("shutting down");
+            tracing::info!(
+                calls = in_flight.count(),
+                grace_period_secs = grace_period.as_secs(),
+                "shutting down"
+            );
             for name in SERVICE_NAMES {
                 shutdown_reporter
                     .set_service_status(*name, ServingStatus::NotServing)
@@ -116,9 +178,20 @@ impl App {
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
             let _ = shutdown_sender.send(true);
+            in_flight.drained().await;
+            tracing::info!("no calls running; closing connections");
         };
 
-        let result = Server::builder()
+        let known_rpcs = KnownRpcs::from_descriptor_sets(&[
+            proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ]);
+        let server = Server::builder()
+            // Outermost, so calls refused by the layers below are traced and counted too.
+            .layer(RpcLayer::new(services.metrics.clone(), known_rpcs))
+            .layer(drain)
             .layer(AuthLayer::new(self.verifier))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -130,32 +203,93 @@ impl App {
                 services.clone(),
             )))
             .add_service(BillingServiceServer::new(BillingApi::new(services.clone())))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_signal)
-            .await;
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_signal);
+        tokio::pin!(server);
+
+        let mut shutdown = services.shutdown.clone();
+        let grace_over = async move {
+            if shutdown.wait_for(|started| *started).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(grace_period).await;
+        };
+        let result = tokio::select! {
+            result = &mut server => result,
+            _ = grace_over => {
+                tracing::warn!(grace_period_secs = grace_period.as_secs(), "grace period over; cutting the calls still running");
+                let _ = cut_sender.send(true);
+                match tokio::time::timeout(AFTER_CUT_WAIT, &mut server).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!("connections still open after the cut; leaving them");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        tracing::info!("gRPC server stopped");
+        let _ = stop_metrics.send(());
+        if let Ok(Err(err)) = metrics_server.await {
+            tracing::warn!(error = %err, "metrics listener failed");
+        }
         watchdog.abort();
         services.db.clone().close().await;
         result.map_err(Into::into)
     }
 
-    /// Binds `addr` and serves in the background; for tests and embedding.
+    /// Binds `addr` (and the configured metrics address) and serves in the
+    /// background; for tests and embedding.
     pub async fn spawn(self, addr: SocketAddr) -> anyhow::Result<RunningServer> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
+        let metrics_listener = TcpListener::bind(self.services.config.metrics_listen_addr).await?;
+        let metrics_addr = metrics_listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(self.serve(listener, async move {
-            let _ = stopped.await;
-        }));
+        let handle =
+            tokio::spawn(
+                self.serve_with_metrics(listener, metrics_listener, async move {
+                    let _ = stopped.await;
+                }),
+            );
         Ok(RunningServer {
             addr: local_addr,
+            metrics_addr,
             stop: Some(stop),
             handle,
         })
     }
 }
 
+/// Serves `GET /metrics` until `signal` completes.
+async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Metrics,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+                    metrics.scrape().await,
+                )
+                    .into_response()
+            }
+        }),
+    );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(signal)
+        .await
+}
+
 /// A server running in the background.
 pub struct RunningServer {
+    /// The bound gRPC address.
     pub addr: SocketAddr,
+    /// The bound address of `/metrics`.
+    pub metrics_addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }

@@ -17,6 +17,7 @@ use crate::domain::time::{Clock, Micros};
 use crate::domain::{Actor, Error, Reason, Result};
 use crate::events::{self, NewEvent, Notifier};
 use crate::store::{self, Db};
+use crate::telemetry::metrics::Metrics;
 use crate::values;
 
 /// How long idempotency records are kept, in microseconds (at least 24 hours).
@@ -32,6 +33,10 @@ pub struct Services {
     /// Becomes true when the server starts shutting down; long-lived streams
     /// end with UNAVAILABLE then.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The Prometheus metrics: `metrics.watch_stream_opened()` for watch
+    /// streams, `metrics.set_billing_period(..)` or `metrics.on_scrape(..)` for
+    /// the billing gauges.
+    pub metrics: Metrics,
 }
 
 /// The idempotency key of a create or accept call: its `request_id` and a

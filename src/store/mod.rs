@@ -75,6 +75,45 @@ impl Db {
     pub async fn close(self) {
         let _ = self.conn.close().await;
     }
+
+    /// The connections of the pool right now, for the metrics.
+    pub fn pool_status(&self) -> Option<PoolStatus> {
+        use sea_orm::DatabaseConnectionType as Type;
+        match &self.conn.inner {
+            Type::SqlxPostgresPoolConnection(_) => {
+                let pool = self.conn.get_postgres_connection_pool();
+                Some(PoolStatus {
+                    open: pool.size(),
+                    idle: idle_count(pool.num_idle()),
+                    max: pool.options().get_max_connections(),
+                })
+            }
+            Type::SqlxSqlitePoolConnection(_) => {
+                let pool = self.conn.get_sqlite_connection_pool();
+                Some(PoolStatus {
+                    open: pool.size(),
+                    idle: idle_count(pool.num_idle()),
+                    max: pool.options().get_max_connections(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Connections of a database pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Open connections, idle ones included.
+    pub open: u32,
+    /// Open connections not lent out.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
+fn idle_count(idle: usize) -> u32 {
+    u32::try_from(idle).unwrap_or(u32::MAX)
 }
 
 /// A statement with `$N` placeholders for whichever backend runs it.

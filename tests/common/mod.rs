@@ -78,6 +78,8 @@ pub async fn fresh_database_url() -> String {
 
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
+    /// Where `/metrics` is served.
+    pub metrics_addr: std::net::SocketAddr,
     pub clock: ManualClock,
     pub database_url: String,
     server: Option<RunningServer>,
@@ -114,6 +116,7 @@ impl TestApp {
             .expect("connect");
         TestApp {
             addr: server.addr,
+            metrics_addr: server.metrics_addr,
             clock,
             database_url: url.to_string(),
             server: Some(server),

@@ -1,0 +1,348 @@
+//! Prometheus metrics: one registry per server, encoded as text for `/metrics`.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `grpc_server_handled_total` | counter | `grpc_service`, `grpc_method`, `grpc_code` |
+//! | `grpc_server_handling_seconds` | histogram | `grpc_service`, `grpc_method` |
+//! | `grpc_server_in_flight_requests` | gauge | `grpc_service`, `grpc_method` |
+//! | `orgs_watch_streams_open` | gauge | |
+//! | `orgs_billing_billable_organizations` | gauge | |
+//! | `orgs_billing_charged_organizations` | gauge | |
+//! | `orgs_db_pool_connections` | gauge | `state` (`idle`, `in_use`) |
+//! | `orgs_db_pool_max_connections` | gauge | |
+//!
+//! RPCs outside the served protos are counted as `grpc_service="unknown"`,
+//! `grpc_method="unknown"`, so a client cannot grow the label sets.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::future::BoxFuture;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::{
+    counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
+};
+use prometheus_client::registry::Registry;
+use tonic::Code;
+
+use crate::store::Db;
+
+/// The labels of the per-RPC metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    pub grpc_service: String,
+    pub grpc_method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandledLabels {
+    grpc_service: String,
+    grpc_method: String,
+    grpc_code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    state: &'static str,
+}
+
+/// Runs before each scrape, to bring gauges up to date.
+pub type ScrapeHook = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// How long one [`ScrapeHook`] may take before the scrape goes on without it.
+const SCRAPE_HOOK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The server's metrics. Cheap to clone; every clone feeds the same registry.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    handled: Family<HandledLabels, Counter>,
+    handling_seconds: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    in_flight: Family<MethodLabels, Gauge>,
+    watch_streams_open: Gauge,
+    billable_organizations: Gauge,
+    charged_organizations: Gauge,
+    db_pool_connections: Family<PoolLabels, Gauge>,
+    db_pool_max_connections: Gauge,
+    database: Mutex<Option<Db>>,
+    scrape_hooks: Mutex<Vec<ScrapeHook>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to about 16 s: database calls at the low end, slow streams at the top.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 15,
+    ))
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let handled = Family::<HandledLabels, Counter>::default();
+        registry.register(
+            "grpc_server_handled",
+            "RPCs completed, by gRPC status code",
+            handled.clone(),
+        );
+        let handling_seconds =
+            Family::<MethodLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "grpc_server_handling_seconds",
+            "Time from request to the end of the response (the whole stream for streaming RPCs)",
+            handling_seconds.clone(),
+        );
+        let in_flight = Family::<MethodLabels, Gauge>::default();
+        registry.register(
+            "grpc_server_in_flight_requests",
+            "RPCs being handled now",
+            in_flight.clone(),
+        );
+        let watch_streams_open = Gauge::default();
+        registry.register(
+            "orgs_watch_streams_open",
+            "Open watch streams",
+            watch_streams_open.clone(),
+        );
+        let billable_organizations = Gauge::default();
+        registry.register(
+            "orgs_billing_billable_organizations",
+            "Billable organizations in the current billing period",
+            billable_organizations.clone(),
+        );
+        let charged_organizations = Gauge::default();
+        registry.register(
+            "orgs_billing_charged_organizations",
+            "Organizations charged for in the current billing period (billable beyond the free ones)",
+            charged_organizations.clone(),
+        );
+        let db_pool_connections = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "orgs_db_pool_connections",
+            "Database pool connections by state",
+            db_pool_connections.clone(),
+        );
+        let db_pool_max_connections = Gauge::default();
+        registry.register(
+            "orgs_db_pool_max_connections",
+            "Configured size limit of the database pool",
+            db_pool_max_connections.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                handled,
+                handling_seconds,
+                in_flight,
+                watch_streams_open,
+                billable_organizations,
+                charged_organizations,
+                db_pool_connections,
+                db_pool_max_connections,
+                database: Mutex::new(None),
+                scrape_hooks: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Reports the connections of `db`'s pool on every scrape.
+    pub fn observe_database(&self, db: Db) {
+        if let Ok(mut database) = self.inner.database.lock() {
+            *database = Some(db);
+        }
+    }
+
+    /// Counts an open watch stream until the returned guard is dropped.
+    ///
+    /// Keep the guard inside the stream (move it into the stream's state), so
+    /// it drops however the stream ends: the client going away, an error, or
+    /// the server shutting down.
+    pub fn watch_stream_opened(&self) -> WatchStreamGuard {
+        self.inner.watch_streams_open.inc();
+        WatchStreamGuard {
+            gauge: self.inner.watch_streams_open.clone(),
+        }
+    }
+
+    /// Sets the billable and charged organizations of the current billing
+    /// period. Call it after a change (each replica only sees its own), or from
+    /// a [`Metrics::on_scrape`] hook that reads the numbers from the database,
+    /// which keeps every replica right.
+    pub fn set_billing_period(&self, billable_organizations: u64, charged_organizations: u64) {
+        self.inner
+            .billable_organizations
+            .set(saturating_i64(billable_organizations));
+        self.inner
+            .charged_organizations
+            .set(saturating_i64(charged_organizations));
+    }
+
+    /// Runs `hook` before every scrape (each hook gets two seconds; a slow one
+    /// leaves its gauges as they were). For numbers that live in the database,
+    /// such as [`Metrics::set_billing_period`].
+    pub fn on_scrape(&self, hook: impl Fn() -> BoxFuture<'static, ()> + Send + Sync + 'static) {
+        if let Ok(mut hooks) = self.inner.scrape_hooks.lock() {
+            hooks.push(Arc::new(hook));
+        }
+    }
+
+    /// Starts counting one RPC; the call is counted as handled when the
+    /// returned record is finished.
+    pub(crate) fn rpc_started(&self, labels: MethodLabels) -> RpcRecord {
+        let in_flight = self.inner.in_flight.get_or_create(&labels).clone();
+        in_flight.inc();
+        RpcRecord {
+            metrics: self.clone(),
+            labels,
+            in_flight,
+            start: Instant::now(),
+        }
+    }
+
+    /// Brings the scrape-time gauges up to date and encodes every metric in
+    /// the OpenMetrics text format.
+    pub async fn scrape(&self) -> String {
+        let hooks: Vec<ScrapeHook> = self
+            .inner
+            .scrape_hooks
+            .lock()
+            .map(|hooks| hooks.clone())
+            .unwrap_or_default();
+        for hook in hooks {
+            if tokio::time::timeout(SCRAPE_HOOK_TIMEOUT, hook())
+                .await
+                .is_err()
+            {
+                tracing::warn!("a metrics scrape hook timed out");
+            }
+        }
+        self.update_pool_gauges();
+        let mut text = String::new();
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry)
+        {
+            tracing::warn!(error = %err, "cannot encode metrics");
+        }
+        text
+    }
+
+    fn update_pool_gauges(&self) {
+        let database = self
+            .inner
+            .database
+            .lock()
+            .ok()
+            .and_then(|database| database.clone());
+        let Some(status) = database.and_then(|db| db.pool_status()) else {
+            return;
+        };
+        let idle = status.idle.min(status.open);
+        self.inner
+            .db_pool_connections
+            .get_or_create(&PoolLabels { state: "idle" })
+            .set(i64::from(idle));
+        self.inner
+            .db_pool_connections
+            .get_or_create(&PoolLabels { state: "in_use" })
+            .set(i64::from(status.open - idle));
+        self.inner
+            .db_pool_max_connections
+            .set(i64::from(status.max));
+    }
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Decrements `orgs_watch_streams_open` when dropped.
+#[must_use = "the stream counts as open only while the guard lives"]
+#[derive(Debug)]
+pub struct WatchStreamGuard {
+    gauge: Gauge,
+}
+
+impl Drop for WatchStreamGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// One RPC being counted.
+pub(crate) struct RpcRecord {
+    metrics: Metrics,
+    labels: MethodLabels,
+    in_flight: Gauge,
+    start: Instant,
+}
+
+impl RpcRecord {
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    pub(crate) fn finish(self, code: Code) {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let inner = &self.metrics.inner;
+        inner
+            .handling_seconds
+            .get_or_create(&self.labels)
+            .observe(elapsed);
+        inner
+            .handled
+            .get_or_create(&HandledLabels {
+                grpc_service: self.labels.grpc_service.clone(),
+                grpc_method: self.labels.grpc_method.clone(),
+                grpc_code: code_name(code),
+            })
+            .inc();
+        // `in_flight` is decremented by Drop.
+    }
+}
+
+impl Drop for RpcRecord {
+    fn drop(&mut self) {
+        self.in_flight.dec();
+    }
+}
+
+/// The canonical name of a gRPC status code, as the gRPC specification spells it.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}

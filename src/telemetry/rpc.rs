@@ -1,0 +1,331 @@
+//! The tower layer around every RPC: a server span with the OpenTelemetry RPC
+//! attributes (its parent taken from an incoming W3C `traceparent`), and the
+//! per-RPC metrics. It sits outside the auth layer, so refused calls are traced
+//! and counted too.
+//!
+//! The status code comes from the `grpc-status` header when tonic answers at
+//! once (errors, trailers-only responses), otherwise from the trailers at the
+//! end of the body. A body that ends without trailers counts as OK; a response
+//! dropped before its end (the client went away) counts as CANCELLED.
+
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use futures::future::BoxFuture;
+use http::HeaderMap;
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use prost::Message;
+use tonic::{Code, Status, body::Body};
+use tower::{Layer, Service};
+use tracing::{Instrument, Span, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::metrics::{MethodLabels, Metrics, RpcRecord, code_name};
+
+/// The RPC paths the server serves, so metric labels stay bounded.
+#[derive(Debug, Default)]
+pub struct KnownRpcs {
+    paths: HashMap<String, MethodLabels>,
+}
+
+impl KnownRpcs {
+    /// Every method of every service in the encoded descriptor sets.
+    pub fn from_descriptor_sets(sets: &[&[u8]]) -> KnownRpcs {
+        let mut paths = HashMap::new();
+        for encoded in sets {
+            let Ok(set) = prost_types::FileDescriptorSet::decode(*encoded) else {
+                tracing::warn!(
+                    "cannot decode a file descriptor set; its RPCs are counted as unknown"
+                );
+                continue;
+            };
+            for file in set.file {
+                let package = file.package.unwrap_or_default();
+                for service in file.service {
+                    let service_name = match (package.as_str(), service.name.as_deref()) {
+                        (_, None) => continue,
+                        ("", Some(name)) => name.to_string(),
+                        (package, Some(name)) => format!("{package}.{name}"),
+                    };
+                    for method in service.method {
+                        let Some(method_name) = method.name else {
+                            continue;
+                        };
+                        paths.insert(
+                            format!("/{service_name}/{method_name}"),
+                            MethodLabels {
+                                grpc_service: service_name.clone(),
+                                grpc_method: method_name,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        KnownRpcs { paths }
+    }
+
+    fn labels(&self, path: &str) -> MethodLabels {
+        self.paths
+            .get(path)
+            .cloned()
+            .unwrap_or_else(|| MethodLabels {
+                grpc_service: "unknown".into(),
+                grpc_method: "unknown".into(),
+            })
+    }
+}
+
+#[derive(Clone)]
+pub struct RpcLayer {
+    metrics: Metrics,
+    known: Arc<KnownRpcs>,
+}
+
+impl RpcLayer {
+    pub fn new(metrics: Metrics, known: KnownRpcs) -> Self {
+        RpcLayer {
+            metrics,
+            known: Arc::new(known),
+        }
+    }
+}
+
+impl<S> Layer<S> for RpcLayer {
+    type Service = RpcService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcService {
+            inner,
+            metrics: self.metrics.clone(),
+            known: self.known.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RpcService<S> {
+    inner: S,
+    metrics: Metrics,
+    known: Arc<KnownRpcs>,
+}
+
+impl<S, B> Service<http::Request<B>> for RpcService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // The clone that was polled ready is the one to call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let path = request.uri().path();
+        let span = rpc_span(path, request.headers());
+        let call = Call {
+            record: Some(self.metrics.rpc_started(self.known.labels(path))),
+            span: span.clone(),
+        };
+        let response = inner.call(request).instrument(span.clone());
+        Box::pin(async move {
+            let mut call = call;
+            let response = response.await;
+            match &response {
+                Ok(response) => {
+                    if let Some(code) = grpc_status(response.headers()) {
+                        call.finish(code);
+                    } else if response.status() != http::StatusCode::OK {
+                        call.finish(code_of_http_status(response.status()));
+                    }
+                }
+                Err(_) => call.finish(Code::Unknown),
+            }
+            let response = response?;
+            if call.record.is_none() {
+                return Ok(response);
+            }
+            Ok(response.map(|body| {
+                Body::new(ObservedBody {
+                    inner: body,
+                    call,
+                    span,
+                })
+            }))
+        })
+    }
+}
+
+/// The server span of one RPC, a child of the caller's span when the request
+/// carries a valid `traceparent`.
+pub fn rpc_span(path: &str, headers: &HeaderMap) -> Span {
+    let (service, method) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or(("unknown", "unknown"));
+    let span = tracing::info_span!(
+        target: "orgs::rpc",
+        "rpc",
+        otel.name = %path.trim_start_matches('/'),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %method,
+        rpc.grpc.status_code = Empty,
+        trace_id = Empty,
+    );
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    if parent.span().span_context().is_valid() {
+        // Fails only when no OpenTelemetry layer is installed; then there is
+        // no trace to join.
+        let _ = span.set_parent(parent);
+    }
+    let trace_id = span.context().span().span_context().trace_id();
+    if trace_id != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace_id));
+    }
+    span
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|name| name.as_str()).collect()
+    }
+}
+
+/// The code in a `grpc-status` header or trailer.
+fn grpc_status(headers: &HeaderMap) -> Option<Code> {
+    let value = headers.get("grpc-status")?;
+    let code = value
+        .to_str()
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+        .unwrap_or(Code::Unknown as i32);
+    Some(Code::from_i32(code))
+}
+
+/// The code a gRPC client derives from an HTTP status without `grpc-status`.
+fn code_of_http_status(status: http::StatusCode) -> Code {
+    match status.as_u16() {
+        400 => Code::Internal,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::Unimplemented,
+        429 | 502..=504 => Code::Unavailable,
+        _ => Code::Unknown,
+    }
+}
+
+/// Codes that mean the server failed, as the OpenTelemetry RPC conventions
+/// mark errors on server spans.
+fn is_server_error(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
+}
+
+/// One RPC until its code is known.
+struct Call {
+    record: Option<RpcRecord>,
+    span: Span,
+}
+
+impl Call {
+    fn finish(&mut self, code: Code) {
+        let Some(record) = self.record.take() else {
+            return;
+        };
+        tracing::debug!(target: "orgs::rpc", parent: &self.span, code = code_name(code), elapsed_ms = record.elapsed().as_millis(), "rpc finished");
+        record.finish(code);
+        self.span.record("rpc.grpc.status_code", code as i64);
+        if is_server_error(code) {
+            self.span.record("otel.status_code", "error");
+        }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        // Dropped before a code was seen: the client went away.
+        self.finish(Code::Cancelled);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response body, watched for its trailers or its end.
+    struct ObservedBody {
+        #[pin]
+        inner: Body,
+        call: Call,
+        span: Span,
+    }
+
+    impl PinnedDrop for ObservedBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if http_body::Body::is_end_stream(&*this.inner) {
+                // Ended without trailers and nobody polled the end.
+                this.call.finish(Code::Ok);
+            }
+        }
+    }
+}
+
+impl http_body::Body for ObservedBody {
+    type Data = tonic::codegen::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    this.call
+                        .finish(grpc_status(trailers).unwrap_or(Code::Unknown));
+                }
+            }
+            Some(Err(status)) => this.call.finish(status.code()),
+            None => this.call.finish(Code::Ok),
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
