@@ -2,6 +2,8 @@
 //! change) and the in-process wake-up of its readers. Other replicas see new
 //! events when they next read the log.
 
+pub mod reader;
+
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
