@@ -47,7 +47,7 @@ impl App {
             db.migrate().await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
         }
         let (shutdown_sender, shutdown) = watch::channel(false);
-        let services = Services { db, clock, config: Arc::new(config), notifier: Notifier::default(), shutdown };
+        let services = Services { db, clock, config: Arc::new(config), notifier: Notifier::default(), shutdown, billing: Default::default() };
         Ok(App { services, verifier, shutdown_sender })
     }
 

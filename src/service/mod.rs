@@ -30,6 +30,8 @@ pub struct Services {
     /// Becomes true when the server starts shutting down; long-lived streams
     /// end with UNAVAILABLE then.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Users known to be active per period, and the log poller of watches.
+    pub billing: Arc<billing::BillingState>,
 }
 
 /// The idempotency key of a create or accept call: its `request_id` and a
