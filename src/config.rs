@@ -44,10 +44,18 @@ impl std::str::FromStr for Secret {
 #[derive(Debug, Clone, Args)]
 pub struct AuthConfig {
     /// Signature algorithm of the tokens.
-    #[arg(long = "auth-algorithm", env = "ORGS_AUTH_ALGORITHM", default_value = "HS256")]
+    #[arg(
+        long = "auth-algorithm",
+        env = "ORGS_AUTH_ALGORITHM",
+        default_value = "HS256"
+    )]
     pub algorithm: AuthAlgorithm,
     /// Shared secret for HS256.
-    #[arg(long = "auth-hs256-secret", env = "ORGS_AUTH_HS256_SECRET", hide_env_values = true)]
+    #[arg(
+        long = "auth-hs256-secret",
+        env = "ORGS_AUTH_HS256_SECRET",
+        hide_env_values = true
+    )]
     pub hs256_secret: Option<Secret>,
     /// PEM file with the public key for RS256 or ES256.
     #[arg(long = "auth-public-key-file", env = "ORGS_AUTH_PUBLIC_KEY_FILE")]
@@ -67,13 +75,25 @@ pub struct BillingConfig {
     #[arg(long = "billing-active-member-threshold", env = "ORGS_BILLING_ACTIVE_MEMBER_THRESHOLD", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub active_member_threshold: u32,
     /// Billable organizations per period that cost nothing.
-    #[arg(long = "billing-free-organizations", env = "ORGS_BILLING_FREE_ORGANIZATIONS", default_value_t = 100)]
+    #[arg(
+        long = "billing-free-organizations",
+        env = "ORGS_BILLING_FREE_ORGANIZATIONS",
+        default_value_t = 100
+    )]
     pub free_organizations: u32,
     /// Price of each further billable organization, in minor units (cents).
-    #[arg(long = "billing-price-per-organization", env = "ORGS_BILLING_PRICE_PER_ORGANIZATION", default_value_t = 100)]
+    #[arg(
+        long = "billing-price-per-organization",
+        env = "ORGS_BILLING_PRICE_PER_ORGANIZATION",
+        default_value_t = 100
+    )]
     pub price_per_organization: u64,
     /// ISO 4217 currency code of the price.
-    #[arg(long = "billing-currency", env = "ORGS_BILLING_CURRENCY", default_value = "USD")]
+    #[arg(
+        long = "billing-currency",
+        env = "ORGS_BILLING_CURRENCY",
+        default_value = "USD"
+    )]
     pub currency: String,
 }
 
@@ -92,13 +112,25 @@ impl Default for BillingConfig {
 #[derive(Debug, Clone, Args)]
 pub struct RulesConfig {
     /// Organizations an end user may create.
-    #[arg(long = "max-organizations-per-user", env = "ORGS_MAX_ORGANIZATIONS_PER_USER", default_value_t = 100)]
+    #[arg(
+        long = "max-organizations-per-user",
+        env = "ORGS_MAX_ORGANIZATIONS_PER_USER",
+        default_value_t = 100
+    )]
     pub max_organizations_per_user: u32,
     /// Role given to the creator of an organization.
-    #[arg(long = "creator-role", env = "ORGS_CREATOR_ROLE", default_value = "org:admin")]
+    #[arg(
+        long = "creator-role",
+        env = "ORGS_CREATOR_ROLE",
+        default_value = "org:admin"
+    )]
     pub creator_role: String,
     /// Role for invitations, memberships and domain enrollment without a role.
-    #[arg(long = "default-role", env = "ORGS_DEFAULT_ROLE", default_value = "org:member")]
+    #[arg(
+        long = "default-role",
+        env = "ORGS_DEFAULT_ROLE",
+        default_value = "org:member"
+    )]
     pub default_role: String,
     /// Consumer mail domains that cannot be added as organization domains
     /// (comma-separated).
@@ -117,9 +149,15 @@ impl Default for RulesConfig {
             max_organizations_per_user: 100,
             creator_role: "org:admin".into(),
             default_role: "org:member".into(),
-            consumer_email_domains: ["gmail.com", "outlook.com", "hotmail.com", "yahoo.com", "icloud.com"]
-                .map(String::from)
-                .to_vec(),
+            consumer_email_domains: [
+                "gmail.com",
+                "outlook.com",
+                "hotmail.com",
+                "yahoo.com",
+                "icloud.com",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -128,10 +166,18 @@ impl Default for RulesConfig {
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
     /// Address of the gRPC listener.
-    #[arg(long = "listen", env = "ORGS_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long = "listen",
+        env = "ORGS_LISTEN_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
     pub listen_addr: SocketAddr,
     /// Address of the Prometheus `/metrics` listener.
-    #[arg(long = "metrics-listen", env = "ORGS_METRICS_LISTEN_ADDR", default_value = "127.0.0.1:9090")]
+    #[arg(
+        long = "metrics-listen",
+        env = "ORGS_METRICS_LISTEN_ADDR",
+        default_value = "127.0.0.1:9090"
+    )]
     pub metrics_listen_addr: SocketAddr,
     #[command(flatten)]
     pub database: DatabaseConfig,
@@ -145,7 +191,11 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub rules: RulesConfig,
     /// How long in-flight calls may take to finish after SIGTERM, in seconds.
-    #[arg(long = "shutdown-grace-period", env = "ORGS_SHUTDOWN_GRACE_PERIOD", default_value_t = 20)]
+    #[arg(
+        long = "shutdown-grace-period",
+        env = "ORGS_SHUTDOWN_GRACE_PERIOD",
+        default_value_t = 20
+    )]
     pub shutdown_grace_period_secs: u64,
     /// Seconds between checkpoints of an idle watch stream.
     #[arg(long = "watch-checkpoint-interval", env = "ORGS_WATCH_CHECKPOINT_INTERVAL", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
@@ -162,10 +212,18 @@ pub struct ServeConfig {
 #[derive(Clone, Args)]
 pub struct DatabaseConfig {
     /// `sqlite://PATH?mode=rwc` (embedded) or `postgres://…`.
-    #[arg(long = "database-url", env = "ORGS_DATABASE_URL", default_value = "sqlite://orgs.db?mode=rwc")]
+    #[arg(
+        long = "database-url",
+        env = "ORGS_DATABASE_URL",
+        default_value = "sqlite://orgs.db?mode=rwc"
+    )]
     pub url: String,
     /// Connections in the pool.
-    #[arg(long = "database-max-connections", env = "ORGS_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    #[arg(
+        long = "database-max-connections",
+        env = "ORGS_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 10
+    )]
     pub max_connections: u32,
 }
 
@@ -184,7 +242,9 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];
             match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:[redacted]{}", &url[..scheme_end + 3], &url[at..]),
+                Some((user, _)) => {
+                    format!("{}{user}:[redacted]{}", &url[..scheme_end + 3], &url[at..])
+                }
                 None => url.to_string(),
             }
         }
@@ -211,7 +271,10 @@ impl ServeConfig {
         ServeConfig {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            database: DatabaseConfig { url: database_url.to_string(), max_connections: 10 },
+            database: DatabaseConfig {
+                url: database_url.to_string(),
+                max_connections: 10,
+            },
             no_migrate: false,
             auth: AuthConfig {
                 algorithm: AuthAlgorithm::Hs256,
@@ -236,8 +299,14 @@ mod tests {
 
     #[test]
     fn urls_are_redacted() {
-        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:[redacted]@h/db");
-        assert_eq!(redact_url("sqlite://orgs.db?mode=rwc"), "sqlite://orgs.db?mode=rwc");
+        assert_eq!(
+            redact_url("postgres://u:pw@h/db"),
+            "postgres://u:[redacted]@h/db"
+        );
+        assert_eq!(
+            redact_url("sqlite://orgs.db?mode=rwc"),
+            "sqlite://orgs.db?mode=rwc"
+        );
         assert_eq!(format!("{:?}", Secret("s3cret".into())), "\"[redacted]\"");
     }
 }

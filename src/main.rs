@@ -9,7 +9,11 @@ use orgs::domain::time::SystemClock;
 use orgs::store::Db;
 
 #[derive(Parser)]
-#[command(name = "orgs", version, about = "Organizations, memberships, invitations and billing over gRPC")]
+#[command(
+    name = "orgs",
+    version,
+    about = "Organizations, memberships, invitations and billing over gRPC"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +42,11 @@ enum Command {
         /// Lifetime: 30s, 15m, 1h, 7d.
         #[arg(long, default_value = "1h")]
         ttl: String,
-        #[arg(long = "auth-hs256-secret", env = "ORGS_AUTH_HS256_SECRET", hide_env_values = true)]
+        #[arg(
+            long = "auth-hs256-secret",
+            env = "ORGS_AUTH_HS256_SECRET",
+            hide_env_values = true
+        )]
         secret: Option<Secret>,
         #[arg(long = "auth-issuer", env = "ORGS_AUTH_ISSUER")]
         issuer: Option<String>,
@@ -53,7 +61,15 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(config) => serve(*config).await,
         Command::Migrate { database } => migrate(database).await,
-        Command::Token { sub, scope, act, ttl, secret, issuer, audience } => token(sub, scope, act, &ttl, secret, issuer, audience),
+        Command::Token {
+            sub,
+            scope,
+            act,
+            ttl,
+            secret,
+            issuer,
+            audience,
+        } => token(sub, scope, act, &ttl, secret, issuer, audience),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -81,13 +97,14 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}
@@ -118,11 +135,20 @@ fn token(
     audience: Option<String>,
 ) -> anyhow::Result<()> {
     let Some(secret) = secret.filter(|s| !s.0.is_empty()) else {
-        anyhow::bail!("set ORGS_AUTH_HS256_SECRET (or --auth-hs256-secret) to the server's HS256 secret");
+        anyhow::bail!(
+            "set ORGS_AUTH_HS256_SECRET (or --auth-hs256-secret) to the server's HS256 secret"
+        );
     };
     let token = mint_hs256(
         &secret.0,
-        &TokenRequest { sub, scope, act, ttl_seconds: parse_ttl(ttl)?, issuer, audience },
+        &TokenRequest {
+            sub,
+            scope,
+            act,
+            ttl_seconds: parse_ttl(ttl)?,
+            issuer,
+            audience,
+        },
     )?;
     println!("{token}");
     Ok(())

@@ -8,6 +8,7 @@ pub mod orgs {
 }
 
 /// The encoded `FileDescriptorSet` of the orgs protos, served by reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/orgs_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/orgs_descriptor.bin"));
 
 pub use orgs::v1;

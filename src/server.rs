@@ -18,7 +18,8 @@ use crate::grpc::{billing::BillingApi, invitation::InvitationApi, organization::
 use crate::proto::{
     self,
     v1::{
-        billing_service_server::BillingServiceServer, invitation_service_server::InvitationServiceServer,
+        billing_service_server::BillingServiceServer,
+        invitation_service_server::InvitationServiceServer,
         organization_service_server::OrganizationServiceServer,
     },
 };
@@ -26,7 +27,11 @@ use crate::service::Services;
 use crate::store::Db;
 
 /// The fully qualified names of the services, as health reports them.
-pub const SERVICE_NAMES: &[&str] = &["orgs.v1.OrganizationService", "orgs.v1.InvitationService", "orgs.v1.BillingService"];
+pub const SERVICE_NAMES: &[&str] = &[
+    "orgs.v1.OrganizationService",
+    "orgs.v1.InvitationService",
+    "orgs.v1.BillingService",
+];
 
 /// A configured application, ready to serve.
 pub struct App {
@@ -42,31 +47,59 @@ impl App {
         let verifier = Arc::new(Verifier::from_config(&config.auth)?);
         let db = Db::connect(&config.database.url, config.database.max_connections)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to the database {}: {e}", crate::config::redact_url(&config.database.url)))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot connect to the database {}: {e}",
+                    crate::config::redact_url(&config.database.url)
+                )
+            })?;
         if !config.no_migrate {
-            db.migrate().await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+            db.migrate()
+                .await
+                .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
         }
         let (shutdown_sender, shutdown) = watch::channel(false);
-        let services = Services { db, clock, config: Arc::new(config), notifier: Notifier::default(), shutdown, billing: Default::default() };
-        Ok(App { services, verifier, shutdown_sender })
+        let services = Services {
+            db,
+            clock,
+            config: Arc::new(config),
+            notifier: Notifier::default(),
+            shutdown,
+            billing: Default::default(),
+        };
+        Ok(App {
+            services,
+            verifier,
+            shutdown_sender,
+        })
     }
 
     /// Serves on `listener` until `signal` completes, then shuts down gracefully.
-    pub async fn serve(self, listener: TcpListener, signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         for name in SERVICE_NAMES {
-            reporter.set_service_status(*name, ServingStatus::Serving).await;
+            reporter
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
         }
-        reporter.set_service_status("", ServingStatus::Serving).await;
+        reporter
+            .set_service_status("", ServingStatus::Serving)
+            .await;
         let watchdog = tokio::spawn(watch_database(self.services.db.clone(), reporter.clone()));
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
         let reflection_v1alpha = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
         let services = self.services.clone();
@@ -76,9 +109,13 @@ impl App {
             signal.await;
             tracing::info!("shutting down");
             for name in SERVICE_NAMES {
-                shutdown_reporter.set_service_status(*name, ServingStatus::NotServing).await;
+                shutdown_reporter
+                    .set_service_status(*name, ServingStatus::NotServing)
+                    .await;
             }
-            shutdown_reporter.set_service_status("", ServingStatus::NotServing).await;
+            shutdown_reporter
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
             let _ = shutdown_sender.send(true);
         };
 
@@ -87,8 +124,12 @@ impl App {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(OrganizationServiceServer::new(OrganizationApi::new(services.clone())))
-            .add_service(InvitationServiceServer::new(InvitationApi::new(services.clone())))
+            .add_service(OrganizationServiceServer::new(OrganizationApi::new(
+                services.clone(),
+            )))
+            .add_service(InvitationServiceServer::new(InvitationApi::new(
+                services.clone(),
+            )))
             .add_service(BillingServiceServer::new(BillingApi::new(services.clone())))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_signal)
             .await;
@@ -105,7 +146,11 @@ impl App {
         let handle = tokio::spawn(self.serve(listener, async move {
             let _ = stopped.await;
         }));
-        Ok(RunningServer { addr: local_addr, stop: Some(stop), handle })
+        Ok(RunningServer {
+            addr: local_addr,
+            stop: Some(stop),
+            handle,
+        })
     }
 }
 
@@ -140,10 +185,16 @@ async fn watch_database(db: Db, reporter: HealthReporter) {
     let mut serving = true;
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let reachable = tokio::time::timeout(Duration::from_secs(2), db.ping()).await.unwrap_or(false);
+        let reachable = tokio::time::timeout(Duration::from_secs(2), db.ping())
+            .await
+            .unwrap_or(false);
         if reachable != serving {
             serving = reachable;
-            let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+            let status = if serving {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
             if serving {
                 tracing::info!("database reachable again");
             } else {

@@ -36,7 +36,10 @@ impl<S> Layer<S> for AuthLayer {
     type Service = AuthService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService { inner, verifier: self.verifier.clone() }
+        AuthService {
+            inner,
+            verifier: self.verifier.clone(),
+        }
     }
 }
 
@@ -47,7 +50,10 @@ pub struct AuthService<S> {
 }
 
 /// Verifies the request's token against the rule of its path.
-fn authenticate<B>(verifier: &Verifier, request: &http::Request<B>) -> Result<Option<Caller>, Status> {
+fn authenticate<B>(
+    verifier: &Verifier,
+    request: &http::Request<B>,
+) -> Result<Option<Caller>, Status> {
     let path = request.uri().path();
     let Some((method, rule)) = rule_for(path) else {
         // Not an RPC of ours: let the router answer UNIMPLEMENTED.
@@ -56,16 +62,34 @@ fn authenticate<B>(verifier: &Verifier, request: &http::Request<B>) -> Result<Op
     let header = request
         .headers()
         .get(http::header::AUTHORIZATION)
-        .ok_or_else(|| Status::from(Error::Unauthenticated(Reason::TokenMissing, "authorization: Bearer <token> is required".into())))?;
+        .ok_or_else(|| {
+            Status::from(Error::Unauthenticated(
+                Reason::TokenMissing,
+                "authorization: Bearer <token> is required".into(),
+            ))
+        })?;
     let token = header
         .to_str()
         .ok()
-        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|token| !token.is_empty())
-        .ok_or_else(|| Status::from(Error::Unauthenticated(Reason::TokenMissing, "authorization must be `Bearer <token>`".into())))?;
+        .ok_or_else(|| {
+            Status::from(Error::Unauthenticated(
+                Reason::TokenMissing,
+                "authorization must be `Bearer <token>`".into(),
+            ))
+        })?;
     let principal = verifier.verify(token).map_err(Status::from)?;
-    let caller = Caller { principal, method, rule };
+    let caller = Caller {
+        principal,
+        method,
+        rule,
+    };
     if let Rule::Scopes(_) = rule {
         caller.authorize(None).map_err(Status::from)?;
     }

@@ -77,7 +77,9 @@ pub struct Verifier {
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifier").field("algorithms", &self.validation.algorithms).finish()
+        f.debug_struct("Verifier")
+            .field("algorithms", &self.validation.algorithms)
+            .finish()
     }
 }
 
@@ -94,7 +96,11 @@ impl Verifier {
     pub fn from_config(config: &AuthConfig) -> anyhow::Result<Verifier> {
         let key = match config.algorithm {
             AuthAlgorithm::Hs256 => {
-                let secret = config.hs256_secret.as_ref().map(|s| s.0.as_str()).unwrap_or_default();
+                let secret = config
+                    .hs256_secret
+                    .as_ref()
+                    .map(|s| s.0.as_str())
+                    .unwrap_or_default();
                 if secret.len() < 16 {
                     anyhow::bail!(
                         "no usable token key: set ORGS_AUTH_HS256_SECRET (or --auth-hs256-secret) to a secret of at least 16 bytes, or set ORGS_AUTH_ALGORITHM=RS256|ES256 with ORGS_AUTH_PUBLIC_KEY_FILE; the server never runs without authentication"
@@ -109,8 +115,9 @@ impl Verifier {
                         config.algorithm
                     );
                 };
-                let pem = std::fs::read(path)
-                    .map_err(|e| anyhow::anyhow!("cannot read the public key file {}: {e}", path.display()))?;
+                let pem = std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read the public key file {}: {e}", path.display())
+                })?;
                 if config.algorithm == AuthAlgorithm::Rs256 {
                     DecodingKey::from_rsa_pem(&pem)?
                 } else {
@@ -135,17 +142,24 @@ impl Verifier {
 
     /// Verifies a bearer token and returns its principal.
     pub fn verify(&self, token: &str) -> Result<Principal, Error> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|err| {
-            match err.kind() {
-                ErrorKind::ExpiredSignature => {
-                    Error::Unauthenticated(Reason::TokenExpired, "the token has expired".into())
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|err| {
+                match err.kind() {
+                    ErrorKind::ExpiredSignature => {
+                        Error::Unauthenticated(Reason::TokenExpired, "the token has expired".into())
+                    }
+                    _ => Error::Unauthenticated(
+                        Reason::TokenInvalid,
+                        "the token is not valid".into(),
+                    ),
                 }
-                _ => Error::Unauthenticated(Reason::TokenInvalid, "the token is not valid".into()),
-            }
-        })?;
+            })?;
         let claims = data.claims;
         if claims.sub.trim().is_empty() || claims.sub.len() > 128 {
-            return Err(Error::Unauthenticated(Reason::TokenInvalid, "the token has no usable sub".into()));
+            return Err(Error::Unauthenticated(
+                Reason::TokenInvalid,
+                "the token has no usable sub".into(),
+            ));
         }
         Ok(Principal {
             sub: claims.sub,
@@ -193,8 +207,14 @@ pub fn mint_hs256(secret: &str, request: &TokenRequest) -> anyhow::Result<String
 /// Parses a duration such as `30s`, `15m`, `1h`, `7d` (a bare number is seconds).
 pub fn parse_ttl(value: &str) -> anyhow::Result<u64> {
     let value = value.trim();
-    let (number, unit) = value.split_at(value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len()));
-    let number: u64 = number.parse().map_err(|_| anyhow::anyhow!("ttl must look like 30s, 15m, 1h or 7d"))?;
+    let (number, unit) = value.split_at(
+        value
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(value.len()),
+    );
+    let number: u64 = number
+        .parse()
+        .map_err(|_| anyhow::anyhow!("ttl must look like 30s, 15m, 1h or 7d"))?;
     let factor = match unit {
         "" | "s" => 1,
         "m" => 60,

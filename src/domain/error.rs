@@ -161,7 +161,10 @@ pub struct FieldViolation {
 
 impl FieldViolation {
     pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        FieldViolation { field: field.into(), description: description.into() }
+        FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        }
     }
 
     /// The same violation under a parent path: `slug` becomes `organization.slug`.
@@ -221,7 +224,10 @@ impl Error {
     }
 
     pub fn organization_not_found() -> Self {
-        Error::NotFound(Reason::OrganizationNotFound, "organization not found".into())
+        Error::NotFound(
+            Reason::OrganizationNotFound,
+            "organization not found".into(),
+        )
     }
 
     pub fn permission_denied(message: impl Into<String>) -> Self {

@@ -3,6 +3,7 @@
 pub mod billing;
 pub mod error;
 pub mod ids;
+pub mod invitations;
 pub mod paging;
 pub mod roles;
 pub mod time;

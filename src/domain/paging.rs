@@ -40,12 +40,20 @@ struct Token {
 pub fn encode(query_fingerprint: &str, key: Vec<String>) -> String {
     let mut parts: Vec<&str> = vec![query_fingerprint];
     parts.extend(key.iter().map(String::as_str));
-    let token = Token { q: query_fingerprint.to_string(), c: digest(&parts), k: key };
+    let token = Token {
+        q: query_fingerprint.to_string(),
+        c: digest(&parts),
+        k: key,
+    };
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).unwrap_or_default())
 }
 
 /// Decodes a token of the query `query_fingerprint`; empty means the first page.
-pub fn decode(query_fingerprint: &str, token: &str, key_len: usize) -> Result<Option<Vec<String>>, Error> {
+pub fn decode(
+    query_fingerprint: &str,
+    token: &str,
+    key_len: usize,
+) -> Result<Option<Vec<String>>, Error> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -55,7 +63,9 @@ pub fn decode(query_fingerprint: &str, token: &str, key_len: usize) -> Result<Op
             "page_token is not a token of this query; start again without it".into(),
         )
     };
-    let bytes = URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| invalid())?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token.trim())
+        .map_err(|_| invalid())?;
     let token: Token = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     let mut parts: Vec<&str> = vec![&token.q];
     parts.extend(token.k.iter().map(String::as_str));
@@ -73,7 +83,10 @@ mod tests {
     fn round_trip_and_tamper() {
         let q = fingerprint("organizations", &["acme"]);
         let token = encode(&q, vec!["a".into(), "org_1".into()]);
-        assert_eq!(decode(&q, &token, 2).unwrap(), Some(vec!["a".to_string(), "org_1".to_string()]));
+        assert_eq!(
+            decode(&q, &token, 2).unwrap(),
+            Some(vec!["a".to_string(), "org_1".to_string()])
+        );
         assert!(decode(&fingerprint("organizations", &["other"]), &token, 2).is_err());
         let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
         let last = bytes.len() - 5;

@@ -38,7 +38,12 @@ pub const BUILT_IN_ROLES: &[(&str, &str, &str, &[&str])] = &[
             PROFILE_MANAGE,
         ],
     ),
-    (MEMBER_ROLE, "Member", "Reads the members of the organization", &[MEMBERSHIPS_READ]),
+    (
+        MEMBER_ROLE,
+        "Member",
+        "Reads the members of the organization",
+        &[MEMBERSHIPS_READ],
+    ),
 ];
 
 pub fn is_built_in_role(key: &str) -> bool {

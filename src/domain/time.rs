@@ -45,7 +45,8 @@ impl ManualClock {
     }
 
     pub fn advance(&self, by: chrono::Duration) {
-        self.0.fetch_add(by.num_microseconds().unwrap_or(0), Ordering::SeqCst);
+        self.0
+            .fetch_add(by.num_microseconds().unwrap_or(0), Ordering::SeqCst);
     }
 }
 
@@ -68,7 +69,10 @@ pub struct BillingPeriod {
 
 impl BillingPeriod {
     pub fn containing(time: DateTime<Utc>) -> Self {
-        BillingPeriod { year: time.year(), month: time.month() }
+        BillingPeriod {
+            year: time.year(),
+            month: time.month(),
+        }
     }
 
     pub fn containing_micros(micros: Micros) -> Self {
@@ -92,27 +96,49 @@ impl BillingPeriod {
     }
 
     /// Parses `YYYY-MM`, or the period containing `now` when empty.
-    pub fn parse_or_current(field: &str, value: &str, now: DateTime<Utc>) -> Result<Self, FieldViolation> {
-        if value.trim().is_empty() { Ok(Self::containing(now)) } else { Self::parse(field, value) }
+    pub fn parse_or_current(
+        field: &str,
+        value: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Self, FieldViolation> {
+        if value.trim().is_empty() {
+            Ok(Self::containing(now))
+        } else {
+            Self::parse(field, value)
+        }
     }
 
     pub fn start(&self) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(self.year, self.month, 1, 0, 0, 0).single().unwrap_or_default()
+        Utc.with_ymd_and_hms(self.year, self.month, 1, 0, 0, 0)
+            .single()
+            .unwrap_or_default()
     }
 
     pub fn next(&self) -> Self {
         if self.month == 12 {
-            BillingPeriod { year: self.year + 1, month: 1 }
+            BillingPeriod {
+                year: self.year + 1,
+                month: 1,
+            }
         } else {
-            BillingPeriod { year: self.year, month: self.month + 1 }
+            BillingPeriod {
+                year: self.year,
+                month: self.month + 1,
+            }
         }
     }
 
     pub fn previous(&self) -> Self {
         if self.month == 1 {
-            BillingPeriod { year: self.year - 1, month: 12 }
+            BillingPeriod {
+                year: self.year - 1,
+                month: 12,
+            }
         } else {
-            BillingPeriod { year: self.year, month: self.month - 1 }
+            BillingPeriod {
+                year: self.year,
+                month: self.month - 1,
+            }
         }
     }
 

@@ -16,16 +16,26 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> Parsed<String> 
     let trimmed = value.trim();
     let chars = trimmed.chars().count();
     if has_control(trimmed) {
-        return Err(FieldViolation::new(field, "must not contain control characters"));
+        return Err(FieldViolation::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     if chars < min {
         return Err(FieldViolation::new(
             field,
-            if min == 1 { "is required".to_string() } else { format!("must be at least {min} characters") },
+            if min == 1 {
+                "is required".to_string()
+            } else {
+                format!("must be at least {min} characters")
+            },
         ));
     }
     if chars > max {
-        return Err(FieldViolation::new(field, format!("must be at most {max} characters")));
+        return Err(FieldViolation::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     Ok(trimmed.to_string())
 }
@@ -49,7 +59,10 @@ impl Slug {
             return Err(FieldViolation::new(field, "must be 2 to 64 characters"));
         }
         let well_formed = value.split('-').all(|part| {
-            !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         });
         if !well_formed {
             return Err(FieldViolation::new(
@@ -80,7 +93,11 @@ impl Slug {
             }
         }
         let slug = slug.trim_end_matches('-').to_string();
-        if slug.len() < 2 { Slug("org".to_string()) } else { Slug(slug) }
+        if slug.len() < 2 {
+            Slug("org".to_string())
+        } else {
+            Slug(slug)
+        }
     }
 
     /// This slug with a suffix, for when the derived one is taken.
@@ -104,14 +121,21 @@ pub fn user_id(field: &str, value: &str) -> Parsed<String> {
         return Err(FieldViolation::new(field, "must be at most 128 characters"));
     }
     if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(FieldViolation::new(field, "must not contain whitespace or control characters"));
+        return Err(FieldViolation::new(
+            field,
+            "must not contain whitespace or control characters",
+        ));
     }
     Ok(value.to_string())
 }
 
 /// Like [`user_id`], but empty means absent.
 pub fn optional_user_id(field: &str, value: &str) -> Parsed<Option<String>> {
-    if value.trim().is_empty() { Ok(None) } else { user_id(field, value).map(Some) }
+    if value.trim().is_empty() {
+        Ok(None)
+    } else {
+        user_id(field, value).map(Some)
+    }
 }
 
 /// An email address: trimmed, lower-cased, at most 320 characters, one `@`
@@ -128,11 +152,14 @@ impl Email {
         if value.len() > 320 {
             return Err(FieldViolation::new(field, "must be at most 320 characters"));
         }
-        let shape = || FieldViolation::new(field, "must be an email address such as name@example.com");
+        let shape =
+            || FieldViolation::new(field, "must be an email address such as name@example.com");
         let (local, domain) = value.split_once('@').ok_or_else(shape)?;
         if local.is_empty()
             || local.len() > 64
-            || local.chars().any(|c| c.is_control() || c.is_whitespace() || c == '@')
+            || local
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || c == '@')
         {
             return Err(shape());
         }
@@ -148,7 +175,10 @@ impl Email {
 
     /// The domain part, after the `@`.
     pub fn domain(&self) -> &str {
-        self.0.split_once('@').map(|(_, domain)| domain).unwrap_or_default()
+        self.0
+            .split_once('@')
+            .map(|(_, domain)| domain)
+            .unwrap_or_default()
     }
 }
 
@@ -164,26 +194,34 @@ pub fn domain_name(field: &str, value: &str) -> Parsed<String> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !valid {
             return Err(bad());
         }
     }
-    if value.rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
+    if value
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err(bad());
     }
     Ok(value)
 }
 
 fn key_segment(segment: &str) -> bool {
-    !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    !segment.is_empty()
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// A role key: `org:<name>`, lowercase letters, digits and `_`, at most 64 characters.
 pub fn role_key(field: &str, value: &str) -> Parsed<String> {
     let value = value.trim();
-    let valid = value.len() <= 64
-        && value.strip_prefix("org:").is_some_and(key_segment);
+    let valid = value.len() <= 64 && value.strip_prefix("org:").is_some_and(key_segment);
     if !valid {
         return Err(FieldViolation::new(
             field,
@@ -230,7 +268,10 @@ pub fn resource_id(field: &str, value: &str, prefix: &str) -> Parsed<String> {
         .and_then(|rest| rest.strip_prefix('_'))
         .is_some_and(|ulid| ulid.len() == 26 && ulid.bytes().all(|b| b.is_ascii_alphanumeric()));
     if !valid {
-        return Err(FieldViolation::new(field, format!("must be an id of the form {prefix}_…")));
+        return Err(FieldViolation::new(
+            field,
+            format!("must be an id of the form {prefix}_…"),
+        ));
     }
     Ok(value.to_string())
 }
@@ -318,9 +359,23 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(Email::parse("e", " Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
-        assert_eq!(Email::parse("e", "ann@example.com").unwrap().domain(), "example.com");
-        for bad in ["", "ann", "ann@", "@example.com", "ann@example", "a b@example.com", "ann@exa_mple.com"] {
+        assert_eq!(
+            Email::parse("e", " Ann@Example.COM ").unwrap().as_str(),
+            "ann@example.com"
+        );
+        assert_eq!(
+            Email::parse("e", "ann@example.com").unwrap().domain(),
+            "example.com"
+        );
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann@example",
+            "a b@example.com",
+            "ann@exa_mple.com",
+        ] {
             assert!(Email::parse("e", bad).is_err(), "{bad}");
         }
     }

@@ -47,7 +47,10 @@ pub struct EventRow {
 /// Appends events with consecutive sequence numbers. The counter row is taken
 /// last, just before commit, so sequence order is commit order and a reader that
 /// has seen `seq` never later finds a smaller one appear.
-pub async fn append(conn: &impl ConnectionTrait, events: &[NewEvent]) -> Result<Option<i64>, DbErr> {
+pub async fn append(
+    conn: &impl ConnectionTrait,
+    events: &[NewEvent],
+) -> Result<Option<i64>, DbErr> {
     if events.is_empty() {
         return Ok(None);
     }
@@ -91,7 +94,9 @@ pub struct Notifier {
 
 impl Default for Notifier {
     fn default() -> Self {
-        Notifier { sender: watch::channel(0).0 }
+        Notifier {
+            sender: watch::channel(0).0,
+        }
     }
 }
 

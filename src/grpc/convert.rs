@@ -8,7 +8,10 @@ use crate::domain::time::Micros;
 use crate::domain::types::Metadata;
 
 pub fn timestamp(micros: Micros) -> Option<Timestamp> {
-    Some(Timestamp { seconds: micros.div_euclid(1_000_000), nanos: (micros.rem_euclid(1_000_000) * 1000) as i32 })
+    Some(Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
+    })
 }
 
 pub fn optional_timestamp(micros: Option<Micros>) -> Option<Timestamp> {
@@ -26,7 +29,9 @@ pub fn micros(field: &str, ts: &Timestamp) -> Result<Micros, FieldViolation> {
 fn to_json(value: &ProstValue) -> Value {
     match &value.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => Number::from_f64(*n).map(Value::Number).unwrap_or(Value::Null),
+        Some(Kind::NumberValue(n)) => Number::from_f64(*n)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
         Some(Kind::StringValue(s)) => Value::String(s.clone()),
         Some(Kind::BoolValue(b)) => Value::Bool(*b),
         Some(Kind::StructValue(s)) => Value::Object(struct_to_map(s)),
@@ -35,7 +40,10 @@ fn to_json(value: &ProstValue) -> Value {
 }
 
 pub fn struct_to_map(s: &Struct) -> Map<String, Value> {
-    s.fields.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()
+    s.fields
+        .iter()
+        .map(|(k, v)| (k.clone(), to_json(v)))
+        .collect()
 }
 
 fn from_json(value: &Value) -> ProstValue {
@@ -44,14 +52,18 @@ fn from_json(value: &Value) -> ProstValue {
         Value::Bool(b) => Kind::BoolValue(*b),
         Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
         Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(items) => Kind::ListValue(prost_types::ListValue { values: items.iter().map(from_json).collect() }),
+        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(from_json).collect(),
+        }),
         Value::Object(map) => Kind::StructValue(map_to_struct(map)),
     };
     ProstValue { kind: Some(kind) }
 }
 
 pub fn map_to_struct(map: &Map<String, Value>) -> Struct {
-    Struct { fields: map.iter().map(|(k, v)| (k.clone(), from_json(v))).collect() }
+    Struct {
+        fields: map.iter().map(|(k, v)| (k.clone(), from_json(v))).collect(),
+    }
 }
 
 /// Request metadata: absent means empty; at most 8 KiB as JSON.
@@ -60,7 +72,10 @@ pub fn metadata(field: &str, value: Option<&Struct>) -> Result<Metadata, FieldVi
 }
 
 /// A metadata patch (deep merge): absent means no change.
-pub fn metadata_patch(field: &str, value: Option<&Struct>) -> Result<Option<Map<String, Value>>, FieldViolation> {
+pub fn metadata_patch(
+    field: &str,
+    value: Option<&Struct>,
+) -> Result<Option<Map<String, Value>>, FieldViolation> {
     match value {
         None => Ok(None),
         Some(s) => {
@@ -77,15 +92,27 @@ pub fn metadata_struct(json: &str) -> Option<Struct> {
 }
 
 /// The paths of an update mask; a missing or empty mask is refused.
-pub fn mask_paths(field: &str, mask: Option<&prost_types::FieldMask>, allowed: &[&str]) -> Result<Vec<String>, FieldViolation> {
-    let paths: Vec<String> = mask.map(|m| m.paths.iter().map(|p| p.trim().to_string()).collect()).unwrap_or_default();
+pub fn mask_paths(
+    field: &str,
+    mask: Option<&prost_types::FieldMask>,
+    allowed: &[&str],
+) -> Result<Vec<String>, FieldViolation> {
+    let paths: Vec<String> = mask
+        .map(|m| m.paths.iter().map(|p| p.trim().to_string()).collect())
+        .unwrap_or_default();
     if paths.is_empty() {
-        return Err(FieldViolation::new(field, format!("is required; allowed paths: {}", allowed.join(", "))));
+        return Err(FieldViolation::new(
+            field,
+            format!("is required; allowed paths: {}", allowed.join(", ")),
+        ));
     }
     if let Some(unknown) = paths.iter().find(|p| !allowed.contains(&p.as_str())) {
         return Err(FieldViolation::new(
             field,
-            format!("unknown path `{unknown}`; allowed paths: {}", allowed.join(", ")),
+            format!(
+                "unknown path `{unknown}`; allowed paths: {}",
+                allowed.join(", ")
+            ),
         ));
     }
     Ok(paths)

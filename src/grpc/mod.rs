@@ -21,7 +21,12 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .extensions()
         .get::<Caller>()
         .cloned()
-        .ok_or_else(|| Status::from(Error::Unauthenticated(Reason::TokenMissing, "no verified caller".into())))
+        .ok_or_else(|| {
+            Status::from(Error::Unauthenticated(
+                Reason::TokenMissing,
+                "no verified caller".into(),
+            ))
+        })
 }
 
 /// Decides the RPC's rule for a call about one organization (and, for
@@ -33,7 +38,9 @@ pub async fn authorize_in_organization(
     user_id: Option<&str>,
 ) -> Result<Actor, Status> {
     let membership = if caller.needs_membership(user_id) {
-        services.membership_permissions(organization_id, &caller.principal.sub).await?
+        services
+            .membership_permissions(organization_id, &caller.principal.sub)
+            .await?
     } else {
         None
     };
@@ -42,11 +49,16 @@ pub async fn authorize_in_organization(
 
 /// The idempotency key of a request: its `request_id` and a fingerprint of the
 /// whole message, so a reuse with other content is recognised.
-pub fn idempotency<M: prost::Message>(message: &M, raw_request_id: &str) -> Result<Option<Idempotency>, FieldViolation> {
-    Ok(request_id("request_id", raw_request_id)?.map(|request_id| Idempotency {
-        request_id,
-        fingerprint: hex::encode(Sha256::digest(message.encode_to_vec())),
-    }))
+pub fn idempotency<M: prost::Message>(
+    message: &M,
+    raw_request_id: &str,
+) -> Result<Option<Idempotency>, FieldViolation> {
+    Ok(
+        request_id("request_id", raw_request_id)?.map(|request_id| Idempotency {
+            request_id,
+            fingerprint: hex::encode(Sha256::digest(message.encode_to_vec())),
+        }),
+    )
 }
 
 /// An optional etag: empty means none.
@@ -69,8 +81,8 @@ pub fn money(currency: &str, minor_units: i64) -> crate::proto::v1::Money {
 /// Digits after the decimal point of a currency's minor unit (ISO 4217).
 fn currency_exponent(currency: &str) -> u32 {
     match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND" | "VUV"
-        | "XAF" | "XOF" | "XPF" => 0,
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
         "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
         _ => 2,
     }
@@ -86,7 +98,10 @@ pub fn billing_impact_to_proto(
         active_member_count_after: impact.active_member_count_after as i32,
         billable_before: impact.billable_before,
         billable_after: impact.billable_after,
-        marginal_amount: Some(money(&services.config.billing.currency, impact.marginal_amount_minor)),
+        marginal_amount: Some(money(
+            &services.config.billing.currency,
+            impact.marginal_amount_minor,
+        )),
     }
 }
 

@@ -25,31 +25,54 @@ impl From<Error> for Status {
         match err {
             Error::InvalidArgument(violations) => {
                 let message = err_message(&violations);
-                let mut details = ErrorDetails::with_error_info(Reason::FieldInvalid.as_str(), ERROR_DOMAIN, HashMap::new());
+                let mut details = ErrorDetails::with_error_info(
+                    Reason::FieldInvalid.as_str(),
+                    ERROR_DOMAIN,
+                    HashMap::new(),
+                );
                 for violation in &violations {
-                    details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
+                    details.add_bad_request_violation(
+                        violation.field.clone(),
+                        violation.description.clone(),
+                    );
                 }
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
             Error::InvalidPageToken(reason, message) => {
-                let mut details = ErrorDetails::with_error_info(reason.as_str(), ERROR_DOMAIN, HashMap::new());
+                let mut details =
+                    ErrorDetails::with_error_info(reason.as_str(), ERROR_DOMAIN, HashMap::new());
                 details.add_bad_request_violation("page_token", message.clone());
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
-            Error::Unauthenticated(reason, message) => with_reason(Code::Unauthenticated, reason, message),
-            Error::PermissionDenied(reason, message) => with_reason(Code::PermissionDenied, reason, message),
+            Error::Unauthenticated(reason, message) => {
+                with_reason(Code::Unauthenticated, reason, message)
+            }
+            Error::PermissionDenied(reason, message) => {
+                with_reason(Code::PermissionDenied, reason, message)
+            }
             Error::NotFound(reason, message) => with_reason(Code::NotFound, reason, message),
-            Error::AlreadyExists(reason, message) => with_reason(Code::AlreadyExists, reason, message),
-            Error::EtagMismatch => with_reason(Code::Aborted, Reason::EtagMismatch, Error::EtagMismatch.to_string()),
-            Error::FailedPrecondition(reason, message) => with_reason(Code::FailedPrecondition, reason, message),
+            Error::AlreadyExists(reason, message) => {
+                with_reason(Code::AlreadyExists, reason, message)
+            }
+            Error::EtagMismatch => with_reason(
+                Code::Aborted,
+                Reason::EtagMismatch,
+                Error::EtagMismatch.to_string(),
+            ),
+            Error::FailedPrecondition(reason, message) => {
+                with_reason(Code::FailedPrecondition, reason, message)
+            }
             Error::ResourceExhausted(reason, message, retry_after) => {
-                let mut details = ErrorDetails::with_error_info(reason.as_str(), ERROR_DOMAIN, HashMap::new());
+                let mut details =
+                    ErrorDetails::with_error_info(reason.as_str(), ERROR_DOMAIN, HashMap::new());
                 details.set_retry_info(Some(retry_after));
                 Status::with_error_details(Code::ResourceExhausted, message, details)
             }
             Error::OutOfRange(reason, message) => with_reason(Code::OutOfRange, reason, message),
             Error::Unavailable(reason, message) => with_reason(Code::Unavailable, reason, message),
-            Error::Unimplemented(message) => with_reason(Code::Unimplemented, Reason::NotImplemented, message),
+            Error::Unimplemented(message) => {
+                with_reason(Code::Unimplemented, Reason::NotImplemented, message)
+            }
             Error::Internal(cause) => {
                 tracing::error!(cause = %cause, "internal error");
                 with_reason(Code::Internal, Reason::Internal, "internal error".into())
@@ -59,6 +82,9 @@ impl From<Error> for Status {
 }
 
 fn err_message(violations: &[crate::domain::FieldViolation]) -> String {
-    let fields: Vec<String> = violations.iter().map(|v| format!("{} {}", v.field, v.description)).collect();
+    let fields: Vec<String> = violations
+        .iter()
+        .map(|v| format!("{} {}", v.field, v.description))
+        .collect();
     format!("invalid argument: {}", fields.join("; "))
 }

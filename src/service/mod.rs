@@ -2,6 +2,8 @@
 //! the log before it commits, or rolls everything back for `validate_only`.
 
 pub mod billing;
+pub mod domains;
+pub mod invitations;
 pub mod organizations;
 pub mod roles;
 
@@ -97,6 +99,23 @@ impl Services {
             work.rollback().await;
             return Ok(Begun::Replay(previous));
         }
+        // An expired record of this key no longer counts; occasionally purge
+        // every expired record.
+        let cutoff = work.now - IDEMPOTENCY_RETENTION_MICROS;
+        store::execute(
+            &work.txn,
+            "DELETE FROM idempotency_keys WHERE principal = $1 AND request_id = $2 AND create_time <= $3",
+            values![actor.sub.clone(), key.request_id.clone(), cutoff],
+        )
+        .await?;
+        if rand::random_ratio(1, 256) {
+            store::execute(
+                &work.txn,
+                "DELETE FROM idempotency_keys WHERE create_time <= $1",
+                values![cutoff],
+            )
+            .await?;
+        }
         let claimed = store::execute(
             &work.txn,
             "INSERT INTO idempotency_keys (principal, request_id, method, fingerprint, response, create_time) VALUES ($1, $2, $3, $4, '', $5)",
@@ -144,12 +163,20 @@ async fn replay<T: DeserializeOwned>(
     if row.response.is_empty() {
         return Ok(None);
     }
-    serde_json::from_str(&row.response).map(Some).map_err(Error::internal)
+    serde_json::from_str(&row.response)
+        .map(Some)
+        .map_err(Error::internal)
 }
 
 impl Work {
     /// Records a change made by a caller in the audit trail.
-    pub fn audit(&mut self, actor: &Actor, organization_id: &str, resource_id: &str, request_id: Option<&str>) {
+    pub fn audit(
+        &mut self,
+        actor: &Actor,
+        organization_id: &str,
+        resource_id: &str,
+        request_id: Option<&str>,
+    ) {
         self.events.push(NewEvent {
             action: actor.action.to_string(),
             actor: actor.sub.clone(),
@@ -184,7 +211,12 @@ impl Work {
 
     /// Commits (appending the events, and storing `response` under the
     /// idempotency key), or rolls back for `validate_only`.
-    pub async fn finish<T: Serialize>(self, actor: &Actor, idempotency: Option<&Idempotency>, response: &T) -> Result<()> {
+    pub async fn finish<T: Serialize>(
+        self,
+        actor: &Actor,
+        idempotency: Option<&Idempotency>,
+        response: &T,
+    ) -> Result<()> {
         if self.validate_only {
             self.rollback().await;
             return Ok(());

@@ -10,14 +10,16 @@ use serde_json::{Map, Value};
 use super::{Begun, Idempotency, Services, Work};
 use crate::domain::billing::BillingImpact;
 use crate::domain::ids::{self, new_id};
-use crate::domain::time::BillingPeriod;
 use crate::domain::roles::MEMBERSHIPS_MANAGE;
+use crate::domain::time::BillingPeriod;
 use crate::domain::types::{Metadata, Slug};
 use crate::domain::{Actor, Error, FieldViolation, Reason, Result, paging};
 use crate::events::EventRow;
 use crate::store::repo::billing;
 use crate::store::repo::memberships::{self, MembershipFilter, MembershipRow};
-use crate::store::repo::organizations::{self, OrganizationFilter, OrganizationOrder, OrganizationRow};
+use crate::store::repo::organizations::{
+    self, OrganizationFilter, OrganizationOrder, OrganizationRow,
+};
 use crate::store::repo::roles;
 use crate::store::{self, is_unique_violation};
 use crate::values;
@@ -109,22 +111,33 @@ fn membership_not_found() -> Error {
 }
 
 fn slug_taken(slug: &Slug) -> Error {
-    Error::AlreadyExists(Reason::SlugTaken, format!("the slug {} is taken", slug.as_str()))
+    Error::AlreadyExists(
+        Reason::SlugTaken,
+        format!("the slug {} is taken", slug.as_str()),
+    )
 }
 
 /// A short random suffix for a derived slug that is taken.
 fn slug_suffix() -> String {
     let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    (0..5).map(|_| alphabet[rand::random_range(0..alphabet.len())] as char).collect()
+    (0..5)
+        .map(|_| alphabet[rand::random_range(0..alphabet.len())] as char)
+        .collect()
 }
 
 impl Services {
     /// The permissions of `user_id`'s role in the organization, or `None` when
     /// it is not a member.
-    pub async fn membership_permissions(&self, organization_id: &str, user_id: &str) -> Result<Option<Vec<String>>> {
-        Ok(memberships::role_and_permissions(self.db.conn(), organization_id, user_id)
-            .await?
-            .map(|(_, permissions)| permissions))
+    pub async fn membership_permissions(
+        &self,
+        organization_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Vec<String>>> {
+        Ok(
+            memberships::role_and_permissions(self.db.conn(), organization_id, user_id)
+                .await?
+                .map(|(_, permissions)| permissions),
+        )
     }
 
     pub async fn create_organization(
@@ -134,14 +147,22 @@ impl Services {
         idempotency: Option<&Idempotency>,
         validate_only: bool,
     ) -> Result<CreatedOrganization> {
-        let mut work = match self.begin_idempotent(actor, idempotency, validate_only).await? {
+        let mut work = match self
+            .begin_idempotent(actor, idempotency, validate_only)
+            .await?
+        {
             Begun::Replay(previous) => return Ok(previous),
             Begun::Fresh(work) => work,
         };
         let result = self.create_organization_in(&mut work, actor, new).await;
         match result {
             Ok(created) => {
-                work.audit(actor, &created.organization.id, &created.organization.id, idempotency.map(|k| k.request_id.as_str()));
+                work.audit(
+                    actor,
+                    &created.organization.id,
+                    &created.organization.id,
+                    idempotency.map(|k| k.request_id.as_str()),
+                );
                 work.finish(actor, idempotency, &created).await?;
                 Ok(created)
             }
@@ -152,9 +173,16 @@ impl Services {
         }
     }
 
-    async fn create_organization_in(&self, work: &mut Work, actor: &Actor, new: NewOrganization) -> Result<CreatedOrganization> {
+    async fn create_organization_in(
+        &self,
+        work: &mut Work,
+        actor: &Actor,
+        new: NewOrganization,
+    ) -> Result<CreatedOrganization> {
         let limit = self.config.rules.max_organizations_per_user;
         if !actor.platform {
+            // Concurrent creations by one user must not pass the limit together.
+            store::lock_key(&work.txn, &format!("create-organization:{}", actor.sub)).await?;
             let created = organizations::count_created_by(&work.txn, &actor.sub).await?;
             if created >= i64::from(limit) {
                 return Err(Error::ResourceExhausted(
@@ -199,24 +227,44 @@ impl Services {
             update_time: work.now,
             revision: 1,
         };
-        organizations::insert(&work.txn, &organization).await.map_err(|err| {
-            if is_unique_violation(&err) { slug_taken(&slug) } else { err.into() }
-        })?;
+        organizations::insert(&work.txn, &organization)
+            .await
+            .map_err(|err| {
+                if is_unique_violation(&err) {
+                    slug_taken(&slug)
+                } else {
+                    err.into()
+                }
+            })?;
         let (membership, billing_impact) = match &new.created_by {
             Some(creator) => {
                 let role = self.config.rules.creator_role.clone();
                 let added = self
-                    .add_member(work, &organization.id, creator, &role, Metadata::default(), Metadata::default())
+                    .add_member(
+                        work,
+                        &organization.id,
+                        creator,
+                        &role,
+                        Metadata::default(),
+                        Metadata::default(),
+                    )
                     .await?;
                 (Some(added.membership), added.billing_impact)
             }
-            None => (None, BillingImpact::unchanged(BillingPeriod::containing_micros(work.now), 0, false)),
+            None => (
+                None,
+                BillingImpact::unchanged(BillingPeriod::containing_micros(work.now), 0, false),
+            ),
         };
         billing::add_to_total_organizations(&work.txn, 1).await?;
         let organization = organizations::get(&work.txn, &organization.id)
             .await?
             .ok_or_else(|| Error::internal("organization vanished in its own transaction"))?;
-        Ok(CreatedOrganization { organization, membership, billing_impact })
+        Ok(CreatedOrganization {
+            organization,
+            membership,
+            billing_impact,
+        })
     }
 
     /// Adds a member inside `work`: checks the role, takes a place within
@@ -234,15 +282,24 @@ impl Services {
         let Some(role_record) = roles::get_role(&work.txn, role).await? else {
             return Err(Error::invalid("role", format!("there is no role {role}")));
         };
-        if memberships::get(&work.txn, organization_id, user_id).await?.is_some() {
-            return Err(Error::AlreadyExists(Reason::MembershipExists, format!("{user_id} is a member already")));
+        if memberships::get(&work.txn, organization_id, user_id)
+            .await?
+            .is_some()
+        {
+            return Err(Error::AlreadyExists(
+                Reason::MembershipExists,
+                format!("{user_id} is a member already"),
+            ));
         }
         if !organizations::take_membership_place(&work.txn, organization_id).await? {
             return match organizations::get(&work.txn, organization_id).await? {
                 None => Err(Error::organization_not_found()),
                 Some(organization) => Err(Error::FailedPrecondition(
                     Reason::MembershipLimitReached,
-                    format!("the organization has its maximum of {} members", organization.max_allowed_memberships),
+                    format!(
+                        "the organization has its maximum of {} members",
+                        organization.max_allowed_memberships
+                    ),
                 )),
             };
         }
@@ -259,19 +316,47 @@ impl Services {
         };
         memberships::insert(&work.txn, &row).await.map_err(|err| {
             if is_unique_violation(&err) {
-                Error::AlreadyExists(Reason::MembershipExists, format!("{user_id} is a member already"))
+                Error::AlreadyExists(
+                    Reason::MembershipExists,
+                    format!("{user_id} is a member already"),
+                )
             } else {
                 err.into()
             }
         })?;
         let billing_impact = self.member_added(work, organization_id, user_id).await?;
-        Ok(AddedMember { membership: MembershipRecord { row, permissions: role_record.permissions }, billing_impact })
+        Ok(AddedMember {
+            membership: MembershipRecord {
+                row,
+                permissions: role_record.permissions,
+            },
+            billing_impact,
+        })
     }
 
     pub async fn get_organization(&self, lookup: &OrganizationLookup) -> Result<OrganizationRow> {
         let found = match lookup {
             OrganizationLookup::Id(id) => organizations::get(self.db.conn(), id).await?,
-            OrganizationLookup::Slug(slug) => organizations::get_by_slug(self.db.conn(), slug).await?,
+            OrganizationLookup::Slug(slug) => {
+                organizations::get_by_slug(self.db.conn(), slug).await?
+            }
+        };
+        found.ok_or_else(Error::organization_not_found)
+    }
+
+    /// The organization if `user_id` is a member of it.
+    pub async fn get_organization_as_member(
+        &self,
+        lookup: &OrganizationLookup,
+        user_id: &str,
+    ) -> Result<OrganizationRow> {
+        let found = match lookup {
+            OrganizationLookup::Id(id) => {
+                organizations::get_as_member(self.db.conn(), false, id, user_id).await?
+            }
+            OrganizationLookup::Slug(slug) => {
+                organizations::get_as_member(self.db.conn(), true, slug, user_id).await?
+            }
         };
         found.ok_or_else(Error::organization_not_found)
     }
@@ -293,10 +378,17 @@ impl Services {
         );
         let after = paging::decode(&fingerprint, page_token, 2)?;
         let conn = self.db.conn();
-        let mut rows = organizations::list(conn, &filter, order, after.as_deref(), page_size + 1).await?;
+        let mut rows =
+            organizations::list(conn, &filter, order, after.as_deref(), page_size + 1).await?;
         let total_size = organizations::count(conn, &filter).await?;
-        let next_page_token = next_token(&mut rows, page_size, |last| paging::encode(&fingerprint, order.key_of(last)));
-        Ok(Page { items: rows, next_page_token, total_size })
+        let next_page_token = next_token(&mut rows, page_size, |last| {
+            paging::encode(&fingerprint, order.key_of(last))
+        });
+        Ok(Page {
+            items: rows,
+            next_page_token,
+            total_size,
+        })
     }
 
     pub async fn update_organization(
@@ -306,12 +398,57 @@ impl Services {
         etag: Option<&str>,
         changes: OrganizationChanges,
     ) -> Result<OrganizationRow> {
+        self.change_organization(actor, organization_id, etag, |_| Ok(changes))
+            .await
+    }
+
+    /// Deep-merges metadata patches (`null` deletes a key). The merge reads the
+    /// locked row, so concurrent merges of different keys all land.
+    pub async fn merge_organization_metadata(
+        &self,
+        actor: &Actor,
+        organization_id: &str,
+        etag: Option<&str>,
+        public_patch: Option<Map<String, Value>>,
+        private_patch: Option<Map<String, Value>>,
+    ) -> Result<OrganizationRow> {
+        self.change_organization(actor, organization_id, etag, |current| {
+            let mut public = Metadata::from_json(&current.public_metadata);
+            let mut private = Metadata::from_json(&current.private_metadata);
+            if let Some(patch) = &public_patch {
+                public.merge(patch);
+            }
+            if let Some(patch) = &private_patch {
+                private.merge(patch);
+            }
+            let public = Metadata::parse("public_metadata", public.0)
+                .map_err(|v| Error::InvalidArgument(vec![v]))?;
+            let private = Metadata::parse("private_metadata", private.0)
+                .map_err(|v| Error::InvalidArgument(vec![v]))?;
+            Ok(OrganizationChanges {
+                public_metadata: Some(public),
+                private_metadata: Some(private),
+                ..Default::default()
+            })
+        })
+        .await
+    }
+
+    /// Applies the changes `decide` derives from the current, locked row.
+    async fn change_organization(
+        &self,
+        actor: &Actor,
+        organization_id: &str,
+        etag: Option<&str>,
+        decide: impl FnOnce(&OrganizationRow) -> Result<OrganizationChanges>,
+    ) -> Result<OrganizationRow> {
         let work = self.begin(false).await?;
         let result: Result<OrganizationRow> = async {
             let current = organizations::get_for_update(&work.txn, organization_id)
                 .await?
                 .ok_or_else(Error::organization_not_found)?;
             etag_matches(etag, &current.etag())?;
+            let changes = decide(&current)?;
             let mut updated = current.clone();
             if let Some(name) = changes.name {
                 updated.name = name;
@@ -334,9 +471,15 @@ impl Services {
                 updated.private_metadata = metadata.to_json();
             }
             updated.update_time = work.now;
-            let written = organizations::update(&work.txn, &updated, current.revision).await.map_err(|err| {
-                if is_unique_violation(&err) { Error::AlreadyExists(Reason::SlugTaken, "the slug is taken".into()) } else { err.into() }
-            })?;
+            let written = organizations::update(&work.txn, &updated, current.revision)
+                .await
+                .map_err(|err| {
+                    if is_unique_violation(&err) {
+                        Error::AlreadyExists(Reason::SlugTaken, "the slug is taken".into())
+                    } else {
+                        err.into()
+                    }
+                })?;
             if !written {
                 return Err(Error::EtagMismatch);
             }
@@ -347,46 +490,12 @@ impl Services {
         finish_simple(work, actor, organization_id, organization_id, result).await
     }
 
-    /// Deep-merges metadata patches (`null` deletes a key).
-    pub async fn merge_organization_metadata(
+    pub async fn delete_organization(
         &self,
         actor: &Actor,
         organization_id: &str,
         etag: Option<&str>,
-        public_patch: Option<Map<String, Value>>,
-        private_patch: Option<Map<String, Value>>,
-    ) -> Result<OrganizationRow> {
-        let current = organizations::get(self.db.conn(), organization_id)
-            .await?
-            .ok_or_else(Error::organization_not_found)?;
-        etag_matches(etag, &current.etag())?;
-        let mut public = Metadata::from_json(&current.public_metadata);
-        let mut private = Metadata::from_json(&current.private_metadata);
-        if let Some(patch) = &public_patch {
-            public.merge(patch);
-        }
-        if let Some(patch) = &private_patch {
-            private.merge(patch);
-        }
-        let public = Metadata::parse("public_metadata", public.0).map_err(|v| Error::InvalidArgument(vec![v]))?;
-        let private = Metadata::parse("private_metadata", private.0).map_err(|v| Error::InvalidArgument(vec![v]))?;
-        // The merge was computed from `current`; the etag of `current` makes the
-        // write conditional, so a concurrent change is never overwritten.
-        let expected = current.etag();
-        self.update_organization(
-            actor,
-            organization_id,
-            Some(&expected),
-            OrganizationChanges {
-                public_metadata: Some(public),
-                private_metadata: Some(private),
-                ..Default::default()
-            },
-        )
-        .await
-    }
-
-    pub async fn delete_organization(&self, actor: &Actor, organization_id: &str, etag: Option<&str>) -> Result<()> {
+    ) -> Result<()> {
         let work = self.begin(false).await?;
         let result: Result<()> = async {
             let current = organizations::get_for_update(&work.txn, organization_id)
@@ -408,22 +517,40 @@ impl Services {
         idempotency: Option<&Idempotency>,
         validate_only: bool,
     ) -> Result<AddedMember> {
-        let mut work = match self.begin_idempotent(actor, idempotency, validate_only).await? {
+        let mut work = match self
+            .begin_idempotent(actor, idempotency, validate_only)
+            .await?
+        {
             Begun::Replay(previous) => return Ok(previous),
             Begun::Fresh(work) => work,
         };
-        let role = new.role.clone().unwrap_or_else(|| self.config.rules.default_role.clone());
+        let role = new
+            .role
+            .clone()
+            .unwrap_or_else(|| self.config.rules.default_role.clone());
         let result = async {
             organizations::get_for_update(&work.txn, &new.organization_id)
                 .await?
                 .ok_or_else(Error::organization_not_found)?;
-            self.add_member(&mut work, &new.organization_id, &new.user_id, &role, new.public_metadata, new.private_metadata)
-                .await
+            self.add_member(
+                &mut work,
+                &new.organization_id,
+                &new.user_id,
+                &role,
+                new.public_metadata,
+                new.private_metadata,
+            )
+            .await
         }
         .await;
         match result {
             Ok(added) => {
-                work.audit(actor, &new.organization_id, &added.membership.row.id, idempotency.map(|k| k.request_id.as_str()));
+                work.audit(
+                    actor,
+                    &new.organization_id,
+                    &added.membership.row.id,
+                    idempotency.map(|k| k.request_id.as_str()),
+                );
                 work.finish(actor, idempotency, &added).await?;
                 Ok(added)
             }
@@ -434,7 +561,12 @@ impl Services {
         }
     }
 
-    pub async fn list_memberships(&self, filter: MembershipFilter, page_size: u64, page_token: &str) -> Result<Page<MembershipRecord>> {
+    pub async fn list_memberships(
+        &self,
+        filter: MembershipFilter,
+        page_size: u64,
+        page_token: &str,
+    ) -> Result<Page<MembershipRecord>> {
         let fingerprint = paging::fingerprint(
             "memberships",
             &[
@@ -449,10 +581,17 @@ impl Services {
         let mut rows = memberships::list(conn, &filter, after, page_size + 1).await?;
         let total_size = memberships::count(conn, &filter).await?;
         let next_page_token = next_token(&mut rows, page_size, |last| {
-            paging::encode(&fingerprint, vec![last.create_time.to_string(), last.id.clone()])
+            paging::encode(
+                &fingerprint,
+                vec![last.create_time.to_string(), last.id.clone()],
+            )
         });
         let items = with_permissions(conn, rows).await?;
-        Ok(Page { items, next_page_token, total_size })
+        Ok(Page {
+            items,
+            next_page_token,
+            total_size,
+        })
     }
 
     pub async fn update_membership(
@@ -468,14 +607,19 @@ impl Services {
             organizations::get_for_update(&work.txn, organization_id)
                 .await?
                 .ok_or_else(Error::organization_not_found)?;
-            let current = memberships::get(&work.txn, organization_id, user_id).await?.ok_or_else(membership_not_found)?;
+            let current = memberships::get(&work.txn, organization_id, user_id)
+                .await?
+                .ok_or_else(membership_not_found)?;
             etag_matches(etag, &current.etag())?;
             let mut updated = current.clone();
             if let Some(role) = changes.role
                 && role != current.role
             {
                 let Some(new_role) = roles::get_role(&work.txn, &role).await? else {
-                    return Err(Error::invalid("membership.role", format!("there is no role {role}")));
+                    return Err(Error::invalid(
+                        "membership.role",
+                        format!("there is no role {role}"),
+                    ));
                 };
                 if !new_role.permissions.iter().any(|p| p == MEMBERSHIPS_MANAGE) {
                     guard_last_admin(&work.txn, &current, false).await?;
@@ -493,21 +637,38 @@ impl Services {
                 return Err(Error::EtagMismatch);
             }
             updated.revision += 1;
-            let permissions = roles::get_role(&work.txn, &updated.role).await?.map(|r| r.permissions).unwrap_or_default();
-            Ok(MembershipRecord { row: updated, permissions })
+            let permissions = roles::get_role(&work.txn, &updated.role)
+                .await?
+                .map(|r| r.permissions)
+                .unwrap_or_default();
+            Ok(MembershipRecord {
+                row: updated,
+                permissions,
+            })
         }
         .await;
-        let resource = result.as_ref().map(|m| m.row.id.clone()).unwrap_or_default();
+        let resource = result
+            .as_ref()
+            .map(|m| m.row.id.clone())
+            .unwrap_or_default();
         finish_simple(work, actor, organization_id, &resource, result).await
     }
 
-    pub async fn delete_membership(&self, actor: &Actor, organization_id: &str, user_id: &str, etag: Option<&str>) -> Result<()> {
+    pub async fn delete_membership(
+        &self,
+        actor: &Actor,
+        organization_id: &str,
+        user_id: &str,
+        etag: Option<&str>,
+    ) -> Result<()> {
         let work = self.begin(false).await?;
         let result: Result<String> = async {
             organizations::get_for_update(&work.txn, organization_id)
                 .await?
                 .ok_or_else(Error::organization_not_found)?;
-            let current = memberships::get(&work.txn, organization_id, user_id).await?.ok_or_else(membership_not_found)?;
+            let current = memberships::get(&work.txn, organization_id, user_id)
+                .await?
+                .ok_or_else(membership_not_found)?;
             etag_matches(etag, &current.etag())?;
             guard_last_admin(&work.txn, &current, true).await?;
             memberships::delete(&work.txn, &current.id).await?;
@@ -516,16 +677,27 @@ impl Services {
         }
         .await;
         let resource = result.as_ref().cloned().unwrap_or_default();
-        finish_simple(work, actor, organization_id, &resource, result).await.map(|_| ())
+        finish_simple(work, actor, organization_id, &resource, result)
+            .await
+            .map(|_| ())
     }
 
     /// Whether `user_id` holds `permission` in the organization, and its role:
     /// one indexed query.
-    pub async fn check_permission(&self, organization_id: &str, user_id: &str, permission: &str) -> Result<(bool, String)> {
-        Ok(match memberships::role_and_permissions(self.db.conn(), organization_id, user_id).await? {
-            Some((role, permissions)) => (permissions.iter().any(|p| p == permission), role),
-            None => (false, String::new()),
-        })
+    pub async fn check_permission(
+        &self,
+        organization_id: &str,
+        user_id: &str,
+        permission: &str,
+    ) -> Result<(bool, String)> {
+        Ok(
+            match memberships::role_and_permissions(self.db.conn(), organization_id, user_id)
+                .await?
+            {
+                Some((role, permissions)) => (permissions.iter().any(|p| p == permission), role),
+                None => (false, String::new()),
+            },
+        )
     }
 
     pub async fn list_audit_events(
@@ -535,9 +707,15 @@ impl Services {
         page_size: u64,
         page_token: &str,
     ) -> Result<Page<EventRow>> {
-        let fingerprint = paging::fingerprint("audit_events", &[organization_id.unwrap_or(""), actor.unwrap_or("")]);
-        let after = paging::decode(&fingerprint, page_token, 1)?.map(|key| key[0].parse::<i64>().unwrap_or_default());
-        let mut sql = store::Sql::new("SELECT seq, id, action, actor, on_behalf_of, organization_id, resource_id, request_id, audit, payload, create_time FROM events WHERE audit = TRUE");
+        let fingerprint = paging::fingerprint(
+            "audit_events",
+            &[organization_id.unwrap_or(""), actor.unwrap_or("")],
+        );
+        let after = paging::decode(&fingerprint, page_token, 1)?
+            .map(|key| key[0].parse::<i64>().unwrap_or_default());
+        let mut sql = store::Sql::new(
+            "SELECT seq, id, action, actor, on_behalf_of, organization_id, resource_id, request_id, audit, payload, create_time FROM events WHERE audit = TRUE",
+        );
         let mut count = store::Sql::new("SELECT COUNT(*) FROM events WHERE audit = TRUE");
         for query in [&mut sql, &mut count] {
             if let Some(organization_id) = organization_id {
@@ -558,15 +736,25 @@ impl Services {
         let conn = self.db.conn();
         let mut rows: Vec<EventRow> = store::fetch_all(conn, &sql.text, sql.values).await?;
         let total_size = store::fetch_i64(conn, &count.text, count.values).await?;
-        let next_page_token = next_token(&mut rows, page_size, |last| paging::encode(&fingerprint, vec![last.seq.to_string()]));
-        Ok(Page { items: rows, next_page_token, total_size })
+        let next_page_token = next_token(&mut rows, page_size, |last| {
+            paging::encode(&fingerprint, vec![last.seq.to_string()])
+        });
+        Ok(Page {
+            items: rows,
+            next_page_token,
+            total_size,
+        })
     }
 }
 
 /// Refuses to remove (or demote) the last member holding
 /// `org:sys_memberships:manage` while other members remain. The caller holds
 /// the organization's row lock, so two such changes cannot both pass.
-async fn guard_last_admin(conn: &impl ConnectionTrait, membership: &MembershipRow, removing: bool) -> Result<()> {
+async fn guard_last_admin(
+    conn: &impl ConnectionTrait,
+    membership: &MembershipRow,
+    removing: bool,
+) -> Result<()> {
     let holds_manage = store::fetch_i64(
         conn,
         "SELECT COUNT(*) FROM role_permissions WHERE role_key = $1 AND permission_key = $2",
@@ -577,14 +765,19 @@ async fn guard_last_admin(conn: &impl ConnectionTrait, membership: &MembershipRo
     if !holds_manage {
         return Ok(());
     }
-    let managers = memberships::count_with_permission(conn, &membership.organization_id, MEMBERSHIPS_MANAGE).await?;
+    let managers =
+        memberships::count_with_permission(conn, &membership.organization_id, MEMBERSHIPS_MANAGE)
+            .await?;
     if managers > 1 {
         return Ok(());
     }
     if removing {
         let members = memberships::count(
             conn,
-            &MembershipFilter { organization_id: Some(membership.organization_id.clone()), ..Default::default() },
+            &MembershipFilter {
+                organization_id: Some(membership.organization_id.clone()),
+                ..Default::default()
+            },
         )
         .await?;
         if members <= 1 {
@@ -609,22 +802,37 @@ pub fn next_token<T>(rows: &mut Vec<T>, page_size: u64, encode: impl Fn(&T) -> S
 }
 
 /// Resolves the permissions of each membership's role.
-pub async fn with_permissions(conn: &impl ConnectionTrait, rows: Vec<MembershipRow>) -> Result<Vec<MembershipRecord>> {
+pub async fn with_permissions(
+    conn: &impl ConnectionTrait,
+    rows: Vec<MembershipRow>,
+) -> Result<Vec<MembershipRecord>> {
     let mut by_role: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for row in &rows {
         if !by_role.contains_key(&row.role) {
-            let permissions = roles::get_role(conn, &row.role).await?.map(|r| r.permissions).unwrap_or_default();
+            let permissions = roles::get_role(conn, &row.role)
+                .await?
+                .map(|r| r.permissions)
+                .unwrap_or_default();
             by_role.insert(row.role.clone(), permissions);
         }
     }
     Ok(rows
         .into_iter()
-        .map(|row| MembershipRecord { permissions: by_role.get(&row.role).cloned().unwrap_or_default(), row })
+        .map(|row| MembershipRecord {
+            permissions: by_role.get(&row.role).cloned().unwrap_or_default(),
+            row,
+        })
         .collect())
 }
 
 /// Commits `work` with an audit event when `result` is Ok, else rolls back.
-pub async fn finish_simple<T>(mut work: Work, actor: &Actor, organization_id: &str, resource_id: &str, result: Result<T>) -> Result<T> {
+pub async fn finish_simple<T>(
+    mut work: Work,
+    actor: &Actor,
+    organization_id: &str,
+    resource_id: &str,
+    result: Result<T>,
+) -> Result<T> {
     match result {
         Ok(value) => {
             work.audit(actor, organization_id, resource_id, None);
@@ -639,11 +847,20 @@ pub async fn finish_simple<T>(mut work: Work, actor: &Actor, organization_id: &s
 }
 
 /// Field violations for a list of permission keys that do not exist.
-pub fn unknown_permissions(field: &str, requested: &[String], existing: &[String]) -> Vec<FieldViolation> {
+pub fn unknown_permissions(
+    field: &str,
+    requested: &[String],
+    existing: &[String],
+) -> Vec<FieldViolation> {
     requested
         .iter()
         .enumerate()
         .filter(|(_, key)| !existing.contains(key))
-        .map(|(i, key)| FieldViolation::new(format!("{field}[{i}]"), format!("there is no permission {key}")))
+        .map(|(i, key)| {
+            FieldViolation::new(
+                format!("{field}[{i}]"),
+                format!("there is no permission {key}"),
+            )
+        })
         .collect()
 }

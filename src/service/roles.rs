@@ -38,7 +38,12 @@ fn role_not_found(key: &str) -> Error {
 }
 
 impl Services {
-    pub async fn create_role(&self, actor: &Actor, new: NewRole, idempotency: Option<&Idempotency>) -> Result<RoleRecord> {
+    pub async fn create_role(
+        &self,
+        actor: &Actor,
+        new: NewRole,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<RoleRecord> {
         let work = match self.begin_idempotent(actor, idempotency, false).await? {
             Begun::Replay(previous) => return Ok(previous),
             Begun::Fresh(work) => work,
@@ -73,7 +78,12 @@ impl Services {
         let mut work = work;
         match result {
             Ok(role) => {
-                work.audit(actor, "", &role.id, idempotency.map(|k| k.request_id.as_str()));
+                work.audit(
+                    actor,
+                    "",
+                    &role.id,
+                    idempotency.map(|k| k.request_id.as_str()),
+                );
                 work.finish(actor, idempotency, &role).await?;
                 Ok(role)
             }
@@ -85,25 +95,45 @@ impl Services {
     }
 
     pub async fn get_role(&self, key: &str) -> Result<RoleRecord> {
-        roles::get_role(self.db.conn(), key).await?.ok_or_else(|| role_not_found(key))
+        roles::get_role(self.db.conn(), key)
+            .await?
+            .ok_or_else(|| role_not_found(key))
     }
 
     pub async fn list_roles(&self, page_size: u64, page_token: &str) -> Result<Page<RoleRecord>> {
         let fingerprint = paging::fingerprint("roles", &[]);
         let after = paging::decode(&fingerprint, page_token, 1)?;
         let conn = self.db.conn();
-        let mut rows = roles::list_roles(conn, after.as_ref().map(|k| k[0].as_str()), page_size + 1).await?;
+        let mut rows =
+            roles::list_roles(conn, after.as_ref().map(|k| k[0].as_str()), page_size + 1).await?;
         let total_size = roles::count_roles(conn).await?;
-        let next_page_token = next_token(&mut rows, page_size, |last| paging::encode(&fingerprint, vec![last.key.clone()]));
-        Ok(Page { items: rows, next_page_token, total_size })
+        let next_page_token = next_token(&mut rows, page_size, |last| {
+            paging::encode(&fingerprint, vec![last.key.clone()])
+        });
+        Ok(Page {
+            items: rows,
+            next_page_token,
+            total_size,
+        })
     }
 
-    pub async fn update_role(&self, actor: &Actor, key: &str, etag: Option<&str>, changes: RoleChanges) -> Result<RoleRecord> {
+    pub async fn update_role(
+        &self,
+        actor: &Actor,
+        key: &str,
+        etag: Option<&str>,
+        changes: RoleChanges,
+    ) -> Result<RoleRecord> {
         let work = self.begin(false).await?;
         let result: Result<RoleRecord> = async {
-            let current = roles::get_role(&work.txn, key).await?.ok_or_else(|| role_not_found(key))?;
+            let current = roles::get_role(&work.txn, key)
+                .await?
+                .ok_or_else(|| role_not_found(key))?;
             if current.built_in {
-                return Err(Error::FailedPrecondition(Reason::SystemRole, format!("the built-in role {key} cannot be changed")));
+                return Err(Error::FailedPrecondition(
+                    Reason::SystemRole,
+                    format!("the built-in role {key} cannot be changed"),
+                ));
             }
             if let Some(etag) = etag
                 && etag != current.etag()
@@ -141,9 +171,14 @@ impl Services {
     pub async fn delete_role(&self, actor: &Actor, key: &str) -> Result<()> {
         let work = self.begin(false).await?;
         let result: Result<String> = async {
-            let current = roles::get_role(&work.txn, key).await?.ok_or_else(|| role_not_found(key))?;
+            let current = roles::get_role(&work.txn, key)
+                .await?
+                .ok_or_else(|| role_not_found(key))?;
             if current.built_in || is_built_in_role(key) {
-                return Err(Error::FailedPrecondition(Reason::SystemRole, format!("the built-in role {key} cannot be deleted")));
+                return Err(Error::FailedPrecondition(
+                    Reason::SystemRole,
+                    format!("the built-in role {key} cannot be deleted"),
+                ));
             }
             let rules = &self.config.rules;
             if key == rules.creator_role || key == rules.default_role {
@@ -163,7 +198,9 @@ impl Services {
         }
         .await;
         let resource = result.as_ref().cloned().unwrap_or_default();
-        finish_simple(work, actor, "", &resource, result).await.map(|_| ())
+        finish_simple(work, actor, "", &resource, result)
+            .await
+            .map(|_| ())
     }
 
     pub async fn create_permission(
@@ -186,14 +223,22 @@ impl Services {
         };
         match roles::insert_permission(&work.txn, &row).await {
             Ok(()) => {
-                work.audit(actor, "", &row.id, idempotency.map(|k| k.request_id.as_str()));
+                work.audit(
+                    actor,
+                    "",
+                    &row.id,
+                    idempotency.map(|k| k.request_id.as_str()),
+                );
                 work.finish(actor, idempotency, &row).await?;
                 Ok(row)
             }
             Err(err) => {
                 work.rollback().await;
                 if is_unique_violation(&err) {
-                    Err(Error::AlreadyExists(Reason::PermissionExists, format!("the permission {} exists", new.key)))
+                    Err(Error::AlreadyExists(
+                        Reason::PermissionExists,
+                        format!("the permission {} exists", new.key),
+                    ))
                 } else {
                     Err(err.into())
                 }
@@ -201,14 +246,26 @@ impl Services {
         }
     }
 
-    pub async fn list_permissions(&self, page_size: u64, page_token: &str) -> Result<Page<PermissionRow>> {
+    pub async fn list_permissions(
+        &self,
+        page_size: u64,
+        page_token: &str,
+    ) -> Result<Page<PermissionRow>> {
         let fingerprint = paging::fingerprint("permissions", &[]);
         let after = paging::decode(&fingerprint, page_token, 1)?;
         let conn = self.db.conn();
-        let mut rows = roles::list_permissions(conn, after.as_ref().map(|k| k[0].as_str()), page_size + 1).await?;
+        let mut rows =
+            roles::list_permissions(conn, after.as_ref().map(|k| k[0].as_str()), page_size + 1)
+                .await?;
         let total_size = roles::count_permissions(conn).await?;
-        let next_page_token = next_token(&mut rows, page_size, |last| paging::encode(&fingerprint, vec![last.key.clone()]));
-        Ok(Page { items: rows, next_page_token, total_size })
+        let next_page_token = next_token(&mut rows, page_size, |last| {
+            paging::encode(&fingerprint, vec![last.key.clone()])
+        });
+        Ok(Page {
+            items: rows,
+            next_page_token,
+            total_size,
+        })
     }
 
     pub async fn delete_permission(&self, actor: &Actor, key: &str) -> Result<()> {
@@ -216,18 +273,31 @@ impl Services {
         let result: Result<String> = async {
             let current = roles::get_permission(&work.txn, key)
                 .await?
-                .ok_or_else(|| Error::NotFound(Reason::PermissionNotFound, format!("there is no permission {key}")))?;
+                .ok_or_else(|| {
+                    Error::NotFound(
+                        Reason::PermissionNotFound,
+                        format!("there is no permission {key}"),
+                    )
+                })?;
             if current.system || is_system_permission(key) {
-                return Err(Error::FailedPrecondition(Reason::SystemRole, format!("the system permission {key} cannot be deleted")));
+                return Err(Error::FailedPrecondition(
+                    Reason::SystemRole,
+                    format!("the system permission {key} cannot be deleted"),
+                ));
             }
             if roles::permission_in_use(&work.txn, key).await? {
-                return Err(Error::FailedPrecondition(Reason::PermissionInUse, format!("{key} is granted by a role")));
+                return Err(Error::FailedPrecondition(
+                    Reason::PermissionInUse,
+                    format!("{key} is granted by a role"),
+                ));
             }
             roles::delete_permission(&work.txn, key).await?;
             Ok(current.id)
         }
         .await;
         let resource = result.as_ref().cloned().unwrap_or_default();
-        finish_simple(work, actor, "", &resource, result).await.map(|_| ())
+        finish_simple(work, actor, "", &resource, result)
+            .await
+            .map(|_| ())
     }
 }

@@ -8,8 +8,9 @@ pub mod repo;
 use std::time::Duration;
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    FromQueryResult, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, Value,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, FromQueryResult, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    Value,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -96,8 +97,15 @@ pub fn statement(conn: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> 
 }
 
 /// Runs a statement; returns the number of rows affected.
-pub async fn execute(conn: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Result<u64, DbErr> {
-    Ok(conn.execute_raw(statement(conn, sql, values)).await?.rows_affected())
+pub async fn execute(
+    conn: &impl ConnectionTrait,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<u64, DbErr> {
+    Ok(conn
+        .execute_raw(statement(conn, sql, values))
+        .await?
+        .rows_affected())
 }
 
 /// Runs a query and reads every row.
@@ -107,7 +115,9 @@ pub async fn fetch_all<T: FromQueryResult>(
     values: Vec<Value>,
 ) -> Result<Vec<T>, DbErr> {
     let rows = conn.query_all_raw(statement(conn, sql, values)).await?;
-    rows.iter().map(|row| T::from_query_result(row, "")).collect()
+    rows.iter()
+        .map(|row| T::from_query_result(row, ""))
+        .collect()
 }
 
 /// Runs a query and reads the first row, if any.
@@ -123,7 +133,11 @@ pub async fn fetch_optional<T: FromQueryResult>(
 }
 
 /// Runs a query returning one integer (a count, a sum).
-pub async fn fetch_i64(conn: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Result<i64, DbErr> {
+pub async fn fetch_i64(
+    conn: &impl ConnectionTrait,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<i64, DbErr> {
     match conn.query_one_raw(statement(conn, sql, values)).await? {
         Some(row) => Ok(row.try_get_by_index::<Option<i64>>(0)?.unwrap_or(0)),
         None => Ok(0),
@@ -132,7 +146,10 @@ pub async fn fetch_i64(conn: &impl ConnectionTrait, sql: &str, values: Vec<Value
 
 /// Whether an error is a unique-constraint violation.
 pub fn is_unique_violation(err: &DbErr) -> bool {
-    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
 }
 
 /// Locks a row for the rest of the transaction where the backend needs it:
@@ -143,6 +160,21 @@ pub fn for_update(conn: &impl ConnectionTrait) -> &'static str {
         DbBackend::Postgres => " FOR UPDATE",
         _ => "",
     }
+}
+
+/// Serializes transactions that name the same `key` until they end: an
+/// advisory lock on PostgreSQL; SQLite write transactions are serialized
+/// already.
+pub async fn lock_key(conn: &impl ConnectionTrait, key: &str) -> Result<(), DbErr> {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        execute(
+            conn,
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            vec![Value::from(key)],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Builds a `Vec<sea_orm::Value>` from expressions.
@@ -161,7 +193,10 @@ pub struct Sql {
 
 impl Sql {
     pub fn new(text: &str) -> Sql {
-        Sql { text: text.to_string(), values: Vec::new() }
+        Sql {
+            text: text.to_string(),
+            values: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, text: &str) -> &mut Self {

@@ -26,7 +26,9 @@ pub struct Bearer(Option<String>);
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(token) = &self.0 {
-            let value: MetadataValue<_> = format!("Bearer {token}").parse().map_err(|_| Status::internal("bad token"))?;
+            let value: MetadataValue<_> = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| Status::internal("bad token"))?;
             request.metadata_mut().insert("authorization", value);
         }
         Ok(request)
@@ -39,7 +41,9 @@ pub type Billing = BillingServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Which database the suite runs on.
 pub fn backend_url() -> Option<String> {
-    std::env::var("ORGS_TEST_DATABASE_URL").ok().filter(|url| !url.is_empty())
+    std::env::var("ORGS_TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
 }
 
 /// A fresh, empty database: a new PostgreSQL database on the server of
@@ -48,9 +52,15 @@ pub async fn fresh_database_url() -> String {
     let name = format!("orgs_t_{}", ulid::Ulid::new().to_string().to_lowercase());
     match backend_url() {
         Some(base) => {
-            let admin = orgs::store::Db::connect(&base, 1).await.expect("connect to ORGS_TEST_DATABASE_URL");
+            let admin = orgs::store::Db::connect(&base, 1)
+                .await
+                .expect("connect to ORGS_TEST_DATABASE_URL");
             use sea_orm::ConnectionTrait;
-            admin.conn().execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create database");
+            admin
+                .conn()
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create database");
             admin.close().await;
             let (prefix, _) = base.rsplit_once('/').expect("database url has a path");
             format!("{prefix}/{name}")
@@ -58,7 +68,10 @@ pub async fn fresh_database_url() -> String {
         None => {
             let dir = std::env::temp_dir().join("orgs-tests");
             std::fs::create_dir_all(&dir).expect("temp dir");
-            format!("sqlite://{}?mode=rwc", dir.join(format!("{name}.db")).display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.join(format!("{name}.db")).display()
+            )
         }
     }
 }
@@ -87,14 +100,25 @@ impl TestApp {
         let mut config = ServeConfig::for_tests(url, SECRET);
         configure(&mut config);
         let clock = ManualClock::new(chrono::Utc::now());
-        let app = App::build(config, Arc::new(clock.clone())).await.expect("build app");
-        let server = app.spawn("127.0.0.1:0".parse().expect("addr")).await.expect("spawn server");
+        let app = App::build(config, Arc::new(clock.clone()))
+            .await
+            .expect("build app");
+        let server = app
+            .spawn("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("spawn server");
         let channel = Channel::from_shared(format!("http://{}", server.addr))
             .expect("uri")
             .connect()
             .await
             .expect("connect");
-        TestApp { addr: server.addr, clock, database_url: url.to_string(), server: Some(server), channel }
+        TestApp {
+            addr: server.addr,
+            clock,
+            database_url: url.to_string(),
+            server: Some(server),
+            channel,
+        }
     }
 
     pub fn channel(&self) -> Channel {
@@ -134,7 +158,12 @@ impl TestApp {
 pub fn token(sub: &str, scope: &str) -> String {
     mint_hs256(
         SECRET,
-        &TokenRequest { sub: sub.into(), scope: Some(scope.into()), ttl_seconds: 3600, ..Default::default() },
+        &TokenRequest {
+            sub: sub.into(),
+            scope: Some(scope.into()),
+            ttl_seconds: 3600,
+            ..Default::default()
+        },
     )
     .expect("mint token")
 }
@@ -155,7 +184,12 @@ pub async fn create_org(app: &TestApp, name: &str, created_by: Option<&str>) -> 
 }
 
 /// Adds a member as `orgs:admin`.
-pub async fn add_member(app: &TestApp, organization_id: &str, user_id: &str, role: &str) -> pb::Membership {
+pub async fn add_member(
+    app: &TestApp,
+    organization_id: &str,
+    user_id: &str,
+    role: &str,
+) -> pb::Membership {
     app.admin()
         .create_membership(pb::CreateMembershipRequest {
             organization_id: organization_id.into(),
@@ -173,7 +207,10 @@ pub async fn add_member(app: &TestApp, organization_id: &str, user_id: &str, rol
 /// The `ErrorInfo.reason` of a status.
 pub fn reason(status: &Status) -> String {
     use tonic_types::StatusExt;
-    status.get_details_error_info().map(|info| info.reason).unwrap_or_default()
+    status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_default()
 }
 
 /// The fields named by a status's `BadRequest`.
@@ -187,12 +224,26 @@ pub fn bad_fields(status: &Status) -> Vec<String> {
 
 /// Asserts a result failed with `code` and `reason`.
 #[track_caller]
-pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, expected_reason: &str) -> Status {
+pub fn assert_status<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    expected_reason: &str,
+) -> Status {
     let status = result.expect_err("expected an error");
     assert_eq!(status.code(), code, "unexpected status: {status:?}");
-    assert_eq!(reason(&status), expected_reason, "unexpected reason: {status:?}");
+    assert_eq!(
+        reason(&status),
+        expected_reason,
+        "unexpected reason: {status:?}"
+    );
     use tonic_types::StatusExt;
-    assert_eq!(status.get_details_error_info().map(|i| i.domain).unwrap_or_default(), "orgs.v1");
+    assert_eq!(
+        status
+            .get_details_error_info()
+            .map(|i| i.domain)
+            .unwrap_or_default(),
+        "orgs.v1"
+    );
     status
 }
 
@@ -200,6 +251,13 @@ pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, 
 #[track_caller]
 pub fn assert_invalid<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) {
     let status = result.expect_err("expected INVALID_ARGUMENT");
-    assert_eq!(status.code(), Code::InvalidArgument, "unexpected status: {status:?}");
-    assert!(bad_fields(&status).iter().any(|f| f == field), "{field} not named in {status:?}");
+    assert_eq!(
+        status.code(),
+        Code::InvalidArgument,
+        "unexpected status: {status:?}"
+    );
+    assert!(
+        bad_fields(&status).iter().any(|f| f == field),
+        "{field} not named in {status:?}"
+    );
 }

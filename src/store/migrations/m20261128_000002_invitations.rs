@@ -25,6 +25,7 @@ CREATE TABLE invitations (
 CREATE UNIQUE INDEX invitations_one_pending ON invitations (COALESCE(organization_id, ''), email_address) WHERE status = 'pending';
 CREATE INDEX invitations_organization ON invitations (organization_id, create_time, id);
 CREATE INDEX invitations_email ON invitations (email_address, status);
+CREATE INDEX invitations_organization_status ON invitations (organization_id, status, expire_time);
 CREATE TABLE domains (
     id TEXT PRIMARY KEY,
     organization_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
@@ -51,7 +52,8 @@ CREATE TABLE membership_requests (
     update_time BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX membership_requests_one_pending ON membership_requests (organization_id, user_id) WHERE status = 'pending';
-CREATE INDEX membership_requests_organization ON membership_requests (organization_id, create_time, id)
+CREATE INDEX membership_requests_organization ON membership_requests (organization_id, create_time, id);
+CREATE INDEX membership_requests_user ON membership_requests (user_id, status)
 "#;
 
 #[async_trait::async_trait]

@@ -23,7 +23,11 @@ impl MigratorTrait for Migrator {
 /// Runs `;`-separated statements one by one.
 pub(crate) async fn run_script(manager: &SchemaManager<'_>, script: &str) -> Result<(), DbErr> {
     let conn = manager.get_connection();
-    for sql in script.split(";\n").map(str::trim).filter(|sql| !sql.is_empty()) {
+    for sql in script
+        .split(";\n")
+        .map(str::trim)
+        .filter(|sql| !sql.is_empty())
+    {
         conn.execute_unprepared(sql).await?;
     }
     Ok(())

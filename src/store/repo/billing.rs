@@ -6,7 +6,6 @@
 //! concurrent transactions take row locks in one order and cannot deadlock.
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Value};
-use sha2::{Digest, Sha256};
 
 use crate::store::{self, Sql};
 use crate::values;
@@ -143,39 +142,34 @@ pub async fn insert_activity(
     Ok(inserted)
 }
 
-/// The advisory-lock key of a user's billing state.
-fn user_lock_key(user_id: &str) -> i64 {
-    let digest = Sha256::digest(format!("orgs.billing.user:{user_id}").as_bytes());
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(bytes)
-}
-
 /// Serializes, until commit, the transactions that decide whether a user
 /// counts for an organization: recording its first activity in a period
 /// (which reads its memberships) and adding a membership (which reads its
 /// activity). Without it each could miss the other's uncommitted write on
-/// PostgreSQL. Locks are taken in key order. SQLite write transactions hold
-/// the database lock already.
+/// PostgreSQL. The advisory locks are those of [`store::lock_key`], taken in
+/// one order (PostgreSQL evaluates the volatile lock calls after the sort).
+/// SQLite write transactions hold the database lock already.
 pub async fn lock_users(conn: &impl ConnectionTrait, users: &[String]) -> Result<(), DbErr> {
     if conn.get_database_backend() != DbBackend::Postgres || users.is_empty() {
         return Ok(());
     }
-    let mut keys: Vec<i64> = users.iter().map(|user| user_lock_key(user)).collect();
+    let mut keys: Vec<String> = users.iter().map(|user| user_lock_key(user)).collect();
     keys.sort_unstable();
     keys.dedup();
     for chunk in keys.chunks(CHUNK) {
-        // The keys are integers computed here, never input: inlining them is safe.
-        let list: Vec<String> = chunk.iter().map(|key| format!("({key})")).collect();
-        // PostgreSQL evaluates volatile functions of the select list after
-        // the sort, so the locks are taken in key order.
-        let sql = format!(
-            "SELECT pg_advisory_xact_lock(k) FROM (VALUES {}) AS v (k) ORDER BY k",
-            list.join(", ")
+        let mut sql = Sql::new(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(k, 0) AS h FROM (VALUES ",
         );
-        store::execute(conn, &sql, vec![]).await?;
+        push_tuples(&mut sql, chunk.iter().map(|key| values![key.clone()]));
+        sql.push(") AS v (k)) AS keys ORDER BY h");
+        store::execute(conn, &sql.text, sql.values).await?;
     }
     Ok(())
+}
+
+/// The lock key of a user's billing state, as [`store::lock_key`] takes it.
+pub fn user_lock_key(user_id: &str) -> String {
+    format!("billing-user:{user_id}")
 }
 
 /// The memberships `(organization_id, user_id)` of `users`.

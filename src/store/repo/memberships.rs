@@ -26,10 +26,13 @@ impl MembershipRow {
     }
 }
 
-pub const COLUMNS: &str =
-    "id, organization_id, user_id, role, public_metadata, private_metadata, create_time, update_time, revision";
+pub const COLUMNS: &str = "id, organization_id, user_id, role, public_metadata, private_metadata, create_time, update_time, revision";
 
-pub async fn get(conn: &impl ConnectionTrait, organization_id: &str, user_id: &str) -> Result<Option<MembershipRow>, DbErr> {
+pub async fn get(
+    conn: &impl ConnectionTrait,
+    organization_id: &str,
+    user_id: &str,
+) -> Result<Option<MembershipRow>, DbErr> {
     store::fetch_optional(
         conn,
         &format!("SELECT {COLUMNS} FROM memberships WHERE organization_id = $1 AND user_id = $2"),
@@ -58,7 +61,11 @@ pub async fn insert(conn: &impl ConnectionTrait, row: &MembershipRow) -> Result<
     Ok(())
 }
 
-pub async fn update(conn: &impl ConnectionTrait, row: &MembershipRow, expected_revision: i64) -> Result<bool, DbErr> {
+pub async fn update(
+    conn: &impl ConnectionTrait,
+    row: &MembershipRow,
+    expected_revision: i64,
+) -> Result<bool, DbErr> {
     let changed = store::execute(
         conn,
         "UPDATE memberships SET role = $1, public_metadata = $2, private_metadata = $3, update_time = $4, revision = revision + 1 \
@@ -99,13 +106,24 @@ pub async fn role_and_permissions(
         values![organization_id, user_id],
     )
     .await?;
-    let Some(first) = rows.first() else { return Ok(None) };
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
     let role = first.role.clone();
-    Ok(Some((role, rows.into_iter().filter_map(|row| row.permission_key).collect())))
+    Ok(Some((
+        role,
+        rows.into_iter()
+            .filter_map(|row| row.permission_key)
+            .collect(),
+    )))
 }
 
 /// Members of the organization whose role grants `permission`.
-pub async fn count_with_permission(conn: &impl ConnectionTrait, organization_id: &str, permission: &str) -> Result<i64, DbErr> {
+pub async fn count_with_permission(
+    conn: &impl ConnectionTrait,
+    organization_id: &str,
+    permission: &str,
+) -> Result<i64, DbErr> {
     store::fetch_i64(
         conn,
         "SELECT COUNT(*) FROM memberships m JOIN role_permissions rp ON rp.role_key = m.role \
@@ -157,7 +175,9 @@ pub async fn list(
     if let Some((time, id)) = after {
         let t = sql.bind(time);
         let i = sql.bind(id);
-        sql.push(&format!(" AND (create_time > {t} OR (create_time = {t} AND id > {i}))"));
+        sql.push(&format!(
+            " AND (create_time > {t} OR (create_time = {t} AND id > {i}))"
+        ));
     }
     let l = sql.bind(limit as i64);
     sql.push(&format!(" ORDER BY create_time, id LIMIT {l}"));

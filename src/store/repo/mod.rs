@@ -2,6 +2,9 @@
 //! so it runs inside the caller's transaction.
 
 pub mod billing;
+pub mod domains;
+pub mod invitations;
+pub mod membership_requests;
 pub mod memberships;
 pub mod organizations;
 pub mod roles;

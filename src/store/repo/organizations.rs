@@ -37,30 +37,81 @@ pub fn etag(revision: i64) -> String {
 pub const COLUMNS: &str = "id, name, slug, created_by, max_allowed_memberships, members_count, pending_invitations_count, public_metadata, private_metadata, create_time, update_time, revision";
 
 pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Option<OrganizationRow>, DbErr> {
-    store::fetch_optional(conn, &format!("SELECT {COLUMNS} FROM organizations WHERE id = $1"), values![id]).await
-}
-
-/// Reads the organization and locks it for the rest of the transaction, so
-/// changes to its memberships are serialized.
-pub async fn get_for_update(conn: &impl ConnectionTrait, id: &str) -> Result<Option<OrganizationRow>, DbErr> {
     store::fetch_optional(
         conn,
-        &format!("SELECT {COLUMNS} FROM organizations WHERE id = $1{}", for_update(conn)),
+        &format!("SELECT {COLUMNS} FROM organizations WHERE id = $1"),
         values![id],
     )
     .await
 }
 
-pub async fn get_by_slug(conn: &impl ConnectionTrait, slug: &str) -> Result<Option<OrganizationRow>, DbErr> {
-    store::fetch_optional(conn, &format!("SELECT {COLUMNS} FROM organizations WHERE slug = $1"), values![slug]).await
+/// Reads the organization and locks it for the rest of the transaction, so
+/// changes to its memberships are serialized.
+pub async fn get_for_update(
+    conn: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<OrganizationRow>, DbErr> {
+    store::fetch_optional(
+        conn,
+        &format!(
+            "SELECT {COLUMNS} FROM organizations WHERE id = $1{}",
+            for_update(conn)
+        ),
+        values![id],
+    )
+    .await
+}
+
+/// The organization with id or slug `key`, if `user_id` is a member of it: one
+/// indexed query.
+pub async fn get_as_member(
+    conn: &impl ConnectionTrait,
+    by_slug: bool,
+    key: &str,
+    user_id: &str,
+) -> Result<Option<OrganizationRow>, DbErr> {
+    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("o.{c}")).collect();
+    let column = if by_slug { "slug" } else { "id" };
+    store::fetch_optional(
+        conn,
+        &format!(
+            "SELECT {} FROM organizations o JOIN memberships m ON m.organization_id = o.id AND m.user_id = $2 WHERE o.{column} = $1",
+            columns.join(", ")
+        ),
+        values![key, user_id],
+    )
+    .await
+}
+
+pub async fn get_by_slug(
+    conn: &impl ConnectionTrait,
+    slug: &str,
+) -> Result<Option<OrganizationRow>, DbErr> {
+    store::fetch_optional(
+        conn,
+        &format!("SELECT {COLUMNS} FROM organizations WHERE slug = $1"),
+        values![slug],
+    )
+    .await
 }
 
 pub async fn slug_taken(conn: &impl ConnectionTrait, slug: &str) -> Result<bool, DbErr> {
-    Ok(store::fetch_i64(conn, "SELECT COUNT(*) FROM organizations WHERE slug = $1", values![slug]).await? > 0)
+    Ok(store::fetch_i64(
+        conn,
+        "SELECT COUNT(*) FROM organizations WHERE slug = $1",
+        values![slug],
+    )
+    .await?
+        > 0)
 }
 
 pub async fn count_created_by(conn: &impl ConnectionTrait, user_id: &str) -> Result<i64, DbErr> {
-    store::fetch_i64(conn, "SELECT COUNT(*) FROM organizations WHERE created_by = $1", values![user_id]).await
+    store::fetch_i64(
+        conn,
+        "SELECT COUNT(*) FROM organizations WHERE created_by = $1",
+        values![user_id],
+    )
+    .await
 }
 
 pub async fn insert(conn: &impl ConnectionTrait, row: &OrganizationRow) -> Result<(), DbErr> {
@@ -88,7 +139,11 @@ pub async fn insert(conn: &impl ConnectionTrait, row: &OrganizationRow) -> Resul
 
 /// Writes the updatable fields if the stored revision is `expected_revision`;
 /// returns whether it did.
-pub async fn update(conn: &impl ConnectionTrait, row: &OrganizationRow, expected_revision: i64) -> Result<bool, DbErr> {
+pub async fn update(
+    conn: &impl ConnectionTrait,
+    row: &OrganizationRow,
+    expected_revision: i64,
+) -> Result<bool, DbErr> {
     let changed = store::execute(
         conn,
         "UPDATE organizations SET name = $1, slug = $2, max_allowed_memberships = $3, public_metadata = $4, private_metadata = $5, update_time = $6, revision = revision + 1 \
@@ -159,7 +214,9 @@ impl OrganizationOrder {
     /// The keyset position after `row`.
     pub fn key_of(self, row: &OrganizationRow) -> Vec<String> {
         let value = match self {
-            OrganizationOrder::CreateTime | OrganizationOrder::CreateTimeDesc => row.create_time.to_string(),
+            OrganizationOrder::CreateTime | OrganizationOrder::CreateTimeDesc => {
+                row.create_time.to_string()
+            }
             OrganizationOrder::Name => row.name.clone(),
             OrganizationOrder::MembersCountDesc => row.members_count.to_string(),
         };
@@ -181,11 +238,15 @@ fn filter_sql(sql: &mut Sql, filter: &OrganizationFilter) {
     if let Some(query) = &filter.query {
         let pattern = store::like_pattern(&query.to_lowercase());
         let p = sql.bind(pattern);
-        sql.push(&format!(" AND (LOWER(name) LIKE {p} ESCAPE '\\' OR slug LIKE {p} ESCAPE '\\')"));
+        sql.push(&format!(
+            " AND (LOWER(name) LIKE {p} ESCAPE '\\' OR slug LIKE {p} ESCAPE '\\')"
+        ));
     }
     if let Some(member) = &filter.member {
         let p = sql.bind(member.clone());
-        sql.push(&format!(" AND id IN (SELECT organization_id FROM memberships WHERE user_id = {p})"));
+        sql.push(&format!(
+            " AND id IN (SELECT organization_id FROM memberships WHERE user_id = {p})"
+        ));
     }
 }
 
@@ -215,10 +276,14 @@ pub async fn list(
         let v = sql.bind(value);
         let i = sql.bind(id.clone());
         let op = if descending { "<" } else { ">" };
-        sql.push(&format!(" AND ({column} {op} {v} OR ({column} = {v} AND id {op} {i}))"));
+        sql.push(&format!(
+            " AND ({column} {op} {v} OR ({column} = {v} AND id {op} {i}))"
+        ));
     }
     let direction = if descending { "DESC" } else { "ASC" };
     let l = sql.bind(limit as i64);
-    sql.push(&format!(" ORDER BY {column} {direction}, id {direction} LIMIT {l}"));
+    sql.push(&format!(
+        " ORDER BY {column} {direction}, id {direction} LIMIT {l}"
+    ));
     store::fetch_all(conn, &sql.text, sql.values).await
 }

@@ -51,10 +51,14 @@ pub struct PermissionRow {
     pub create_time: i64,
 }
 
-const ROLE_COLUMNS: &str = "id, key, name, description, built_in, create_time, update_time, revision";
+const ROLE_COLUMNS: &str =
+    "id, key, name, description, built_in, create_time, update_time, revision";
 const PERMISSION_COLUMNS: &str = "id, key, name, description, system, create_time";
 
-async fn with_permissions(conn: &impl ConnectionTrait, rows: Vec<RoleRow>) -> Result<Vec<RoleRecord>, DbErr> {
+async fn with_permissions(
+    conn: &impl ConnectionTrait,
+    rows: Vec<RoleRow>,
+) -> Result<Vec<RoleRecord>, DbErr> {
     #[derive(FromQueryResult)]
     struct Grant {
         role_key: String,
@@ -75,7 +79,10 @@ async fn with_permissions(conn: &impl ConnectionTrait, rows: Vec<RoleRow>) -> Re
     .await?;
     let mut by_role: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for grant in grants {
-        by_role.entry(grant.role_key).or_default().push(grant.permission_key);
+        by_role
+            .entry(grant.role_key)
+            .or_default()
+            .push(grant.permission_key);
     }
     Ok(rows
         .into_iter()
@@ -94,13 +101,21 @@ async fn with_permissions(conn: &impl ConnectionTrait, rows: Vec<RoleRow>) -> Re
 }
 
 pub async fn get_role(conn: &impl ConnectionTrait, key: &str) -> Result<Option<RoleRecord>, DbErr> {
-    let rows: Vec<RoleRow> =
-        store::fetch_all(conn, &format!("SELECT {ROLE_COLUMNS} FROM roles WHERE key = $1"), values![key]).await?;
+    let rows: Vec<RoleRow> = store::fetch_all(
+        conn,
+        &format!("SELECT {ROLE_COLUMNS} FROM roles WHERE key = $1"),
+        values![key],
+    )
+    .await?;
     Ok(with_permissions(conn, rows).await?.into_iter().next())
 }
 
 /// Roles ordered by key, after `after` (exclusive), at most `limit`.
-pub async fn list_roles(conn: &impl ConnectionTrait, after: Option<&str>, limit: u64) -> Result<Vec<RoleRecord>, DbErr> {
+pub async fn list_roles(
+    conn: &impl ConnectionTrait,
+    after: Option<&str>,
+    limit: u64,
+) -> Result<Vec<RoleRecord>, DbErr> {
     let rows: Vec<RoleRow> = store::fetch_all(
         conn,
         &format!("SELECT {ROLE_COLUMNS} FROM roles WHERE key > $1 ORDER BY key LIMIT $2"),
@@ -133,7 +148,11 @@ pub async fn insert_role(conn: &impl ConnectionTrait, role: &RoleRecord) -> Resu
     set_permissions(conn, &role.key, &role.permissions).await
 }
 
-pub async fn update_role(conn: &impl ConnectionTrait, role: &RoleRecord, expected_revision: i64) -> Result<bool, DbErr> {
+pub async fn update_role(
+    conn: &impl ConnectionTrait,
+    role: &RoleRecord,
+    expected_revision: i64,
+) -> Result<bool, DbErr> {
     let changed = store::execute(
         conn,
         "UPDATE roles SET name = $1, description = $2, update_time = $3, revision = revision + 1 WHERE key = $4 AND revision = $5",
@@ -143,12 +162,21 @@ pub async fn update_role(conn: &impl ConnectionTrait, role: &RoleRecord, expecte
     if changed != 1 {
         return Ok(false);
     }
-    store::execute(conn, "DELETE FROM role_permissions WHERE role_key = $1", values![role.key.clone()]).await?;
+    store::execute(
+        conn,
+        "DELETE FROM role_permissions WHERE role_key = $1",
+        values![role.key.clone()],
+    )
+    .await?;
     set_permissions(conn, &role.key, &role.permissions).await?;
     Ok(true)
 }
 
-async fn set_permissions(conn: &impl ConnectionTrait, role_key: &str, permissions: &[String]) -> Result<(), DbErr> {
+async fn set_permissions(
+    conn: &impl ConnectionTrait,
+    role_key: &str,
+    permissions: &[String],
+) -> Result<(), DbErr> {
     for permission in permissions {
         store::execute(
             conn,
@@ -166,7 +194,12 @@ pub async fn delete_role(conn: &impl ConnectionTrait, key: &str) -> Result<bool,
 
 /// Whether any membership or pending invitation holds the role.
 pub async fn role_in_use(conn: &impl ConnectionTrait, key: &str) -> Result<bool, DbErr> {
-    let memberships = store::fetch_i64(conn, "SELECT COUNT(*) FROM memberships WHERE role = $1", values![key]).await?;
+    let memberships = store::fetch_i64(
+        conn,
+        "SELECT COUNT(*) FROM memberships WHERE role = $1",
+        values![key],
+    )
+    .await?;
     let invitations = store::fetch_i64(
         conn,
         "SELECT COUNT(*) FROM invitations WHERE role = $1 AND status = 'pending'",
@@ -176,12 +209,23 @@ pub async fn role_in_use(conn: &impl ConnectionTrait, key: &str) -> Result<bool,
     Ok(memberships + invitations > 0)
 }
 
-pub async fn get_permission(conn: &impl ConnectionTrait, key: &str) -> Result<Option<PermissionRow>, DbErr> {
-    store::fetch_optional(conn, &format!("SELECT {PERMISSION_COLUMNS} FROM permissions WHERE key = $1"), values![key]).await
+pub async fn get_permission(
+    conn: &impl ConnectionTrait,
+    key: &str,
+) -> Result<Option<PermissionRow>, DbErr> {
+    store::fetch_optional(
+        conn,
+        &format!("SELECT {PERMISSION_COLUMNS} FROM permissions WHERE key = $1"),
+        values![key],
+    )
+    .await
 }
 
 /// The keys among `keys` that exist.
-pub async fn existing_permissions(conn: &impl ConnectionTrait, keys: &[String]) -> Result<Vec<String>, DbErr> {
+pub async fn existing_permissions(
+    conn: &impl ConnectionTrait,
+    keys: &[String],
+) -> Result<Vec<String>, DbErr> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -192,17 +236,28 @@ pub async fn existing_permissions(conn: &impl ConnectionTrait, keys: &[String]) 
     let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
     let rows: Vec<Key> = store::fetch_all(
         conn,
-        &format!("SELECT key FROM permissions WHERE key IN ({})", placeholders.join(", ")),
-        keys.iter().map(|k| sea_orm::Value::from(k.clone())).collect(),
+        &format!(
+            "SELECT key FROM permissions WHERE key IN ({})",
+            placeholders.join(", ")
+        ),
+        keys.iter()
+            .map(|k| sea_orm::Value::from(k.clone()))
+            .collect(),
     )
     .await?;
     Ok(rows.into_iter().map(|row| row.key).collect())
 }
 
-pub async fn list_permissions(conn: &impl ConnectionTrait, after: Option<&str>, limit: u64) -> Result<Vec<PermissionRow>, DbErr> {
+pub async fn list_permissions(
+    conn: &impl ConnectionTrait,
+    after: Option<&str>,
+    limit: u64,
+) -> Result<Vec<PermissionRow>, DbErr> {
     store::fetch_all(
         conn,
-        &format!("SELECT {PERMISSION_COLUMNS} FROM permissions WHERE key > $1 ORDER BY key LIMIT $2"),
+        &format!(
+            "SELECT {PERMISSION_COLUMNS} FROM permissions WHERE key > $1 ORDER BY key LIMIT $2"
+        ),
         values![after.unwrap_or(""), limit as i64],
     )
     .await
@@ -212,18 +267,34 @@ pub async fn count_permissions(conn: &impl ConnectionTrait) -> Result<i64, DbErr
     store::fetch_i64(conn, "SELECT COUNT(*) FROM permissions", vec![]).await
 }
 
-pub async fn insert_permission(conn: &impl ConnectionTrait, row: &PermissionRow) -> Result<(), DbErr> {
+pub async fn insert_permission(
+    conn: &impl ConnectionTrait,
+    row: &PermissionRow,
+) -> Result<(), DbErr> {
     store::execute(
         conn,
         &format!("INSERT INTO permissions ({PERMISSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
-        values![row.id.clone(), row.key.clone(), row.name.clone(), row.description.clone(), row.system, row.create_time],
+        values![
+            row.id.clone(),
+            row.key.clone(),
+            row.name.clone(),
+            row.description.clone(),
+            row.system,
+            row.create_time
+        ],
     )
     .await?;
     Ok(())
 }
 
 pub async fn permission_in_use(conn: &impl ConnectionTrait, key: &str) -> Result<bool, DbErr> {
-    Ok(store::fetch_i64(conn, "SELECT COUNT(*) FROM role_permissions WHERE permission_key = $1", values![key]).await? > 0)
+    Ok(store::fetch_i64(
+        conn,
+        "SELECT COUNT(*) FROM role_permissions WHERE permission_key = $1",
+        values![key],
+    )
+    .await?
+        > 0)
 }
 
 pub async fn delete_permission(conn: &impl ConnectionTrait, key: &str) -> Result<bool, DbErr> {
