@@ -557,6 +557,65 @@ async fn a_member_added_after_its_activity_counts_and_previews_the_cost() {
 }
 
 #[tokio::test]
+async fn accepting_an_invitation_previews_and_moves_the_bill() {
+    let app = spawn_at(at(2026, 3, 10, 12), |c| c.billing.free_organizations = 0).await;
+    let org = org_with(&app, "Acme", "user_alice", &[]).await;
+    record(&app, &["user_alice", "user_bob"], None).await;
+    let invitation = app
+        .invitations(Some(token("svc-onboarding", "orgs:admin")))
+        .create_invitation(pb::CreateInvitationRequest {
+            organization_id: org.clone(),
+            email_address: "bob@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let accept = |validate_only| pb::AcceptInvitationRequest {
+        token: invitation.token.clone(),
+        user_id: "user_bob".into(),
+        email_address: "bob@example.com".into(),
+        validate_only,
+        ..Default::default()
+    };
+    let invitations = app.invitations(Some(token("svc-onboarding", "orgs:admin")));
+    let preview = invitations
+        .clone()
+        .accept_invitation(accept(true))
+        .await
+        .unwrap()
+        .into_inner();
+    let impact = preview.billing_impact.expect("impact");
+    assert_eq!(
+        (
+            impact.active_member_count_before,
+            impact.active_member_count_after
+        ),
+        (1, 2)
+    );
+    assert_eq!(
+        (impact.billable_before, impact.billable_after),
+        (false, true)
+    );
+    assert_eq!(cents(&impact.marginal_amount), 100);
+    assert_eq!(
+        summary(&app, "").await.billable_organizations,
+        0,
+        "validate_only writes nothing"
+    );
+
+    let accepted = invitations
+        .clone()
+        .accept_invitation(accept(false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(accepted.billing_impact, Some(impact));
+    let current = usage(&app, &org, "").await;
+    assert_eq!((current.active_member_count, current.billable), (2, true));
+}
+
+#[tokio::test]
 async fn create_organization_previews_its_billing_impact() {
     let app = spawn_at(at(2026, 3, 10, 12), |c| {
         c.billing.active_member_threshold = 1;
