@@ -78,3 +78,102 @@ pub fn spawn_head_poller(
         }
     });
 }
+
+/// Events most recently read, kept for the next reader.
+const TAIL_CAPACITY: usize = 4096;
+
+/// The recent tail of the log, filtered to some actions, shared by the
+/// readers of one process: when many watches wake for the same commit, one
+/// of them reads the log and the others are served from memory. It covers a
+/// contiguous range of sequence numbers `(from, to]` and holds every event of
+/// those actions in it; a reader further back than the tail reads the log
+/// itself.
+#[derive(Debug)]
+pub struct SharedTail {
+    actions: &'static [&'static str],
+    tail: tokio::sync::Mutex<Option<Tail>>,
+}
+
+#[derive(Debug)]
+struct Tail {
+    from: i64,
+    to: i64,
+    events: std::collections::VecDeque<EventRow>,
+}
+
+impl SharedTail {
+    pub fn new(actions: &'static [&'static str]) -> Self {
+        SharedTail {
+            actions,
+            tail: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The events in `(after, head]`, at most `limit`, and the position they
+    /// reach: the last one's sequence number when `limit` cut them short,
+    /// else `head`. Every event up to `head` must be committed.
+    pub async fn read(
+        &self,
+        conn: &impl ConnectionTrait,
+        after: i64,
+        head: i64,
+        limit: usize,
+    ) -> Result<(Vec<EventRow>, i64), DbErr> {
+        let mut guard = self.tail.lock().await;
+        let tail = guard.get_or_insert_with(|| Tail {
+            from: after,
+            to: after,
+            events: Default::default(),
+        });
+        if after > tail.to {
+            // The tail is behind every reader that matters now: start afresh.
+            *tail = Tail {
+                from: after,
+                to: after,
+                events: Default::default(),
+            };
+        }
+        if after < tail.from {
+            drop(guard);
+            let events = read_actions(conn, self.actions, after, head, limit as u64).await?;
+            return Ok(reached(events, head, limit));
+        }
+        if head > tail.to {
+            // One reader fills the tail while the others wait for it.
+            let fresh =
+                read_actions(conn, self.actions, tail.to, head, TAIL_CAPACITY as u64).await?;
+            tail.to = match fresh.last() {
+                Some(last) if fresh.len() >= TAIL_CAPACITY => last.seq,
+                _ => head,
+            };
+            tail.events.extend(fresh);
+            while tail.events.len() > TAIL_CAPACITY {
+                if let Some(dropped) = tail.events.pop_front() {
+                    tail.from = dropped.seq;
+                }
+            }
+            if after < tail.from {
+                drop(guard);
+                let events = read_actions(conn, self.actions, after, head, limit as u64).await?;
+                return Ok(reached(events, head, limit));
+            }
+        }
+        let end = head.min(tail.to);
+        let events: Vec<EventRow> = tail
+            .events
+            .iter()
+            .filter(|event| event.seq > after && event.seq <= end)
+            .take(limit)
+            .cloned()
+            .collect();
+        Ok(reached(events, end, limit))
+    }
+}
+
+fn reached(events: Vec<EventRow>, head: i64, limit: usize) -> (Vec<EventRow>, i64) {
+    let position = match events.last() {
+        Some(last) if events.len() >= limit => last.seq,
+        _ => head,
+    };
+    (events, position)
+}

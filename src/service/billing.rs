@@ -36,18 +36,47 @@ const KNOWN_ACTIVE_CAP: usize = 2_000_000;
 /// How often each replica reads the log head for other replicas' commits.
 const LOG_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Events read from the log at a time by one watch.
-const WATCH_READ_LIMIT: u64 = 256;
+const WATCH_READ_LIMIT: usize = 256;
 /// Messages buffered per watch: a slow client fills its own buffer and
 /// slows only its own stream.
 const WATCH_BUFFER: usize = 64;
 
-/// Process-wide billing state: which users are known to be active, and the
-/// log poller. Only facts already committed are remembered, so the database
+/// How stale the totals sent with watch messages may be; they always
+/// include every event up to the message they go with.
+const WATCH_SUMMARY_MAX_AGE: Duration = Duration::from_millis(250);
+
+/// Process-wide billing state: which users are known to be active, the log
+/// poller, and what all watches share (the tail of the log and the current
+/// totals). Only facts already committed are remembered, so the database
 /// stays the source of truth and other replicas' writes cannot make it wrong.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BillingState {
     known_active: Mutex<BTreeMap<BillingPeriod, HashSet<String>>>,
     poller_started: AtomicBool,
+    tail: reader::SharedTail,
+    summary: tokio::sync::Mutex<Option<SharedSummary>>,
+}
+
+impl Default for BillingState {
+    fn default() -> Self {
+        BillingState {
+            known_active: Mutex::default(),
+            poller_started: AtomicBool::new(false),
+            tail: reader::SharedTail::new(WATCHED_ACTIONS),
+            summary: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+/// The actions a watch delivers.
+const WATCHED_ACTIONS: &[&str] = &[ORGANIZATION_BECAME_BILLABLE, PERIOD_STARTED];
+
+/// Totals computed for watches, with the log position they include.
+#[derive(Debug)]
+struct SharedSummary {
+    seq: i64,
+    computed: tokio::time::Instant,
+    summary: BillingSummary,
 }
 
 impl BillingState {
@@ -578,12 +607,15 @@ impl Services {
                         "the cursor is older than the retention; start again with send_initial_state".into(),
                     ));
                 }
-                if cursor.seq > reader::head(self.db.conn()).await? {
+                let head = reader::head(self.db.conn()).await?;
+                if cursor.seq > head {
                     return Err(Error::invalid(
                         "start_cursor",
                         "is not a cursor of this stream",
                     ));
                 }
+                // The replay starts at once, without waiting for the poller.
+                self.notifier.committed(head);
                 (cursor.seq, None)
             }
             None if send_initial_state => {
@@ -622,6 +654,31 @@ impl Services {
         }
         txn.commit().await?;
         Ok((head, usages))
+    }
+
+    /// The totals of the current period, including at least every event up
+    /// to `seq`, for watch messages: computed once for all the watches of the
+    /// process that wake together.
+    async fn watch_summary(&self, seq: i64) -> Result<BillingSummary> {
+        let period = BillingPeriod::containing_micros(self.now());
+        let mut shared = self.billing.summary.lock().await;
+        if let Some(cached) = shared.as_ref()
+            && cached.seq >= seq
+            && cached.summary.period == period.to_string()
+            && cached.computed.elapsed() < WATCH_SUMMARY_MAX_AGE
+        {
+            return Ok(cached.summary.clone());
+        }
+        let txn = self.db.begin_snapshot().await?;
+        let head = reader::head(&txn).await?;
+        let summary = self.summary_in(&txn, period).await?;
+        txn.commit().await?;
+        *shared = Some(SharedSummary {
+            seq: head,
+            computed: tokio::time::Instant::now(),
+            summary: summary.clone(),
+        });
+        Ok(summary)
     }
 
     fn start_log_poller(&self) {
@@ -729,7 +786,7 @@ impl WatchTask {
     async fn stream(&mut self, initial: Option<Vec<OrganizationUsage>>) -> Result<(), Stop> {
         let checkpoint_interval = self.services.config.watch_checkpoint_interval();
         if let Some(usages) = initial {
-            let summary = self.summary().await?;
+            let summary = self.summary(self.after).await?;
             let cursor = self.cursor();
             for usage in usages {
                 self.send(WatchMessage {
@@ -746,7 +803,6 @@ impl WatchTask {
             if *self.shutdown.borrow() {
                 return Err(Stop::Failed(shutting_down()));
             }
-            self.wake.borrow_and_update();
             if self.catch_up().await? {
                 last_sent = tokio::time::Instant::now();
             }
@@ -768,27 +824,21 @@ impl WatchTask {
         }
     }
 
-    /// Sends every billing event committed after `after`; returns whether it
-    /// sent any.
+    /// Sends every billing event committed after `after`, up to the highest
+    /// sequence number known committed (by this process, or by another
+    /// replica as the log poller saw); returns whether it sent any.
     async fn catch_up(&mut self) -> Result<bool, Stop> {
         let mut sent = false;
         loop {
-            let conn = self.services.db.conn();
-            let head = reader::head(conn).await?;
+            let head = *self.wake.borrow_and_update();
             if head <= self.after {
                 return Ok(sent);
             }
-            let events = reader::read_actions(
-                conn,
-                &[ORGANIZATION_BECAME_BILLABLE, PERIOD_STARTED],
-                self.after,
-                head,
-                WATCH_READ_LIMIT,
-            )
-            .await?;
-            let complete = (events.len() as u64) < WATCH_READ_LIMIT;
-            if !events.is_empty() {
-                let summary = self.summary().await?;
+            let conn = self.services.db.conn();
+            let tail = &self.services.billing.tail;
+            let (events, reached) = tail.read(conn, self.after, head, WATCH_READ_LIMIT).await?;
+            if let Some(last) = events.last() {
+                let summary = self.summary(last.seq).await?;
                 for event in events {
                     let seq = event.seq;
                     let message = to_watch_event(event)?;
@@ -802,15 +852,12 @@ impl WatchTask {
                     sent = true;
                 }
             }
-            if complete {
-                self.after = head;
-                return Ok(sent);
-            }
+            self.after = self.after.max(reached);
         }
     }
 
     async fn checkpoint(&mut self) -> Result<(), Stop> {
-        let summary = self.summary().await?;
+        let summary = self.summary(self.after).await?;
         let now = self.services.now();
         self.send(WatchMessage {
             cursor: self.cursor(),
@@ -820,9 +867,9 @@ impl WatchTask {
         .await
     }
 
-    async fn summary(&self) -> Result<BillingSummary, Stop> {
-        let period = BillingPeriod::containing_micros(self.services.now());
-        Ok(self.services.billing_summary(period).await?)
+    /// The totals to send with messages up to position `seq`.
+    async fn summary(&self, seq: i64) -> Result<BillingSummary, Stop> {
+        Ok(self.services.watch_summary(seq).await?)
     }
 
     fn cursor(&self) -> String {
