@@ -11,8 +11,8 @@
 //! period.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -55,6 +55,7 @@ pub struct BillingState {
     poller_started: AtomicBool,
     tail: reader::SharedTail,
     summary: tokio::sync::Mutex<Option<SharedSummary>>,
+    initial: tokio::sync::Mutex<Option<SharedInitialState>>,
 }
 
 impl Default for BillingState {
@@ -64,12 +65,25 @@ impl Default for BillingState {
             poller_started: AtomicBool::new(false),
             tail: reader::SharedTail::new(WATCHED_ACTIONS),
             summary: tokio::sync::Mutex::new(None),
+            initial: tokio::sync::Mutex::new(None),
         }
     }
 }
 
 /// The actions a watch delivers.
 const WATCHED_ACTIONS: &[&str] = &[ORGANIZATION_BECAME_BILLABLE, PERIOD_STARTED];
+
+/// How old an initial state shared by watches opened together may be.
+const WATCH_INITIAL_STATE_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// An initial state read for watches, with the log position it ends at.
+#[derive(Debug)]
+struct SharedInitialState {
+    period: BillingPeriod,
+    taken: tokio::time::Instant,
+    head: i64,
+    usages: Arc<Vec<OrganizationUsage>>,
+}
 
 /// Totals computed for watches, with the log position they include.
 #[derive(Debug)]
@@ -640,7 +654,35 @@ impl Services {
 
     /// The log position and the current period's billable organizations, as
     /// of one snapshot: every later transition has a larger sequence number.
-    async fn initial_state(&self, period: BillingPeriod) -> Result<(i64, Vec<OrganizationUsage>)> {
+    /// Watches opened together share one snapshot, up to a second old: the
+    /// live stream that follows starts at its position, so an older snapshot
+    /// only means more to catch up.
+    async fn initial_state(
+        &self,
+        period: BillingPeriod,
+    ) -> Result<(i64, Arc<Vec<OrganizationUsage>>)> {
+        let mut shared = self.billing.initial.lock().await;
+        if let Some(cached) = shared.as_ref()
+            && cached.period == period
+            && cached.taken.elapsed() < WATCH_INITIAL_STATE_MAX_AGE
+        {
+            return Ok((cached.head, cached.usages.clone()));
+        }
+        let (head, usages) = self.read_initial_state(period).await?;
+        let usages = Arc::new(usages);
+        *shared = Some(SharedInitialState {
+            period,
+            taken: tokio::time::Instant::now(),
+            head,
+            usages: usages.clone(),
+        });
+        Ok((head, usages))
+    }
+
+    async fn read_initial_state(
+        &self,
+        period: BillingPeriod,
+    ) -> Result<(i64, Vec<OrganizationUsage>)> {
         let p = period.to_string();
         let txn = self.db.begin_snapshot().await?;
         let head = reader::head(&txn).await?;
@@ -772,7 +814,7 @@ impl From<sea_orm::DbErr> for Stop {
 }
 
 impl WatchTask {
-    async fn run(mut self, initial: Option<Vec<OrganizationUsage>>) {
+    async fn run(mut self, initial: Option<Arc<Vec<OrganizationUsage>>>) {
         let result = self.stream(initial).await;
         if let Err(Stop::Failed(err)) = result {
             if !matches!(err, Error::Unavailable(Reason::ShuttingDown, _)) {
@@ -783,15 +825,15 @@ impl WatchTask {
         }
     }
 
-    async fn stream(&mut self, initial: Option<Vec<OrganizationUsage>>) -> Result<(), Stop> {
+    async fn stream(&mut self, initial: Option<Arc<Vec<OrganizationUsage>>>) -> Result<(), Stop> {
         let checkpoint_interval = self.services.config.watch_checkpoint_interval();
         if let Some(usages) = initial {
             let summary = self.summary(self.after).await?;
             let cursor = self.cursor();
-            for usage in usages {
+            for usage in usages.iter() {
                 self.send(WatchMessage {
                     cursor: cursor.clone(),
-                    event: WatchEvent::BecameBillable(usage),
+                    event: WatchEvent::BecameBillable(usage.clone()),
                     summary: summary.clone(),
                 })
                 .await?;
