@@ -86,7 +86,8 @@ pub async fn append(
 }
 
 /// Wakes in-process readers of the log when a transaction that appended events
-/// commits. Holds the highest sequence number committed by this process.
+/// commits. Holds the highest sequence number known to be committed: by this
+/// process, or by another replica as the log poller (`reader`) last saw it.
 #[derive(Debug, Clone)]
 pub struct Notifier {
     sender: watch::Sender<i64>,
