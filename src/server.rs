@@ -22,7 +22,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::auth::{Verifier, layer::AuthLayer};
 use crate::config::ServeConfig;
-use crate::domain::time::Clock;
+use crate::domain::time::{BillingPeriod, Clock};
 use crate::events::Notifier;
 use crate::grpc::{billing::BillingApi, invitation::InvitationApi, organization::OrganizationApi};
 use crate::proto::{
@@ -88,7 +88,24 @@ impl App {
             notifier: Notifier::default(),
             shutdown,
             metrics,
+            billing: Default::default(),
         };
+        // The billing gauges come from the database at each scrape, so every
+        // replica reports the same numbers.
+        let scraped = services.clone();
+        services.metrics.on_scrape(move || {
+            let services = scraped.clone();
+            Box::pin(async move {
+                let period = BillingPeriod::containing(services.clock.now());
+                match services.billing_summary(period).await {
+                    Ok(summary) => services.metrics.set_billing_period(
+                        summary.billable_organizations.max(0) as u64,
+                        summary.charged_organizations.max(0) as u64,
+                    ),
+                    Err(err) => tracing::warn!(error = %err, "billing gauges not refreshed"),
+                }
+            })
+        });
         Ok(App {
             services,
             verifier,

@@ -1,6 +1,6 @@
 //! Billing values: money in minor units and the impact of a change on the bill.
 
-use super::time::BillingPeriod;
+use super::time::{BillingPeriod, Micros};
 
 /// What a change does to the bill of a period.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -26,5 +26,227 @@ impl BillingImpact {
             billable_after: billable,
             marginal_amount_minor: 0,
         }
+    }
+}
+
+/// The three configured numbers of the billing rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pricing {
+    /// Active members that make an organization billable.
+    pub active_member_threshold: i64,
+    /// Billable organizations per period that cost nothing.
+    pub free_organizations: i64,
+    /// Price of each further billable organization, in minor units.
+    pub price_per_organization: i64,
+}
+
+impl Pricing {
+    pub fn is_billable(&self, active_members: i64) -> bool {
+        active_members >= self.active_member_threshold
+    }
+
+    /// Billable organizations within the free allowance, and those charged.
+    pub fn split(&self, billable_organizations: i64) -> (i64, i64) {
+        let free = billable_organizations.clamp(0, self.free_organizations.max(0));
+        (free, billable_organizations.max(0) - free)
+    }
+
+    /// The growth of the amount due when the organization at position
+    /// `billable_order` (1-based, in the order organizations became billable)
+    /// joins the billable set: the price once the free allowance is used up.
+    pub fn marginal_amount(&self, billable_order: i64) -> i64 {
+        if billable_order > self.free_organizations {
+            self.price_per_organization
+        } else {
+            0
+        }
+    }
+
+    /// What the period would cost less if `sole_cause_count` of its
+    /// `billable_organizations` were not billable: each one removed leaves the
+    /// charged set while any organization is charged, so the saving is the
+    /// price × min(sole_cause_count, charged organizations).
+    pub fn avoidable_amount(&self, billable_organizations: i64, sole_cause_count: i64) -> i64 {
+        let (_, charged) = self.split(billable_organizations);
+        sole_cause_count.clamp(0, charged) * self.price_per_organization
+    }
+}
+
+/// The usage of one organization in one period.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OrganizationUsage {
+    pub organization_id: String,
+    /// `YYYY-MM`.
+    pub period: String,
+    pub active_member_count: i64,
+    /// Ordered by user id.
+    pub active_member_user_ids: Vec<String>,
+    /// When the organization became billable in the period (the time the
+    /// transition was recorded); `None` while it is not billable.
+    pub billable_since: Option<Micros>,
+}
+
+impl OrganizationUsage {
+    pub fn billable(&self) -> bool {
+        self.billable_since.is_some()
+    }
+}
+
+/// The totals of one period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillingSummary {
+    /// `YYYY-MM`.
+    pub period: String,
+    pub total_organizations: i64,
+    pub monthly_active_users: i64,
+    pub billable_organizations: i64,
+    pub free_organizations: i64,
+    pub charged_organizations: i64,
+    /// In minor units of the configured currency.
+    pub amount_due_minor: i64,
+}
+
+impl BillingSummary {
+    pub fn new(
+        pricing: &Pricing,
+        period: String,
+        total_organizations: i64,
+        monthly_active_users: i64,
+        billable: i64,
+    ) -> Self {
+        let (free, charged) = pricing.split(billable);
+        BillingSummary {
+            period,
+            total_organizations,
+            monthly_active_users,
+            billable_organizations: billable,
+            free_organizations: free,
+            charged_organizations: charged,
+            amount_due_minor: charged * pricing.price_per_organization,
+        }
+    }
+}
+
+/// A user who is an active member of many billable organizations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CostDriver {
+    pub user_id: String,
+    pub billable_organization_count: i64,
+    pub sole_cause_count: i64,
+    pub avoidable_amount_minor: i64,
+}
+
+/// The payload of an `OrganizationBecameBillable` log event: the usage at the
+/// moment of the transition, so a replay shows exactly what was true then.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BecameBillable {
+    pub usage: OrganizationUsage,
+    /// 1-based position among the period's billable organizations.
+    pub billable_order: i64,
+}
+
+/// The payload of a `PeriodStarted` log event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeriodStarted {
+    pub period: String,
+}
+
+/// Log actions of the billing events a watch delivers.
+pub const ORGANIZATION_BECAME_BILLABLE: &str = "OrganizationBecameBillable";
+pub const PERIOD_STARTED: &str = "PeriodStarted";
+
+/// A position in the stream of billing events: the log sequence number it
+/// follows and when it was issued (for the retention check). Opaque to
+/// clients, and checksummed so a tampered cursor is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchCursor {
+    pub seq: i64,
+    pub issue_time: Micros,
+}
+
+const CURSOR_QUERY: &str = "watch_billable_organizations";
+
+impl WatchCursor {
+    pub fn encode(&self) -> String {
+        let fingerprint = super::paging::fingerprint(CURSOR_QUERY, &[]);
+        super::paging::encode(
+            &fingerprint,
+            vec![self.seq.to_string(), self.issue_time.to_string()],
+        )
+    }
+
+    /// Decodes a cursor; empty means none.
+    pub fn decode(field: &str, value: &str) -> Result<Option<WatchCursor>, super::FieldViolation> {
+        let bad = || super::FieldViolation::new(field, "is not a cursor of this stream");
+        let fingerprint = super::paging::fingerprint(CURSOR_QUERY, &[]);
+        let Some(key) = super::paging::decode(&fingerprint, value.trim(), 2).map_err(|_| bad())?
+        else {
+            return Ok(None);
+        };
+        let seq: i64 = key[0].parse().map_err(|_| bad())?;
+        let issue_time: Micros = key[1].parse().map_err(|_| bad())?;
+        if seq < 0 {
+            return Err(bad());
+        }
+        Ok(Some(WatchCursor { seq, issue_time }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pricing(free: i64) -> Pricing {
+        Pricing {
+            active_member_threshold: 2,
+            free_organizations: free,
+            price_per_organization: 100,
+        }
+    }
+
+    #[test]
+    fn free_allowance_then_price() {
+        let p = pricing(3);
+        assert_eq!(p.split(0), (0, 0));
+        assert_eq!(p.split(3), (3, 0));
+        assert_eq!(p.split(5), (3, 2));
+        assert_eq!(p.marginal_amount(3), 0);
+        assert_eq!(p.marginal_amount(4), 100);
+        let summary = BillingSummary::new(&p, "2026-11".into(), 9, 7, 5);
+        assert_eq!(
+            (
+                summary.free_organizations,
+                summary.charged_organizations,
+                summary.amount_due_minor
+            ),
+            (3, 2, 200)
+        );
+    }
+
+    #[test]
+    fn avoidable_is_bounded_by_the_charged_set() {
+        let p = pricing(3);
+        // 5 billable, 2 charged: removing 4 saves only the 2 charged ones.
+        assert_eq!(p.avoidable_amount(5, 4), 200);
+        assert_eq!(p.avoidable_amount(5, 1), 100);
+        // Within the allowance nothing is saved.
+        assert_eq!(p.avoidable_amount(3, 3), 0);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_tampering() {
+        let cursor = WatchCursor {
+            seq: 42,
+            issue_time: 1_700_000_000_000_000,
+        };
+        assert_eq!(
+            WatchCursor::decode("start_cursor", &cursor.encode()).unwrap(),
+            Some(cursor)
+        );
+        assert_eq!(WatchCursor::decode("start_cursor", "").unwrap(), None);
+        assert!(WatchCursor::decode("start_cursor", "garbage").is_err());
+        let mut tampered = cursor.encode();
+        tampered.insert(3, 'x');
+        assert!(WatchCursor::decode("start_cursor", &tampered).is_err());
     }
 }

@@ -2,6 +2,8 @@
 //! change) and the in-process wake-up of its readers. Other replicas see new
 //! events when they next read the log.
 
+pub mod reader;
+
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -84,7 +86,8 @@ pub async fn append(
 }
 
 /// Wakes in-process readers of the log when a transaction that appended events
-/// commits. Holds the highest sequence number committed by this process.
+/// commits. Holds the highest sequence number known to be committed: by this
+/// process, or by another replica as the log poller (`reader`) last saw it.
 #[derive(Debug, Clone)]
 pub struct Notifier {
     sender: watch::Sender<i64>,

@@ -37,6 +37,8 @@ pub struct Services {
     /// streams, `metrics.set_billing_period(..)` or `metrics.on_scrape(..)` for
     /// the billing gauges.
     pub metrics: Metrics,
+    /// Users known to be active per period, and the log poller of watches.
+    pub billing: Arc<billing::BillingState>,
 }
 
 /// The idempotency key of a create or accept call: its `request_id` and a

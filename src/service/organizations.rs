@@ -15,6 +15,7 @@ use crate::domain::time::BillingPeriod;
 use crate::domain::types::{Metadata, Slug};
 use crate::domain::{Actor, Error, FieldViolation, Reason, Result, paging};
 use crate::events::EventRow;
+use crate::store::repo::billing;
 use crate::store::repo::memberships::{self, MembershipFilter, MembershipRow};
 use crate::store::repo::organizations::{
     self, OrganizationFilter, OrganizationOrder, OrganizationRow,
@@ -255,6 +256,7 @@ impl Services {
                 BillingImpact::unchanged(BillingPeriod::containing_micros(work.now), 0, false),
             ),
         };
+        billing::add_to_total_organizations(&work.txn, 1).await?;
         let organization = organizations::get(&work.txn, &organization.id)
             .await?
             .ok_or_else(|| Error::internal("organization vanished in its own transaction"))?;
@@ -501,6 +503,7 @@ impl Services {
                 .ok_or_else(Error::organization_not_found)?;
             etag_matches(etag, &current.etag())?;
             organizations::delete(&work.txn, organization_id).await?;
+            billing::add_to_total_organizations(&work.txn, -1).await?;
             Ok(())
         }
         .await;

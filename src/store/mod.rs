@@ -62,6 +62,20 @@ impl Db {
             .await
     }
 
+    /// Begins a read-only transaction whose reads all see one snapshot:
+    /// REPEATABLE READ on PostgreSQL; on SQLite (WAL) a deferred transaction
+    /// keeps the snapshot of its first read.
+    pub async fn begin_snapshot(&self) -> Result<DatabaseTransaction, DbErr> {
+        let postgres = self.backend() == DbBackend::Postgres;
+        self.conn
+            .begin_with_options(TransactionOptions {
+                isolation_level: postgres.then_some(sea_orm::IsolationLevel::RepeatableRead),
+                access_mode: postgres.then_some(sea_orm::AccessMode::ReadOnly),
+                sqlite_transaction_mode: None,
+            })
+            .await
+    }
+
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<(), DbErr> {
         migrations::Migrator::up(&self.conn, None).await

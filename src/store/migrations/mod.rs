@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_organizations;
 mod m20261128_000002_invitations;
+mod m20261128_000003_billing;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_organizations::Migration),
             Box::new(m20261128_000002_invitations::Migration),
+            Box::new(m20261128_000003_billing::Migration),
         ]
     }
 }

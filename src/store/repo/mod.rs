@@ -1,6 +1,7 @@
 //! Rows and repository functions. Every function takes `&impl ConnectionTrait`
 //! so it runs inside the caller's transaction.
 
+pub mod billing;
 pub mod domains;
 pub mod invitations;
 pub mod membership_requests;
