@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::organizations::{MembershipRecord, Page, finish_simple, next_token};
-use super::{Begun, Idempotency, Services, Work};
+use super::{Begun, Idempotency, Services};
 use crate::domain::billing::BillingImpact;
 use crate::domain::ids::{self, new_id};
 use crate::domain::invitations::{
@@ -92,34 +92,6 @@ fn not_pending() -> Error {
     )
 }
 
-/// Runs `body` in `work` and commits with an audit event and the idempotency
-/// record, or rolls back.
-async fn finish_idempotent<T: Serialize>(
-    mut work: Work,
-    actor: &Actor,
-    idempotency: Option<&Idempotency>,
-    organization_id: &str,
-    resource_id: impl Fn(&T) -> String,
-    result: Result<T>,
-) -> Result<T> {
-    match result {
-        Ok(value) => {
-            work.audit(
-                actor,
-                organization_id,
-                &resource_id(&value),
-                idempotency.map(|k| k.request_id.as_str()),
-            );
-            work.finish(actor, idempotency, &value).await?;
-            Ok(value)
-        }
-        Err(err) => {
-            work.rollback().await;
-            Err(err)
-        }
-    }
-}
-
 impl Services {
     pub async fn create_domain(
         &self,
@@ -180,11 +152,10 @@ impl Services {
             Ok(domain)
         }
         .await;
-        finish_idempotent(
-            work,
+        work.conclude(
             actor,
             idempotency,
-            &new.organization_id,
+            |_| new.organization_id.to_string(),
             |d: &DomainRow| d.id.clone(),
             result,
         )
@@ -423,11 +394,10 @@ impl Services {
             Ok(request)
         }
         .await;
-        finish_idempotent(
-            work,
+        work.conclude(
             actor,
             idempotency,
-            &new.organization_id,
+            |_| new.organization_id.to_string(),
             |r: &MembershipRequestRow| r.id.clone(),
             result,
         )
@@ -530,11 +500,10 @@ impl Services {
             .as_ref()
             .map(|a| a.membership_request.organization_id.clone())
             .unwrap_or_default();
-        finish_idempotent(
-            work,
+        work.conclude(
             actor,
             idempotency,
-            &organization_id,
+            |_| organization_id.to_string(),
             |a: &AcceptedMembershipRequest| a.membership_request.id.clone(),
             result,
         )

@@ -136,27 +136,21 @@ impl Services {
             Begun::Replay(previous) => return Ok(previous),
             Begun::Fresh(work) => work,
         };
-        match self.create_invitation_in(&mut work, new).await {
-            Ok(created) => {
-                let organization_id = created
+        let result = self.create_invitation_in(&mut work, new).await;
+        work.conclude(
+            actor,
+            idempotency,
+            |created: &CreatedInvitation| {
+                created
                     .invitation
                     .organization_id
                     .clone()
-                    .unwrap_or_default();
-                work.audit(
-                    actor,
-                    &organization_id,
-                    &created.invitation.id,
-                    idempotency.map(|k| k.request_id.as_str()),
-                );
-                work.finish(actor, idempotency, &created).await?;
-                Ok(created)
-            }
-            Err(err) => {
-                work.rollback().await;
-                Err(err)
-            }
-        }
+                    .unwrap_or_default()
+            },
+            |created| created.invitation.id.clone(),
+            result,
+        )
+        .await
     }
 
     async fn create_invitation_in(
@@ -334,27 +328,21 @@ impl Services {
             Begun::Replay(previous) => return Ok(previous),
             Begun::Fresh(work) => work,
         };
-        match self.accept_invitation_in(&mut work, acceptance).await {
-            Ok(accepted) => {
-                let organization_id = accepted
+        let result = self.accept_invitation_in(&mut work, acceptance).await;
+        work.conclude(
+            actor,
+            idempotency,
+            |accepted: &AcceptedInvitation| {
+                accepted
                     .invitation
                     .organization_id
                     .clone()
-                    .unwrap_or_default();
-                work.audit(
-                    actor,
-                    &organization_id,
-                    &accepted.invitation.id,
-                    idempotency.map(|k| k.request_id.as_str()),
-                );
-                work.finish(actor, idempotency, &accepted).await?;
-                Ok(accepted)
-            }
-            Err(err) => {
-                work.rollback().await;
-                Err(err)
-            }
-        }
+                    .unwrap_or_default()
+            },
+            |accepted| accepted.invitation.id.clone(),
+            result,
+        )
+        .await
     }
 
     async fn accept_invitation_in(

@@ -238,6 +238,36 @@ impl Work {
         self.commit().await
     }
 
+    /// Ends a call with its result: on success records the audit event
+    /// (`resource_id` names what was changed), stores the answer under the
+    /// idempotency key and commits, or rolls back for `validate_only`; on error
+    /// rolls back.
+    pub async fn conclude<T: Serialize>(
+        mut self,
+        actor: &Actor,
+        idempotency: Option<&Idempotency>,
+        organization_id: impl FnOnce(&T) -> String,
+        resource_id: impl FnOnce(&T) -> String,
+        result: Result<T>,
+    ) -> Result<T> {
+        match result {
+            Ok(value) => {
+                self.audit(
+                    actor,
+                    &organization_id(&value),
+                    &resource_id(&value),
+                    idempotency.map(|k| k.request_id.as_str()),
+                );
+                self.finish(actor, idempotency, &value).await?;
+                Ok(value)
+            }
+            Err(err) => {
+                self.rollback().await;
+                Err(err)
+            }
+        }
+    }
+
     /// Appends the events and commits.
     pub async fn commit(self) -> Result<()> {
         let last_seq = events::append(&self.txn, &self.events).await?;

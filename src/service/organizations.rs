@@ -155,22 +155,14 @@ impl Services {
             Begun::Fresh(work) => work,
         };
         let result = self.create_organization_in(&mut work, actor, new).await;
-        match result {
-            Ok(created) => {
-                work.audit(
-                    actor,
-                    &created.organization.id,
-                    &created.organization.id,
-                    idempotency.map(|k| k.request_id.as_str()),
-                );
-                work.finish(actor, idempotency, &created).await?;
-                Ok(created)
-            }
-            Err(err) => {
-                work.rollback().await;
-                Err(err)
-            }
-        }
+        work.conclude(
+            actor,
+            idempotency,
+            |created: &CreatedOrganization| created.organization.id.clone(),
+            |created| created.organization.id.clone(),
+            result,
+        )
+        .await
     }
 
     async fn create_organization_in(
@@ -543,22 +535,14 @@ impl Services {
             .await
         }
         .await;
-        match result {
-            Ok(added) => {
-                work.audit(
-                    actor,
-                    &new.organization_id,
-                    &added.membership.row.id,
-                    idempotency.map(|k| k.request_id.as_str()),
-                );
-                work.finish(actor, idempotency, &added).await?;
-                Ok(added)
-            }
-            Err(err) => {
-                work.rollback().await;
-                Err(err)
-            }
-        }
+        work.conclude(
+            actor,
+            idempotency,
+            |_: &AddedMember| new.organization_id.clone(),
+            |added| added.membership.row.id.clone(),
+            result,
+        )
+        .await
     }
 
     pub async fn list_memberships(

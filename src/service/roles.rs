@@ -75,23 +75,14 @@ impl Services {
             Ok(role)
         }
         .await;
-        let mut work = work;
-        match result {
-            Ok(role) => {
-                work.audit(
-                    actor,
-                    "",
-                    &role.id,
-                    idempotency.map(|k| k.request_id.as_str()),
-                );
-                work.finish(actor, idempotency, &role).await?;
-                Ok(role)
-            }
-            Err(err) => {
-                work.rollback().await;
-                Err(err)
-            }
-        }
+        work.conclude(
+            actor,
+            idempotency,
+            |_: &RoleRecord| String::new(),
+            |role| role.id.clone(),
+            result,
+        )
+        .await
     }
 
     pub async fn get_role(&self, key: &str) -> Result<RoleRecord> {
