@@ -675,10 +675,10 @@ impl Services {
         permission: &str,
     ) -> Result<(bool, String)> {
         Ok(
-            match memberships::role_and_permissions(self.db.conn(), organization_id, user_id)
+            match memberships::role_granting(self.db.conn(), organization_id, user_id, permission)
                 .await?
             {
-                Some((role, permissions)) => (permissions.iter().any(|p| p == permission), role),
+                Some((role, granted)) => (granted, role),
                 None => (false, String::new()),
             },
         )
