@@ -1726,3 +1726,48 @@ async fn the_creation_limit_holds_under_concurrent_creations() {
     }
     assert_eq!(created, 3);
 }
+
+#[tokio::test]
+async fn a_role_update_cannot_take_the_last_managers_permission() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin();
+    admin
+        .clone()
+        .create_role(pb::CreateRoleRequest {
+            key: "org:owner".into(),
+            name: "Owner".into(),
+            permissions: vec![
+                "org:sys_memberships:manage".into(),
+                "org:sys_memberships:read".into(),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let organization = create_org(&app, "Owned", None).await;
+    add_member(&app, &organization.id, "user_owner", "org:owner").await;
+    add_member(&app, &organization.id, "user_member", "").await;
+    let demote = |permissions: Vec<String>| pb::UpdateRoleRequest {
+        role: Some(pb::Role {
+            key: "org:owner".into(),
+            permissions,
+            ..Default::default()
+        }),
+        update_mask: mask(&["permissions"]),
+    };
+    assert_status(
+        admin
+            .clone()
+            .update_role(demote(vec!["org:sys_memberships:read".into()]))
+            .await,
+        Code::FailedPrecondition,
+        "LAST_ADMIN",
+    );
+    // With an org:admin beside the owner the permission may go.
+    add_member(&app, &organization.id, "user_admin", "org:admin").await;
+    admin
+        .clone()
+        .update_role(demote(vec!["org:sys_memberships:read".into()]))
+        .await
+        .unwrap();
+}

@@ -3,7 +3,7 @@
 use super::organizations::{Page, finish_simple, next_token, unknown_permissions};
 use super::{Begun, Idempotency, Services};
 use crate::domain::ids::{self, new_id};
-use crate::domain::roles::{is_built_in_role, is_system_permission};
+use crate::domain::roles::{MEMBERSHIPS_MANAGE, is_built_in_role, is_system_permission};
 use crate::domain::{Actor, Error, Reason, Result, paging};
 use crate::store::is_unique_violation;
 use crate::store::repo::roles::{self, PermissionRow, RoleRecord};
@@ -143,6 +143,16 @@ impl Services {
                 let violations = unknown_permissions("role.permissions", &permissions, &existing);
                 if !violations.is_empty() {
                     return Err(Error::InvalidArgument(violations));
+                }
+                let loses_manage = current.permissions.iter().any(|p| p == MEMBERSHIPS_MANAGE)
+                    && !permissions.iter().any(|p| p == MEMBERSHIPS_MANAGE);
+                if loses_manage && roles::sole_managers_hold(&work.txn, key).await? {
+                    return Err(Error::FailedPrecondition(
+                        Reason::LastAdmin,
+                        format!(
+                            "{key} is the only role holding {MEMBERSHIPS_MANAGE} in an organization"
+                        ),
+                    ));
                 }
                 updated.permissions = permissions;
             }

@@ -300,3 +300,18 @@ pub async fn permission_in_use(conn: &impl ConnectionTrait, key: &str) -> Result
 pub async fn delete_permission(conn: &impl ConnectionTrait, key: &str) -> Result<bool, DbErr> {
     Ok(store::execute(conn, "DELETE FROM permissions WHERE key = $1", values![key]).await? == 1)
 }
+
+/// Whether some organization has members holding `org:sys_memberships:manage`
+/// only through the role `key`: taking the permission from the role would
+/// leave it without one.
+pub async fn sole_managers_hold(conn: &impl ConnectionTrait, key: &str) -> Result<bool, DbErr> {
+    let count = store::fetch_i64(
+        conn,
+        "SELECT COUNT(*) FROM memberships m WHERE m.role = $1 AND NOT EXISTS ( \
+             SELECT 1 FROM memberships other JOIN role_permissions rp ON rp.role_key = other.role \
+             WHERE other.organization_id = m.organization_id AND other.role <> $1 AND rp.permission_key = $2)",
+        values![key, crate::domain::roles::MEMBERSHIPS_MANAGE],
+    )
+    .await?;
+    Ok(count > 0)
+}
