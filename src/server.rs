@@ -89,16 +89,23 @@ impl App {
             shutdown,
             metrics,
             billing: Default::default(),
+            access: Default::default(),
         };
         // The billing gauges come from the database at each scrape, so every
-        // replica reports the same numbers.
-        let scraped = services.clone();
+        // replica reports the same numbers. The hook holds only what it reads
+        // and the two gauges, never the services that hold the registry.
+        let (db, clock, pricing) = (
+            services.db.clone(),
+            services.clock.clone(),
+            services.pricing(),
+        );
+        let gauges = services.metrics.billing_gauges();
         services.metrics.on_scrape(move || {
-            let services = scraped.clone();
+            let (db, clock, gauges) = (db.clone(), clock.clone(), gauges.clone());
             Box::pin(async move {
-                let period = BillingPeriod::containing(services.clock.now());
-                match services.billing_summary(period).await {
-                    Ok(summary) => services.metrics.set_billing_period(
+                let period = BillingPeriod::containing(clock.now());
+                match crate::service::billing::period_summary(&db, &pricing, period).await {
+                    Ok(summary) => gauges.set(
                         summary.billable_organizations.max(0) as u64,
                         summary.charged_organizations.max(0) as u64,
                     ),
@@ -148,6 +155,7 @@ impl App {
             .set_service_status("", ServingStatus::Serving)
             .await;
         let watchdog = tokio::spawn(watch_database(self.services.db.clone(), reporter.clone()));
+        let access_invalidation = self.services.spawn_access_invalidation();
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -250,6 +258,7 @@ impl App {
             tracing::warn!(error = %err, "metrics listener failed");
         }
         watchdog.abort();
+        access_invalidation.abort();
         services.db.clone().close().await;
         result.map_err(Into::into)
     }

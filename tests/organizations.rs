@@ -1771,3 +1771,153 @@ async fn a_role_update_cannot_take_the_last_managers_permission() {
         .await
         .unwrap();
 }
+
+async fn allowed(
+    app: &TestApp,
+    organization_id: &str,
+    user_id: &str,
+    permission: &str,
+) -> (bool, String) {
+    let answer = app
+        .admin()
+        .check_permission(pb::CheckPermissionRequest {
+            organization_id: organization_id.into(),
+            user_id: user_id.into(),
+            permission: permission.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (answer.allowed, answer.role)
+}
+
+async fn eventually(
+    app: &TestApp,
+    organization_id: &str,
+    user_id: &str,
+    permission: &str,
+    expected: (bool, &str),
+) {
+    for _ in 0..100 {
+        let (allowed_now, role) = allowed(app, organization_id, user_id, permission).await;
+        if (allowed_now, role.as_str()) == expected {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("CheckPermission never answered {expected:?}");
+}
+
+#[tokio::test]
+async fn check_permission_is_cached_and_every_replica_converges() {
+    let a = TestApp::spawn().await;
+    let b = TestApp::spawn_on(&a.database_url, |_| {}).await;
+    let organization = create_org(&a, "Cached", Some("user_owner")).await;
+    add_member(&a, &organization.id, "user_c", "").await;
+    const MANAGE: &str = "org:sys_memberships:manage";
+    for app in [&a, &b] {
+        assert_eq!(
+            allowed(app, &organization.id, "user_c", MANAGE).await,
+            (false, "org:member".into())
+        );
+        assert_eq!(
+            allowed(app, &organization.id, "user_c", MANAGE).await,
+            (false, "org:member".into())
+        );
+    }
+    // A change answers at once on the replica that made it, and soon on the other.
+    a.admin()
+        .update_membership(pb::UpdateMembershipRequest {
+            membership: Some(pb::Membership {
+                organization_id: organization.id.clone(),
+                user_id: "user_c".into(),
+                role: "org:admin".into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["role"]),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        allowed(&a, &organization.id, "user_c", MANAGE).await,
+        (true, "org:admin".into())
+    );
+    eventually(&b, &organization.id, "user_c", MANAGE, (true, "org:admin")).await;
+    b.admin()
+        .delete_membership(pb::DeleteMembershipRequest {
+            organization_id: organization.id.clone(),
+            user_id: "user_c".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        allowed(&b, &organization.id, "user_c", MANAGE).await,
+        (false, String::new())
+    );
+    eventually(&a, &organization.id, "user_c", MANAGE, (false, "")).await;
+    // Changing what a role grants reaches every cached membership holding it.
+    b.admin()
+        .create_permission(pb::CreatePermissionRequest {
+            key: "org:reports:read".into(),
+            name: "Reports".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    b.admin()
+        .create_role(pb::CreateRoleRequest {
+            key: "org:analyst".into(),
+            name: "Analyst".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    add_member(&b, &organization.id, "user_d", "org:analyst").await;
+    for app in [&a, &b] {
+        eventually(
+            app,
+            &organization.id,
+            "user_d",
+            "org:reports:read",
+            (false, "org:analyst"),
+        )
+        .await;
+    }
+    a.admin()
+        .update_role(pb::UpdateRoleRequest {
+            role: Some(pb::Role {
+                key: "org:analyst".into(),
+                permissions: vec!["org:reports:read".into()],
+                ..Default::default()
+            }),
+            update_mask: mask(&["permissions"]),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        allowed(&a, &organization.id, "user_d", "org:reports:read").await,
+        (true, "org:analyst".into())
+    );
+    eventually(
+        &b,
+        &organization.id,
+        "user_d",
+        "org:reports:read",
+        (true, "org:analyst"),
+    )
+    .await;
+    // Deleting the organization forgets its memberships everywhere.
+    a.admin()
+        .delete_organization(pb::DeleteOrganizationRequest {
+            organization_id: organization.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        allowed(&a, &organization.id, "user_owner", MANAGE).await,
+        (false, String::new())
+    );
+    eventually(&b, &organization.id, "user_owner", MANAGE, (false, "")).await;
+}

@@ -485,10 +485,7 @@ impl Services {
 
     /// The totals of a period, from its counters: no scan.
     pub async fn billing_summary(&self, period: BillingPeriod) -> Result<BillingSummary> {
-        let txn = self.db.begin_snapshot().await?;
-        let summary = self.summary_in(&txn, period).await?;
-        txn.commit().await?;
-        Ok(summary)
+        period_summary(&self.db, &self.pricing(), period).await
     }
 
     async fn summary_in(
@@ -496,16 +493,7 @@ impl Services {
         conn: &impl sea_orm::ConnectionTrait,
         period: BillingPeriod,
     ) -> Result<BillingSummary> {
-        let p = period.to_string();
-        let totals = repo::period_totals(conn, &p).await?;
-        let total_organizations = repo::total_organizations(conn).await?;
-        Ok(BillingSummary::new(
-            &self.pricing(),
-            p,
-            total_organizations,
-            totals.monthly_active_users,
-            totals.billable_organizations,
-        ))
+        summary_from(conn, &self.pricing(), period).await
     }
 
     /// The billable organizations of a period in the order they became
@@ -954,4 +942,33 @@ fn to_watch_event(event: EventRow) -> Result<WatchEvent> {
             "unexpected event {other} in the billing watch"
         ))),
     }
+}
+
+/// The totals of a period, read from its counters in one snapshot.
+pub async fn period_summary(
+    db: &crate::store::Db,
+    pricing: &Pricing,
+    period: BillingPeriod,
+) -> Result<BillingSummary> {
+    let txn = db.begin_snapshot().await?;
+    let summary = summary_from(&txn, pricing, period).await?;
+    txn.commit().await?;
+    Ok(summary)
+}
+
+async fn summary_from(
+    conn: &impl sea_orm::ConnectionTrait,
+    pricing: &Pricing,
+    period: BillingPeriod,
+) -> Result<BillingSummary> {
+    let p = period.to_string();
+    let totals = repo::period_totals(conn, &p).await?;
+    let total_organizations = repo::total_organizations(conn).await?;
+    Ok(BillingSummary::new(
+        pricing,
+        p,
+        total_organizations,
+        totals.monthly_active_users,
+        totals.billable_organizations,
+    ))
 }

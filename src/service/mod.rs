@@ -1,6 +1,7 @@
 //! Use cases. Each call is one transaction ([`Work`]) that appends its events to
 //! the log before it commits, or rolls everything back for `validate_only`.
 
+pub mod access;
 pub mod billing;
 pub mod domains;
 pub mod invitations;
@@ -39,6 +40,8 @@ pub struct Services {
     pub metrics: Metrics,
     /// Users known to be active per period, and the log poller of watches.
     pub billing: Arc<billing::BillingState>,
+    /// Roles by organization and user, for `CheckPermission`.
+    pub access: access::AccessCache,
 }
 
 /// The idempotency key of a create or accept call: its `request_id` and a
@@ -55,6 +58,7 @@ pub struct Work {
     pub now: Micros,
     events: Vec<NewEvent>,
     notifier: Notifier,
+    access: access::AccessCache,
     validate_only: bool,
 }
 
@@ -83,6 +87,7 @@ impl Services {
             now: self.now(),
             events: Vec::new(),
             notifier: self.notifier.clone(),
+            access: self.access.clone(),
             validate_only,
         })
     }
@@ -272,6 +277,9 @@ impl Work {
     pub async fn commit(self) -> Result<()> {
         let last_seq = events::append(&self.txn, &self.events).await?;
         self.txn.commit().await?;
+        // Before the caller hears of the change, this process forgets what it
+        // cached about it.
+        self.access.invalidate_all(&self.events);
         if let Some(seq) = last_seq {
             self.notifier.committed(seq);
         }

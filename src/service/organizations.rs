@@ -7,6 +7,7 @@ use sea_orm::ConnectionTrait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::access::Cached;
 use super::{Begun, Idempotency, Services, Work};
 use crate::domain::billing::BillingImpact;
 use crate::domain::ids::{self, new_id};
@@ -667,21 +668,28 @@ impl Services {
     }
 
     /// Whether `user_id` holds `permission` in the organization, and its role:
-    /// one indexed query.
+    /// from the access cache, or one indexed query.
     pub async fn check_permission(
         &self,
         organization_id: &str,
         user_id: &str,
         permission: &str,
     ) -> Result<(bool, String)> {
-        Ok(
-            match memberships::role_granting(self.db.conn(), organization_id, user_id, permission)
-                .await?
-            {
-                Some((role, granted)) => (granted, role),
-                None => (false, String::new()),
-            },
-        )
+        let generation = match self.access.check(organization_id, user_id, permission) {
+            Cached::Answer(allowed, role) => return Ok((allowed, role)),
+            Cached::Miss(generation) => generation,
+        };
+        let found =
+            memberships::role_and_permissions(self.db.conn(), organization_id, user_id).await?;
+        let answer = match &found {
+            Some((role, permissions)) => {
+                (permissions.iter().any(|p| p == permission), role.clone())
+            }
+            None => (false, String::new()),
+        };
+        self.access
+            .fill(generation, organization_id, user_id, found);
+        Ok(answer)
     }
 
     pub async fn list_audit_events(

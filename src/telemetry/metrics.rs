@@ -74,6 +74,22 @@ struct Inner {
     scrape_hooks: Mutex<Vec<ScrapeHook>>,
 }
 
+/// The billable and charged organizations of the current period.
+#[derive(Clone)]
+pub struct BillingGauges {
+    billable_organizations: Gauge,
+    charged_organizations: Gauge,
+}
+
+impl BillingGauges {
+    pub fn set(&self, billable_organizations: u64, charged_organizations: u64) {
+        self.billable_organizations
+            .set(saturating_i64(billable_organizations));
+        self.charged_organizations
+            .set(saturating_i64(charged_organizations));
+    }
+}
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
@@ -194,6 +210,15 @@ impl Metrics {
         self.inner
             .charged_organizations
             .set(saturating_i64(charged_organizations));
+    }
+
+    /// The billing gauges alone, for a scrape hook: holding them does not keep
+    /// the whole registry (and whatever its hooks hold) alive.
+    pub fn billing_gauges(&self) -> BillingGauges {
+        BillingGauges {
+            billable_organizations: self.inner.billable_organizations.clone(),
+            charged_organizations: self.inner.charged_organizations.clone(),
+        }
     }
 
     /// Runs `hook` before every scrape (each hook gets two seconds; a slow one

@@ -118,29 +118,6 @@ pub async fn role_and_permissions(
     )))
 }
 
-/// The role of a user in an organization and whether it grants `permission`,
-/// as one row of one indexed query; `None` when it is not a member.
-pub async fn role_granting(
-    conn: &impl ConnectionTrait,
-    organization_id: &str,
-    user_id: &str,
-    permission: &str,
-) -> Result<Option<(String, bool)>, DbErr> {
-    #[derive(FromQueryResult)]
-    struct Row {
-        role: String,
-        granted: i64,
-    }
-    let row: Option<Row> = store::fetch_optional(
-        conn,
-        "SELECT m.role, (SELECT COUNT(*) FROM role_permissions rp WHERE rp.role_key = m.role AND rp.permission_key = $3) AS granted \
-         FROM memberships m WHERE m.organization_id = $1 AND m.user_id = $2",
-        values![organization_id, user_id, permission],
-    )
-    .await?;
-    Ok(row.map(|row| (row.role, row.granted > 0)))
-}
-
 /// Members of the organization whose role grants `permission`.
 pub async fn count_with_permission(
     conn: &impl ConnectionTrait,

@@ -1,0 +1,200 @@
+//! An in-process cache of who holds which role where, for `CheckPermission`,
+//! the read other services call constantly. It is invalidated from the event
+//! log: by this process's own commits before they return, and by other
+//! replicas' commits when the log tail is polled, so every replica converges on
+//! the database's answer within one poll interval.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sea_orm::FromQueryResult;
+
+use super::Services;
+use crate::events::NewEvent;
+use crate::store;
+use crate::values;
+
+/// How often other replicas' commits are looked for.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// At most this many memberships are cached; past it the cache starts over.
+const CAPACITY: usize = 200_000;
+
+/// Actions that change what a role grants.
+const ROLE_ACTIONS: &[&str] = &[
+    "CreateRole",
+    "UpdateRole",
+    "DeleteRole",
+    "CreatePermission",
+    "DeletePermission",
+];
+
+#[derive(Debug, Default)]
+struct Entries {
+    /// Bumped by every invalidation: a value read from the database before an
+    /// invalidation is not stored after it.
+    generation: u64,
+    /// organization → user → role (`None`: not a member).
+    members: HashMap<String, HashMap<String, Option<String>>>,
+    member_count: usize,
+    /// role → the permissions it grants.
+    roles: HashMap<String, Arc<Vec<String>>>,
+}
+
+/// The cache; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct AccessCache {
+    entries: Arc<RwLock<Entries>>,
+}
+
+/// What a lookup found.
+pub enum Cached {
+    /// The user's role (empty for none) and whether it grants the permission.
+    Answer(bool, String),
+    /// Not cached; read the database, then [`AccessCache::fill`] with this
+    /// generation.
+    Miss(u64),
+}
+
+impl AccessCache {
+    pub fn check(&self, organization_id: &str, user_id: &str, permission: &str) -> Cached {
+        let Ok(entries) = self.entries.read() else {
+            return Cached::Miss(u64::MAX);
+        };
+        let role = entries
+            .members
+            .get(organization_id)
+            .and_then(|users| users.get(user_id));
+        match role {
+            Some(None) => Cached::Answer(false, String::new()),
+            Some(Some(role)) => match entries.roles.get(role) {
+                Some(permissions) => {
+                    Cached::Answer(permissions.iter().any(|p| p == permission), role.clone())
+                }
+                None => Cached::Miss(entries.generation),
+            },
+            None => Cached::Miss(entries.generation),
+        }
+    }
+
+    /// Stores what the database said, unless something was invalidated since
+    /// `generation` was handed out.
+    pub fn fill(
+        &self,
+        generation: u64,
+        organization_id: &str,
+        user_id: &str,
+        found: Option<(String, Vec<String>)>,
+    ) {
+        let Ok(mut entries) = self.entries.write() else {
+            return;
+        };
+        if entries.generation != generation {
+            return;
+        }
+        if entries.member_count >= CAPACITY {
+            entries.members.clear();
+            entries.member_count = 0;
+        }
+        let role = match found {
+            Some((role, permissions)) => {
+                entries.roles.insert(role.clone(), Arc::new(permissions));
+                Some(role)
+            }
+            None => None,
+        };
+        let previous = entries
+            .members
+            .entry(organization_id.to_string())
+            .or_default()
+            .insert(user_id.to_string(), role);
+        if previous.is_none() {
+            entries.member_count += 1;
+        }
+    }
+
+    /// Forgets what a committed change may have changed.
+    pub fn invalidate(&self, action: &str, organization_id: &str) {
+        let Ok(mut entries) = self.entries.write() else {
+            return;
+        };
+        entries.generation += 1;
+        if ROLE_ACTIONS.contains(&action) {
+            entries.roles.clear();
+        }
+        if !organization_id.is_empty()
+            && let Some(users) = entries.members.remove(organization_id)
+        {
+            entries.member_count -= users.len();
+        }
+    }
+
+    /// Forgets everything (when the log cannot be read).
+    pub fn clear(&self) {
+        let Ok(mut entries) = self.entries.write() else {
+            return;
+        };
+        entries.generation += 1;
+        entries.members.clear();
+        entries.member_count = 0;
+        entries.roles.clear();
+    }
+
+    pub(crate) fn invalidate_all(&self, events: &[NewEvent]) {
+        for event in events.iter().filter(|e| e.audit) {
+            self.invalidate(&event.action, &event.organization_id);
+        }
+    }
+}
+
+#[derive(FromQueryResult)]
+struct Change {
+    seq: i64,
+    action: String,
+    organization_id: String,
+}
+
+impl Services {
+    /// Follows the log for changes committed by other replicas until shutdown.
+    pub fn spawn_access_invalidation(&self) -> tokio::task::JoinHandle<()> {
+        let services = self.clone();
+        tokio::spawn(async move {
+            let mut shutdown = services.shutdown.clone();
+            // Where this process starts following the log; until it knows,
+            // nothing it caches can be trusted.
+            let mut after: Option<i64> = None;
+            loop {
+                if after.is_none() {
+                    after = crate::events::reader::head(services.db.conn()).await.ok();
+                    services.access.clear();
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                    _ = shutdown.changed() => return,
+                }
+                let Some(position) = after else { continue };
+                let changes: Result<Vec<Change>, _> = store::fetch_all(
+                    services.db.conn(),
+                    "SELECT seq, action, organization_id FROM events WHERE seq > $1 AND audit = TRUE ORDER BY seq LIMIT 1000",
+                    values![position],
+                )
+                .await;
+                match changes {
+                    Ok(changes) => {
+                        for change in &changes {
+                            services
+                                .access
+                                .invalidate(&change.action, &change.organization_id);
+                            after = Some(change.seq);
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot read the event log; access cache cleared");
+                        services.access.clear();
+                    }
+                }
+            }
+        })
+    }
+}
