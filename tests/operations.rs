@@ -565,9 +565,13 @@ struct ServeProcess {
 
 impl ServeProcess {
     async fn start(grace_period_secs: u64) -> ServeProcess {
+        Self::start_on(&fresh_database_url().await, grace_period_secs).await
+    }
+
+    async fn start_on(database_url: &str, grace_period_secs: u64) -> ServeProcess {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_orgs"))
             .arg("serve")
-            .env("ORGS_DATABASE_URL", fresh_database_url().await)
+            .env("ORGS_DATABASE_URL", database_url)
             .env("ORGS_AUTH_HS256_SECRET", SECRET)
             .env("ORGS_LISTEN_ADDR", "127.0.0.1:0")
             .env("ORGS_METRICS_LISTEN_ADDR", "127.0.0.1:0")
@@ -731,4 +735,87 @@ async fn sigterm_drains_a_real_server_and_exits_zero() {
     assert!(server.logged("shutting down"));
     assert!(server.logged("grace period over; cutting the calls still running"));
     assert!(server.logged("stopped"));
+}
+
+#[tokio::test]
+async fn a_killed_server_loses_no_acknowledged_write() {
+    use orgs::proto::v1 as pb;
+    let url = fresh_database_url().await;
+    let server = ServeProcess::start_on(&url, 5).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let admin = orgs::clients::OrganizationServiceClient::with_interceptor(
+        channel,
+        Bearer::new(token("svc", "orgs:admin")),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let mut client = admin.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .create_organization(pb::CreateOrganizationRequest {
+                    name: format!("Durable {i}"),
+                    created_by: format!("user_{i}"),
+                    request_id: format!("durable-{i}"),
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner().organization.expect("organization").id)
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        acknowledged.push(task.await.expect("task").expect("acknowledged"));
+    }
+    // No shutdown: the process is killed outright.
+    let mut child = server.child;
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("killed");
+
+    let restarted = ServeProcess::start_on(&url, 5).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", restarted.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut admin = orgs::clients::OrganizationServiceClient::with_interceptor(
+        channel,
+        Bearer::new(token("svc", "orgs:admin")),
+    );
+    let listed = admin
+        .list_organizations(pb::ListOrganizationsRequest {
+            page_size: 500,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.total_size, 40);
+    for id in &acknowledged {
+        assert!(
+            listed
+                .organizations
+                .iter()
+                .any(|o| &o.id == id && o.members_count == 1),
+            "{id} was lost"
+        );
+    }
+    // The idempotency records survived too: a retry gets the first answer.
+    let retried = admin
+        .create_organization(pb::CreateOrganizationRequest {
+            name: "Durable 7".into(),
+            created_by: "user_7".into(),
+            request_id: "durable-7".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_eq!(
+        &retried.organization.expect("organization").id,
+        &acknowledged[7]
+    );
 }

@@ -21,7 +21,9 @@ pub struct Db {
 }
 
 impl Db {
-    /// Connects; SQLite connections get WAL, a busy timeout and foreign keys.
+    /// Connects; SQLite connections get WAL with `synchronous=FULL` (a commit
+    /// survives an operating-system crash, not only a process crash), a busy
+    /// timeout and foreign keys.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbErr> {
         let mut options = ConnectOptions::new(url.to_string());
         options
@@ -33,7 +35,7 @@ impl Db {
             .map_sqlx_sqlite_opts(|opts| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
                 opts.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
             });

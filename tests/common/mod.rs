@@ -23,6 +23,12 @@ pub const SECRET: &str = "test-secret-0123456789abcdef";
 #[derive(Clone)]
 pub struct Bearer(Option<String>);
 
+impl Bearer {
+    pub fn new(token: String) -> Self {
+        Bearer(Some(token))
+    }
+}
+
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(token) = &self.0 {
