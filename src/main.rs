@@ -56,9 +56,56 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    if let Err(err) = apply_config_file() {
+        eprintln!("orgs: {err:#}");
+        return std::process::ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("orgs: cannot start the runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run_command(cli))
+}
+
+/// Settings precedence: defaults, then the `--config` (or `ORGS_CONFIG_FILE`)
+/// TOML file, then `ORGS_*` variables, then flags. The file's settings become
+/// variables that are not set already, before anything else runs.
+fn apply_config_file() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut path = std::env::var_os("ORGS_CONFIG_FILE").map(std::path::PathBuf::from);
+    while let Some(arg) = args.next() {
+        if arg == "--config" {
+            path = args.next().map(std::path::PathBuf::from);
+        } else if let Some(value) = arg.strip_prefix("--config=") {
+            path = Some(value.into());
+        }
+    }
+    let Some(path) = path else { return Ok(()) };
+    let command = <Cli as clap::CommandFactory>::command();
+    let known: Vec<String> = command
+        .get_subcommands()
+        .flat_map(|sub| sub.get_arguments())
+        .filter_map(|arg| arg.get_env())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect();
+    for (name, value) in orgs::config::file_variables(&path, &known)? {
+        if std::env::var_os(&name).is_none() {
+            // SAFETY: no other thread exists yet; the runtime starts afterwards.
+            unsafe { std::env::set_var(&name, value) };
+        }
+    }
+    Ok(())
+}
+
+async fn run_command(cli: Cli) -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(config) => serve(*config).await,
         Command::Migrate { database } => migrate(database).await,

@@ -154,3 +154,130 @@ async fn reflection_v1_and_v1alpha_list_every_service() {
         "{second:?}"
     );
 }
+
+/// Starts `orgs serve` with `args` and `env`, and returns it with the address
+/// it logs.
+async fn serve_process(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, std::net::SocketAddr) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_orgs"));
+    command
+        .arg("serve")
+        .args(args)
+        .env_remove("ORGS_AUTH_HS256_SECRET")
+        .env("ORGS_LOG_FORMAT", "json");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if entry["message"] == "serving gRPC" {
+                return entry["addr"].as_str().unwrap().parse().unwrap();
+            }
+        }
+        panic!("orgs serve ended without serving");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+#[tokio::test]
+async fn a_config_file_sits_below_variables_and_flags() {
+    use orgs::proto::v1 as pb;
+    let dir = std::env::temp_dir()
+        .join("orgs-tests")
+        .join(format!("config-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("orgs.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen_addr = \"127.0.0.1:0\"\nmetrics_listen_addr = \"127.0.0.1:0\"\ndatabase_url = \"{}\"\nmax_organizations_per_user = 1\n[auth]\nhs256_secret = \"{SECRET}\"\n",
+            fresh_database_url().await
+        ),
+    )
+    .unwrap();
+    let create = |addr: std::net::SocketAddr, name: &'static str| async move {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        orgs::clients::OrganizationServiceClient::with_interceptor(
+            channel,
+            Bearer::new(token("user_cfg", "")),
+        )
+        .create_organization(pb::CreateOrganizationRequest {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+    };
+
+    // The file alone: its secret verifies tokens, its limit holds.
+    let (mut child, addr) = serve_process(&["--config", file.to_str().unwrap()], &[]).await;
+    create(addr, "First").await.unwrap();
+    assert_status(
+        create(addr, "Second").await,
+        tonic::Code::ResourceExhausted,
+        "ORGANIZATION_LIMIT_REACHED",
+    );
+    child.kill().await.unwrap();
+
+    // A variable beats the file.
+    let (mut child, addr) = serve_process(
+        &[],
+        &[
+            ("ORGS_CONFIG_FILE", file.to_str().unwrap()),
+            ("ORGS_MAX_ORGANIZATIONS_PER_USER", "2"),
+        ],
+    )
+    .await;
+    create(addr, "Second").await.unwrap();
+    assert_status(
+        create(addr, "Third").await,
+        tonic::Code::ResourceExhausted,
+        "ORGANIZATION_LIMIT_REACHED",
+    );
+    child.kill().await.unwrap();
+
+    // A flag beats the variable.
+    let (mut child, addr) = serve_process(
+        &["--max-organizations-per-user", "4"],
+        &[
+            ("ORGS_CONFIG_FILE", file.to_str().unwrap()),
+            ("ORGS_MAX_ORGANIZATIONS_PER_USER", "2"),
+        ],
+    )
+    .await;
+    create(addr, "Third").await.unwrap();
+    create(addr, "Fourth").await.unwrap();
+    assert_status(
+        create(addr, "Fifth").await,
+        tonic::Code::ResourceExhausted,
+        "ORGANIZATION_LIMIT_REACHED",
+    );
+    child.kill().await.unwrap();
+
+    // A misspelt setting stops the start.
+    std::fs::write(&file, "listen_adr = \"127.0.0.1:0\"\n").unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_orgs"))
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown setting `listen_adr`"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
