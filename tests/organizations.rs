@@ -1921,3 +1921,91 @@ async fn check_permission_is_cached_and_every_replica_converges() {
     );
     eventually(&b, &organization.id, "user_owner", MANAGE, (false, "")).await;
 }
+
+#[tokio::test]
+async fn get_organization_is_cached_and_every_replica_converges() {
+    let a = TestApp::spawn().await;
+    let b = TestApp::spawn_on(&a.database_url, |_| {}).await;
+    let organization = create_org(&a, "Before", Some("user_reader")).await;
+    let get = |id: &str| pb::GetOrganizationRequest {
+        lookup: Some(pb::get_organization_request::Lookup::OrganizationId(
+            id.into(),
+        )),
+    };
+    let name_on = |app: &TestApp, as_user: bool| {
+        let mut client = if as_user {
+            app.user("user_reader")
+        } else {
+            app.admin()
+        };
+        let request = get(&organization.id);
+        async move {
+            client
+                .get_organization(request)
+                .await
+                .map(|r| r.into_inner().organization.unwrap())
+        }
+    };
+    for app in [&a, &b] {
+        for as_user in [false, true] {
+            assert_eq!(name_on(app, as_user).await.unwrap().name, "Before");
+            assert_eq!(name_on(app, as_user).await.unwrap().name, "Before");
+        }
+    }
+    a.admin()
+        .update_organization(pb::UpdateOrganizationRequest {
+            organization: Some(pb::Organization {
+                id: organization.id.clone(),
+                name: "After".into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["name"]),
+        })
+        .await
+        .unwrap();
+    for as_user in [false, true] {
+        assert_eq!(
+            name_on(&a, as_user).await.unwrap().name,
+            "After",
+            "the writing replica answers at once"
+        );
+    }
+    let mut converged = false;
+    for _ in 0..100 {
+        if name_on(&b, false).await.unwrap().name == "After"
+            && name_on(&b, true).await.unwrap().name == "After"
+        {
+            converged = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(converged, "the other replica never saw the change");
+    // A member who leaves no longer sees it, on either replica.
+    add_member(&a, &organization.id, "user_admin2", "org:admin").await;
+    a.user("user_reader")
+        .delete_membership(pb::DeleteMembershipRequest {
+            organization_id: organization.id.clone(),
+            user_id: "user_reader".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_status(
+        name_on(&a, true).await,
+        Code::NotFound,
+        "ORGANIZATION_NOT_FOUND",
+    );
+    let mut gone = false;
+    for _ in 0..100 {
+        if name_on(&b, true).await.is_err() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        gone,
+        "the other replica kept showing the organization to a former member"
+    );
+}

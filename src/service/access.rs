@@ -1,5 +1,6 @@
-//! An in-process cache of who holds which role where, for `CheckPermission`,
-//! the read other services call constantly. It is invalidated from the event
+//! An in-process cache of who holds which role where and of organization
+//! rows, for `CheckPermission` and `GetOrganization`, the reads other services
+//! call constantly. It is invalidated from the event
 //! log: by this process's own commits before they return, and by other
 //! replicas' commits when the log tail is polled, so every replica converges on
 //! the database's answer within one poll interval.
@@ -13,6 +14,7 @@ use sea_orm::FromQueryResult;
 use super::Services;
 use crate::events::NewEvent;
 use crate::store;
+use crate::store::repo::organizations::OrganizationRow;
 use crate::values;
 
 /// How often other replicas' commits are looked for.
@@ -40,6 +42,8 @@ struct Entries {
     member_count: usize,
     /// role → the permissions it grants.
     roles: HashMap<String, Arc<Vec<String>>>,
+    /// organization → its row, for `GetOrganization`.
+    organizations: HashMap<String, Arc<OrganizationRow>>,
 }
 
 /// The cache; cheap to clone.
@@ -114,6 +118,68 @@ impl AccessCache {
         }
     }
 
+    /// A cached organization row, or the generation to fill it with.
+    pub fn organization(&self, organization_id: &str) -> Result<Arc<OrganizationRow>, u64> {
+        let Ok(entries) = self.entries.read() else {
+            return Err(u64::MAX);
+        };
+        entries
+            .organizations
+            .get(organization_id)
+            .cloned()
+            .ok_or(entries.generation)
+    }
+
+    /// Whether `user_id` is known to be a member (`Some(false)`: known not to
+    /// be), or `Err` with the generation to fill it with.
+    pub fn is_member(&self, organization_id: &str, user_id: &str) -> Result<bool, u64> {
+        let Ok(entries) = self.entries.read() else {
+            return Err(u64::MAX);
+        };
+        match entries
+            .members
+            .get(organization_id)
+            .and_then(|users| users.get(user_id))
+        {
+            Some(role) => Ok(role.is_some()),
+            None => Err(entries.generation),
+        }
+    }
+
+    /// Stores an organization row read from the database, unless something
+    /// was invalidated since `generation`.
+    pub fn fill_organization(&self, generation: u64, row: OrganizationRow) {
+        let Ok(mut entries) = self.entries.write() else {
+            return;
+        };
+        if entries.generation != generation {
+            return;
+        }
+        if entries.organizations.len() >= CAPACITY {
+            entries.organizations.clear();
+        }
+        entries.organizations.insert(row.id.clone(), Arc::new(row));
+    }
+
+    /// Stores a membership's role without its permissions (they are read
+    /// when a permission check needs them).
+    pub fn fill_role(&self, generation: u64, organization_id: &str, user_id: &str, role: &str) {
+        let Ok(mut entries) = self.entries.write() else {
+            return;
+        };
+        if entries.generation != generation || entries.member_count >= CAPACITY {
+            return;
+        }
+        let previous = entries
+            .members
+            .entry(organization_id.to_string())
+            .or_default()
+            .insert(user_id.to_string(), Some(role.to_string()));
+        if previous.is_none() {
+            entries.member_count += 1;
+        }
+    }
+
     /// Forgets what a committed change may have changed.
     pub fn invalidate(&self, action: &str, organization_id: &str) {
         let Ok(mut entries) = self.entries.write() else {
@@ -123,10 +189,11 @@ impl AccessCache {
         if ROLE_ACTIONS.contains(&action) {
             entries.roles.clear();
         }
-        if !organization_id.is_empty()
-            && let Some(users) = entries.members.remove(organization_id)
-        {
-            entries.member_count -= users.len();
+        if !organization_id.is_empty() {
+            entries.organizations.remove(organization_id);
+            if let Some(users) = entries.members.remove(organization_id) {
+                entries.member_count -= users.len();
+            }
         }
     }
 
@@ -139,6 +206,7 @@ impl AccessCache {
         entries.members.clear();
         entries.member_count = 0;
         entries.roles.clear();
+        entries.organizations.clear();
     }
 
     pub(crate) fn invalidate_all(&self, events: &[NewEvent]) {

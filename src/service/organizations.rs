@@ -337,6 +337,54 @@ impl Services {
         found.ok_or_else(Error::organization_not_found)
     }
 
+    /// An organization by id for `GetOrganization`, from the access cache when
+    /// it has it. Writes never use it: they read inside their transaction.
+    pub async fn read_organization(&self, organization_id: &str) -> Result<OrganizationRow> {
+        let generation = match self.access.organization(organization_id) {
+            Ok(row) => return Ok(row.as_ref().clone()),
+            Err(generation) => generation,
+        };
+        let row = organizations::get(self.db.conn(), organization_id)
+            .await?
+            .ok_or_else(Error::organization_not_found)?;
+        self.access.fill_organization(generation, row.clone());
+        Ok(row)
+    }
+
+    /// An organization by id for `GetOrganization` by an end user: only if it
+    /// is a member. From the access cache when it knows both, else one query.
+    pub async fn read_organization_as_member(
+        &self,
+        organization_id: &str,
+        user_id: &str,
+    ) -> Result<OrganizationRow> {
+        match self.access.is_member(organization_id, user_id) {
+            Ok(false) => return Err(Error::organization_not_found()),
+            Ok(true) => {
+                if let Ok(row) = self.access.organization(organization_id) {
+                    return Ok(row.as_ref().clone());
+                }
+            }
+            Err(_) => {}
+        }
+        let generation = self.access.is_member(organization_id, user_id).err();
+        let organization_generation = self.access.organization(organization_id).err();
+        let found =
+            organizations::get_as_member_with_role(self.db.conn(), organization_id, user_id)
+                .await?;
+        let Some((row, role)) = found else {
+            return Err(Error::organization_not_found());
+        };
+        if let Some(generation) = generation {
+            self.access
+                .fill_role(generation, organization_id, user_id, &role);
+        }
+        if let Some(generation) = organization_generation {
+            self.access.fill_organization(generation, row.clone());
+        }
+        Ok(row)
+    }
+
     /// The organization if `user_id` is a member of it.
     pub async fn get_organization_as_member(
         &self,

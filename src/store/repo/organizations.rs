@@ -83,6 +83,32 @@ pub async fn get_as_member(
     .await
 }
 
+/// The organization `id` and the role of `user_id` in it, if it is a member:
+/// one indexed query.
+pub async fn get_as_member_with_role(
+    conn: &impl ConnectionTrait,
+    id: &str,
+    user_id: &str,
+) -> Result<Option<(OrganizationRow, String)>, DbErr> {
+    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("o.{c}")).collect();
+    let stmt = store::statement(
+        conn,
+        &format!(
+            "SELECT {}, m.role AS member_role FROM organizations o JOIN memberships m ON m.organization_id = o.id AND m.user_id = $2 WHERE o.id = $1",
+            columns.join(", ")
+        ),
+        values![id, user_id],
+    );
+    match conn.query_one_raw(stmt).await? {
+        Some(result) => {
+            let row = OrganizationRow::from_query_result(&result, "")?;
+            let role: String = result.try_get("", "member_role")?;
+            Ok(Some((row, role)))
+        }
+        None => Ok(None),
+    }
+}
+
 pub async fn get_by_slug(
     conn: &impl ConnectionTrait,
     slug: &str,
