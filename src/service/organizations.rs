@@ -1,6 +1,5 @@
 //! Organizations and memberships.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
@@ -841,21 +840,15 @@ pub fn next_token<T>(rows: &mut Vec<T>, page_size: u64, encode: impl Fn(&T) -> S
     }
 }
 
-/// Resolves the permissions of each membership's role.
+/// Resolves the permissions of each membership's role, in one query.
 pub async fn with_permissions(
     conn: &impl ConnectionTrait,
     rows: Vec<MembershipRow>,
 ) -> Result<Vec<MembershipRecord>> {
-    let mut by_role: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for row in &rows {
-        if !by_role.contains_key(&row.role) {
-            let permissions = roles::get_role(conn, &row.role)
-                .await?
-                .map(|r| r.permissions)
-                .unwrap_or_default();
-            by_role.insert(row.role.clone(), permissions);
-        }
-    }
+    let mut keys: Vec<String> = rows.iter().map(|row| row.role.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    let by_role = roles::permissions_of(conn, &keys).await?;
     Ok(rows
         .into_iter()
         .map(|row| MembershipRecord {

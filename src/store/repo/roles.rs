@@ -55,35 +55,45 @@ const ROLE_COLUMNS: &str =
     "id, key, name, description, built_in, create_time, update_time, revision";
 const PERMISSION_COLUMNS: &str = "id, key, name, description, system, create_time";
 
-async fn with_permissions(
+/// The permissions each of the roles `keys` grants, in one query.
+pub async fn permissions_of(
     conn: &impl ConnectionTrait,
-    rows: Vec<RoleRow>,
-) -> Result<Vec<RoleRecord>, DbErr> {
+    keys: &[String],
+) -> Result<BTreeMap<String, Vec<String>>, DbErr> {
     #[derive(FromQueryResult)]
     struct Grant {
         role_key: String,
         permission_key: String,
     }
-    if rows.is_empty() {
-        return Ok(Vec::new());
+    let mut by_role: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if keys.is_empty() {
+        return Ok(by_role);
     }
-    let placeholders: Vec<String> = (1..=rows.len()).map(|i| format!("${i}")).collect();
+    let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
     let grants: Vec<Grant> = store::fetch_all(
         conn,
         &format!(
             "SELECT role_key, permission_key FROM role_permissions WHERE role_key IN ({}) ORDER BY permission_key",
             placeholders.join(", ")
         ),
-        rows.iter().map(|row| sea_orm::Value::from(row.key.clone())).collect(),
+        keys.iter().map(|key| sea_orm::Value::from(key.clone())).collect(),
     )
     .await?;
-    let mut by_role: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for grant in grants {
         by_role
             .entry(grant.role_key)
             .or_default()
             .push(grant.permission_key);
     }
+    Ok(by_role)
+}
+
+async fn with_permissions(
+    conn: &impl ConnectionTrait,
+    rows: Vec<RoleRow>,
+) -> Result<Vec<RoleRecord>, DbErr> {
+    let keys: Vec<String> = rows.iter().map(|row| row.key.clone()).collect();
+    let mut by_role = permissions_of(conn, &keys).await?;
     Ok(rows
         .into_iter()
         .map(|row| RoleRecord {
