@@ -632,6 +632,18 @@ impl ServeProcess {
         assert!(sent.success());
     }
 
+    /// Whether `message` was logged, giving the log reader time to catch up
+    /// with what the process wrote before it exited.
+    async fn eventually_logged(&self, message: &str) -> bool {
+        for _ in 0..100 {
+            if self.logged(message) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
     fn logged(&self, message: &str) -> bool {
         self.logs
             .lock()
@@ -732,9 +744,13 @@ async fn sigterm_drains_a_real_server_and_exits_zero() {
         .expect("the process exits in time")
         .expect("exit status");
     assert!(exit.success(), "orgs serve exits 0 after SIGTERM: {exit:?}");
-    assert!(server.logged("shutting down"));
-    assert!(server.logged("grace period over; cutting the calls still running"));
-    assert!(server.logged("stopped"));
+    assert!(server.eventually_logged("shutting down").await);
+    assert!(
+        server
+            .eventually_logged("grace period over; cutting the calls still running")
+            .await
+    );
+    assert!(server.eventually_logged("stopped").await);
 }
 
 #[tokio::test]
