@@ -275,19 +275,12 @@ impl OrganizationService for OrganizationApi {
         // and non-members learn nothing, not even whether it exists. By id the
         // answer comes from the access cache when it can (at most one query
         // otherwise); by slug it is one query.
-        let organization = match (&lookup, caller.scope_grants()) {
-            (OrganizationLookup::Id(id), true) => self.services.read_organization(id).await?,
-            (OrganizationLookup::Id(id), false) => {
-                self.services
-                    .read_organization_as_member(id, &caller.principal.sub)
-                    .await?
-            }
-            (OrganizationLookup::Slug(_), true) => self.services.get_organization(&lookup).await?,
-            (OrganizationLookup::Slug(_), false) => {
-                self.services
-                    .get_organization_as_member(&lookup, &caller.principal.sub)
-                    .await?
-            }
+        let organization = if caller.scope_grants() {
+            self.services.read_organization(&lookup).await?
+        } else {
+            self.services
+                .read_organization_as_member(&lookup, &caller.principal.sub)
+                .await?
         };
         if !caller.scope_grants() {
             // A member: the rule needs no permission beyond membership.

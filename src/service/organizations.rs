@@ -326,19 +326,18 @@ impl Services {
         })
     }
 
-    pub async fn get_organization(&self, lookup: &OrganizationLookup) -> Result<OrganizationRow> {
-        let found = match lookup {
-            OrganizationLookup::Id(id) => organizations::get(self.db.conn(), id).await?,
+    /// An organization for `GetOrganization` by a platform principal: by id
+    /// from the access cache when it has it, else one query. Writes never use
+    /// the cache: they read inside their transaction.
+    pub async fn read_organization(&self, lookup: &OrganizationLookup) -> Result<OrganizationRow> {
+        let organization_id = match lookup {
+            OrganizationLookup::Id(id) => id,
             OrganizationLookup::Slug(slug) => {
-                organizations::get_by_slug(self.db.conn(), slug).await?
+                return organizations::get_by_slug(self.db.conn(), slug)
+                    .await?
+                    .ok_or_else(Error::organization_not_found);
             }
         };
-        found.ok_or_else(Error::organization_not_found)
-    }
-
-    /// An organization by id for `GetOrganization`, from the access cache when
-    /// it has it. Writes never use it: they read inside their transaction.
-    pub async fn read_organization(&self, organization_id: &str) -> Result<OrganizationRow> {
         let generation = match self.access.organization(organization_id) {
             Ok(row) => return Ok(row.as_ref().clone()),
             Err(generation) => generation,
@@ -350,31 +349,37 @@ impl Services {
         Ok(row)
     }
 
-    /// An organization by id for `GetOrganization` by an end user: only if it
-    /// is a member. From the access cache when it knows both, else one query.
+    /// An organization for `GetOrganization` by an end user: only if it is a
+    /// member. By id from the access cache when it knows both, else one query.
     pub async fn read_organization_as_member(
         &self,
-        organization_id: &str,
+        lookup: &OrganizationLookup,
         user_id: &str,
     ) -> Result<OrganizationRow> {
-        match self.access.is_member(organization_id, user_id) {
-            Ok(false) => return Err(Error::organization_not_found()),
-            Ok(true) => {
-                if let Ok(row) = self.access.organization(organization_id) {
-                    return Ok(row.as_ref().clone());
-                }
+        let organization_id = match lookup {
+            OrganizationLookup::Id(id) => id,
+            OrganizationLookup::Slug(slug) => {
+                return organizations::get_as_member(self.db.conn(), true, slug, user_id)
+                    .await?
+                    .map(|(row, _)| row)
+                    .ok_or_else(Error::organization_not_found);
             }
-            Err(_) => {}
-        }
-        let generation = self.access.is_member(organization_id, user_id).err();
-        let organization_generation = self.access.organization(organization_id).err();
-        let found =
-            organizations::get_as_member_with_role(self.db.conn(), organization_id, user_id)
-                .await?;
-        let Some((row, role)) = found else {
-            return Err(Error::organization_not_found());
         };
-        if let Some(generation) = generation {
+        let member_generation = match self.access.is_member(organization_id, user_id) {
+            Ok(false) => return Err(Error::organization_not_found()),
+            Ok(true) => None,
+            Err(generation) => Some(generation),
+        };
+        let organization_generation = match self.access.organization(organization_id) {
+            Ok(row) if member_generation.is_none() => return Ok(row.as_ref().clone()),
+            Ok(_) => None,
+            Err(generation) => Some(generation),
+        };
+        let (row, role) =
+            organizations::get_as_member(self.db.conn(), false, organization_id, user_id)
+                .await?
+                .ok_or_else(Error::organization_not_found)?;
+        if let Some(generation) = member_generation {
             self.access
                 .fill_role(generation, organization_id, user_id, &role);
         }
@@ -382,23 +387,6 @@ impl Services {
             self.access.fill_organization(generation, row.clone());
         }
         Ok(row)
-    }
-
-    /// The organization if `user_id` is a member of it.
-    pub async fn get_organization_as_member(
-        &self,
-        lookup: &OrganizationLookup,
-        user_id: &str,
-    ) -> Result<OrganizationRow> {
-        let found = match lookup {
-            OrganizationLookup::Id(id) => {
-                organizations::get_as_member(self.db.conn(), false, id, user_id).await?
-            }
-            OrganizationLookup::Slug(slug) => {
-                organizations::get_as_member(self.db.conn(), true, slug, user_id).await?
-            }
-        };
-        found.ok_or_else(Error::organization_not_found)
     }
 
     pub async fn list_organizations(

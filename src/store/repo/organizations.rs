@@ -62,42 +62,23 @@ pub async fn get_for_update(
     .await
 }
 
-/// The organization with id or slug `key`, if `user_id` is a member of it: one
-/// indexed query.
+/// The organization with id or slug `key` and the role of `user_id` in it, if
+/// it is a member: one indexed query.
 pub async fn get_as_member(
     conn: &impl ConnectionTrait,
     by_slug: bool,
     key: &str,
     user_id: &str,
-) -> Result<Option<OrganizationRow>, DbErr> {
-    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("o.{c}")).collect();
-    let column = if by_slug { "slug" } else { "id" };
-    store::fetch_optional(
-        conn,
-        &format!(
-            "SELECT {} FROM organizations o JOIN memberships m ON m.organization_id = o.id AND m.user_id = $2 WHERE o.{column} = $1",
-            columns.join(", ")
-        ),
-        values![key, user_id],
-    )
-    .await
-}
-
-/// The organization `id` and the role of `user_id` in it, if it is a member:
-/// one indexed query.
-pub async fn get_as_member_with_role(
-    conn: &impl ConnectionTrait,
-    id: &str,
-    user_id: &str,
 ) -> Result<Option<(OrganizationRow, String)>, DbErr> {
     let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("o.{c}")).collect();
+    let column = if by_slug { "slug" } else { "id" };
     let stmt = store::statement(
         conn,
         &format!(
-            "SELECT {}, m.role AS member_role FROM organizations o JOIN memberships m ON m.organization_id = o.id AND m.user_id = $2 WHERE o.id = $1",
+            "SELECT {}, m.role AS member_role FROM organizations o JOIN memberships m ON m.organization_id = o.id AND m.user_id = $2 WHERE o.{column} = $1",
             columns.join(", ")
         ),
-        values![id, user_id],
+        values![key, user_id],
     );
     match conn.query_one_raw(stmt).await? {
         Some(result) => {
