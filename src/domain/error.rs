@@ -235,28 +235,6 @@ impl Error {
     }
 }
 
-impl From<sea_orm::DbErr> for Error {
-    fn from(err: sea_orm::DbErr) -> Self {
-        use sea_orm::DbErr;
-        match &err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Error::Unavailable(
-                Reason::DatabaseUnavailable,
-                "the database is unavailable; retry later".into(),
-            ),
-            _ => Error::Internal(err.to_string()),
-        }
-    }
-}
-
-impl From<sea_orm::TransactionError<Error>> for Error {
-    fn from(err: sea_orm::TransactionError<Error>) -> Self {
-        match err {
-            sea_orm::TransactionError::Connection(db) => db.into(),
-            sea_orm::TransactionError::Transaction(e) => e,
-        }
-    }
-}
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Turns several field parse results into their values, or into one

@@ -29,9 +29,9 @@ pub async fn read_actions(
     up_to: i64,
     limit: u64,
 ) -> Result<Vec<EventRow>, DbErr> {
-    let mut sql = Sql::new(
-        "SELECT seq, id, action, actor, on_behalf_of, organization_id, resource_id, request_id, audit, payload, create_time FROM events WHERE action IN (",
-    );
+    let mut sql = Sql::new(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE action IN ("
+    ));
     let placeholders: Vec<String> = actions
         .iter()
         .map(|action| sql.bind(action.to_string()))
@@ -176,4 +176,76 @@ fn reached(events: Vec<EventRow>, head: i64, limit: usize) -> (Vec<EventRow>, i6
         _ => head,
     };
     (events, position)
+}
+
+/// The columns of an [`EventRow`].
+const EVENT_COLUMNS: &str = "seq, id, action, actor, on_behalf_of, organization_id, resource_id, request_id, audit, payload, create_time";
+
+/// Filters of the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub organization_id: Option<String>,
+    pub actor: Option<String>,
+}
+
+fn audit_filter_sql(sql: &mut Sql, filter: &AuditFilter) {
+    if let Some(organization_id) = &filter.organization_id {
+        let p = sql.bind(organization_id.clone());
+        sql.push(&format!(" AND organization_id = {p}"));
+    }
+    if let Some(actor) = &filter.actor {
+        let p = sql.bind(actor.clone());
+        sql.push(&format!(" AND actor = {p}"));
+    }
+}
+
+/// Audit events, newest first, before the sequence number `before`
+/// (exclusive), at most `limit`.
+pub async fn audit_page(
+    conn: &impl ConnectionTrait,
+    filter: &AuditFilter,
+    before: Option<i64>,
+    limit: u64,
+) -> Result<Vec<EventRow>, DbErr> {
+    let mut sql = Sql::new(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE audit = TRUE"
+    ));
+    audit_filter_sql(&mut sql, filter);
+    if let Some(seq) = before {
+        let p = sql.bind(seq);
+        sql.push(&format!(" AND seq < {p}"));
+    }
+    let l = sql.bind(limit as i64);
+    sql.push(&format!(" ORDER BY seq DESC LIMIT {l}"));
+    store::fetch_all(conn, &sql.text, sql.values).await
+}
+
+/// How many audit events match `filter`.
+pub async fn count_audit(conn: &impl ConnectionTrait, filter: &AuditFilter) -> Result<i64, DbErr> {
+    let mut sql = Sql::new("SELECT COUNT(*) FROM events WHERE audit = TRUE");
+    audit_filter_sql(&mut sql, filter);
+    store::fetch_i64(conn, &sql.text, sql.values).await
+}
+
+/// What a committed change touched: its position, action and organization.
+#[derive(Debug, Clone, sea_orm::FromQueryResult)]
+pub struct Change {
+    pub seq: i64,
+    pub action: String,
+    pub organization_id: String,
+}
+
+/// The audit events after `after`, oldest first, at most `limit`: what other
+/// replicas changed, for cache invalidation.
+pub async fn changes_after(
+    conn: &impl ConnectionTrait,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<Change>, DbErr> {
+    store::fetch_all(
+        conn,
+        "SELECT seq, action, organization_id FROM events WHERE seq > $1 AND audit = TRUE ORDER BY seq LIMIT $2",
+        crate::values![after, limit as i64],
+    )
+    .await
 }

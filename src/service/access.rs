@@ -9,13 +9,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use sea_orm::FromQueryResult;
-
 use super::Services;
 use crate::events::NewEvent;
-use crate::store;
 use crate::store::repo::organizations::OrganizationRow;
-use crate::values;
 
 /// How often other replicas' commits are looked for.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -216,13 +212,6 @@ impl AccessCache {
     }
 }
 
-#[derive(FromQueryResult)]
-struct Change {
-    seq: i64,
-    action: String,
-    organization_id: String,
-}
-
 impl Services {
     /// Follows the log for changes committed by other replicas until shutdown.
     pub fn spawn_access_invalidation(&self) -> tokio::task::JoinHandle<()> {
@@ -242,12 +231,8 @@ impl Services {
                     _ = shutdown.changed() => return,
                 }
                 let Some(position) = after else { continue };
-                let changes: Result<Vec<Change>, _> = store::fetch_all(
-                    services.db.conn(),
-                    "SELECT seq, action, organization_id FROM events WHERE seq > $1 AND audit = TRUE ORDER BY seq LIMIT 1000",
-                    values![position],
-                )
-                .await;
+                let changes =
+                    crate::events::reader::changes_after(services.db.conn(), position, 1000).await;
                 match changes {
                     Ok(changes) => {
                         for change in &changes {

@@ -17,9 +17,8 @@ use crate::config::ServeConfig;
 use crate::domain::time::{Clock, Micros};
 use crate::domain::{Actor, Error, Reason, Result};
 use crate::events::{self, NewEvent, Notifier};
-use crate::store::{self, Db};
+use crate::store::{self, Db, repo::idempotency};
 use crate::telemetry::metrics::Metrics;
-use crate::values;
 
 /// How long idempotency records are kept, in microseconds (at least 24 hours).
 const IDEMPOTENCY_RETENTION_MICROS: Micros = 48 * 3600 * 1_000_000;
@@ -68,13 +67,6 @@ pub enum Begun<T> {
     Fresh(Work),
 }
 
-#[derive(sea_orm::FromQueryResult)]
-struct IdempotencyRow {
-    method: String,
-    fingerprint: String,
-    response: String,
-}
-
 impl Services {
     pub fn now(&self) -> Micros {
         self.clock.now_micros()
@@ -112,24 +104,17 @@ impl Services {
         // An expired record of this key no longer counts; occasionally purge
         // every expired record.
         let cutoff = work.now - IDEMPOTENCY_RETENTION_MICROS;
-        store::execute(
-            &work.txn,
-            "DELETE FROM idempotency_keys WHERE principal = $1 AND request_id = $2 AND create_time <= $3",
-            values![actor.sub.clone(), key.request_id.clone(), cutoff],
-        )
-        .await?;
+        idempotency::delete_expired_claim(&work.txn, &actor.sub, &key.request_id, cutoff).await?;
         if rand::random_ratio(1, 256) {
-            store::execute(
-                &work.txn,
-                "DELETE FROM idempotency_keys WHERE create_time <= $1",
-                values![cutoff],
-            )
-            .await?;
+            idempotency::purge(&work.txn, cutoff).await?;
         }
-        let claimed = store::execute(
+        let claimed = idempotency::claim(
             &work.txn,
-            "INSERT INTO idempotency_keys (principal, request_id, method, fingerprint, response, create_time) VALUES ($1, $2, $3, $4, '', $5)",
-            values![actor.sub.clone(), key.request_id.clone(), actor.action, key.fingerprint.clone(), work.now],
+            &actor.sub,
+            &key.request_id,
+            actor.action,
+            &key.fingerprint,
+            work.now,
         )
         .await;
         match claimed {
@@ -157,10 +142,11 @@ async fn replay<T: DeserializeOwned>(
     key: &Idempotency,
     now: Micros,
 ) -> Result<Option<T>> {
-    let row: Option<IdempotencyRow> = store::fetch_optional(
+    let row = idempotency::get(
         conn,
-        "SELECT method, fingerprint, response FROM idempotency_keys WHERE principal = $1 AND request_id = $2 AND create_time > $3",
-        values![actor.sub.clone(), key.request_id.clone(), now - IDEMPOTENCY_RETENTION_MICROS],
+        &actor.sub,
+        &key.request_id,
+        now - IDEMPOTENCY_RETENTION_MICROS,
     )
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -233,12 +219,7 @@ impl Work {
         }
         if let Some(key) = idempotency {
             let json = serde_json::to_string(response).map_err(Error::internal)?;
-            store::execute(
-                &self.txn,
-                "UPDATE idempotency_keys SET response = $1 WHERE principal = $2 AND request_id = $3",
-                values![json, actor.sub.clone(), key.request_id.clone()],
-            )
-            .await?;
+            idempotency::store_response(&self.txn, &actor.sub, &key.request_id, &json).await?;
         }
         self.commit().await
     }

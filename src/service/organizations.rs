@@ -14,7 +14,7 @@ use crate::domain::roles::MEMBERSHIPS_MANAGE;
 use crate::domain::time::BillingPeriod;
 use crate::domain::types::{Metadata, Slug};
 use crate::domain::{Actor, Error, FieldViolation, Reason, Result, paging};
-use crate::events::EventRow;
+use crate::events::{EventRow, reader};
 use crate::store::repo::billing;
 use crate::store::repo::memberships::{self, MembershipFilter, MembershipRow};
 use crate::store::repo::organizations::{
@@ -22,7 +22,6 @@ use crate::store::repo::organizations::{
 };
 use crate::store::repo::roles;
 use crate::store::{self, is_unique_violation};
-use crate::values;
 
 /// A membership with the permissions its role grants.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -740,29 +739,13 @@ impl Services {
         );
         let after = paging::decode(&fingerprint, page_token, 1)?
             .map(|key| key[0].parse::<i64>().unwrap_or_default());
-        let mut sql = store::Sql::new(
-            "SELECT seq, id, action, actor, on_behalf_of, organization_id, resource_id, request_id, audit, payload, create_time FROM events WHERE audit = TRUE",
-        );
-        let mut count = store::Sql::new("SELECT COUNT(*) FROM events WHERE audit = TRUE");
-        for query in [&mut sql, &mut count] {
-            if let Some(organization_id) = organization_id {
-                let p = query.bind(organization_id.to_string());
-                query.push(&format!(" AND organization_id = {p}"));
-            }
-            if let Some(actor) = actor {
-                let p = query.bind(actor.to_string());
-                query.push(&format!(" AND actor = {p}"));
-            }
-        }
-        if let Some(seq) = after {
-            let p = sql.bind(seq);
-            sql.push(&format!(" AND seq < {p}"));
-        }
-        let l = sql.bind(page_size as i64 + 1);
-        sql.push(&format!(" ORDER BY seq DESC LIMIT {l}"));
+        let filter = reader::AuditFilter {
+            organization_id: organization_id.map(str::to_string),
+            actor: actor.map(str::to_string),
+        };
         let conn = self.db.conn();
-        let mut rows: Vec<EventRow> = store::fetch_all(conn, &sql.text, sql.values).await?;
-        let total_size = store::fetch_i64(conn, &count.text, count.values).await?;
+        let mut rows = reader::audit_page(conn, &filter, after, page_size + 1).await?;
+        let total_size = reader::count_audit(conn, &filter).await?;
         let next_page_token = next_token(&mut rows, page_size, |last| {
             paging::encode(&fingerprint, vec![last.seq.to_string()])
         });
@@ -782,13 +765,7 @@ async fn guard_last_admin(
     membership: &MembershipRow,
     removing: bool,
 ) -> Result<()> {
-    let holds_manage = store::fetch_i64(
-        conn,
-        "SELECT COUNT(*) FROM role_permissions WHERE role_key = $1 AND permission_key = $2",
-        values![membership.role.clone(), MEMBERSHIPS_MANAGE],
-    )
-    .await?
-        > 0;
+    let holds_manage = roles::grants(conn, &membership.role, MEMBERSHIPS_MANAGE).await?;
     if !holds_manage {
         return Ok(());
     }

@@ -3,6 +3,7 @@
 
 pub mod billing;
 pub mod domains;
+pub mod idempotency;
 pub mod invitations;
 pub mod membership_requests;
 pub mod memberships;

@@ -325,3 +325,18 @@ pub async fn sole_managers_hold(conn: &impl ConnectionTrait, key: &str) -> Resul
     .await?;
     Ok(count > 0)
 }
+
+/// Whether the role `role_key` grants `permission`.
+pub async fn grants(
+    conn: &impl ConnectionTrait,
+    role_key: &str,
+    permission: &str,
+) -> Result<bool, DbErr> {
+    Ok(store::fetch_i64(
+        conn,
+        "SELECT COUNT(*) FROM role_permissions WHERE role_key = $1 AND permission_key = $2",
+        values![role_key, permission],
+    )
+    .await?
+        > 0)
+}
