@@ -5,6 +5,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
 
+use crate::domain::billing::Pricing;
+use crate::domain::ids::RoleKey;
+use crate::domain::organizations::OrganizationRules;
+use crate::service::billing::WatchSettings;
+
 /// The JWT signature algorithm the server accepts; tokens naming any other
 /// algorithm (`none` included) are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -270,6 +275,34 @@ impl ServeConfig {
 
     pub fn watch_retention(&self) -> Duration {
         Duration::from_secs(self.watch_retention_days * 24 * 3600)
+    }
+
+    /// The billing rule and its prices.
+    pub fn pricing(&self) -> Pricing {
+        Pricing {
+            active_member_threshold: i64::from(self.billing.active_member_threshold),
+            free_organizations: i64::from(self.billing.free_organizations),
+            price_per_organization: i64::try_from(self.billing.price_per_organization)
+                .unwrap_or(i64::MAX),
+            currency: self.billing.currency.clone(),
+        }
+    }
+
+    /// The rules organizations and memberships follow.
+    pub fn organization_rules(&self) -> OrganizationRules {
+        OrganizationRules {
+            max_organizations_per_user: self.rules.max_organizations_per_user,
+            creator_role: RoleKey::configured(&self.rules.creator_role),
+            default_role: RoleKey::configured(&self.rules.default_role),
+        }
+    }
+
+    /// How watches behave.
+    pub fn watch_settings(&self) -> WatchSettings {
+        WatchSettings {
+            checkpoint_interval: self.watch_checkpoint_interval(),
+            retention: self.watch_retention(),
+        }
     }
 
     /// A configuration for tests and embedding: defaults, the given database and

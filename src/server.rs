@@ -2,13 +2,14 @@
 //! three services, health, reflection, the `/metrics` listener and graceful
 //! shutdown.
 //!
-//! Shutdown: health turns NOT_SERVING and [`Services::shutdown`] turns true
+//! Shutdown: health turns NOT_SERVING and the shutdown flag turns true
 //! (watch streams end with `UNAVAILABLE`); new calls get `UNAVAILABLE`; calls
 //! already running get the grace period (`ORGS_SHUTDOWN_GRACE_PERIOD`) to finish
 //! and are cut after it. Then the listener closes and the connections get
 //! GOAWAY.
 
 pub mod drain;
+pub mod wiring;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -23,8 +24,7 @@ use tonic_health::server::HealthReporter;
 use crate::auth::{Verifier, layer::AuthLayer};
 use crate::config::ServeConfig;
 use crate::domain::time::{BillingPeriod, Clock};
-use crate::events::Notifier;
-use crate::grpc::{billing::BillingApi, invitation::InvitationApi, organization::OrganizationApi};
+use crate::events::{Notifier, follower};
 use crate::proto::{
     self,
     v1::{
@@ -33,11 +33,12 @@ use crate::proto::{
         organization_service_server::OrganizationServiceServer,
     },
 };
-use crate::service::Services;
+use crate::service::AccessCache;
 use crate::store::Db;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::rpc::{KnownRpcs, RpcLayer};
 use drain::DrainLayer;
+use wiring::{Handlers, Shared};
 
 /// How long the server waits for connections to close after cutting the calls
 /// that outlived the grace period.
@@ -55,7 +56,9 @@ pub const SERVICE_NAMES: &[&str] = &[
 
 /// A configured application, ready to serve.
 pub struct App {
-    pub services: Services,
+    config: ServeConfig,
+    shared: Shared,
+    handlers: Handlers,
     verifier: Arc<Verifier>,
     shutdown_sender: watch::Sender<bool>,
 }
@@ -81,30 +84,25 @@ impl App {
         let (shutdown_sender, shutdown) = watch::channel(false);
         let metrics = Metrics::new();
         metrics.observe_database(db.clone());
-        let services = Services {
+        let shared = Shared {
             db,
             clock,
-            config: Arc::new(config),
             notifier: Notifier::default(),
+            access: AccessCache::default(),
             shutdown,
             metrics,
-            billing: Default::default(),
-            access: Default::default(),
         };
+        let handlers = wiring::handlers(&config, &shared);
         // The billing gauges come from the database at each scrape, so every
         // replica reports the same numbers. The hook holds only what it reads
-        // and the two gauges, never the services that hold the registry.
-        let (db, clock, pricing) = (
-            services.db.clone(),
-            services.clock.clone(),
-            services.pricing(),
-        );
-        let gauges = services.metrics.billing_gauges();
-        services.metrics.on_scrape(move || {
-            let (db, clock, gauges) = (db.clone(), clock.clone(), gauges.clone());
+        // and the two gauges, never what holds the registry.
+        let (reads, clock) = (handlers.billing_reads.clone(), shared.clock.clone());
+        let gauges = shared.metrics.billing_gauges();
+        shared.metrics.on_scrape(move || {
+            let (reads, clock, gauges) = (reads.clone(), clock.clone(), gauges.clone());
             Box::pin(async move {
                 let period = BillingPeriod::containing(clock.now());
-                match crate::service::billing::period_summary(&db, &pricing, period).await {
+                match reads.summary(period).await {
                     Ok(summary) => gauges.set(
                         summary.billable_organizations.max(0) as u64,
                         summary.charged_organizations.max(0) as u64,
@@ -114,7 +112,9 @@ impl App {
             })
         });
         Ok(App {
-            services,
+            config,
+            shared,
+            handlers,
             verifier,
             shutdown_sender,
         })
@@ -128,7 +128,7 @@ impl App {
         listener: TcpListener,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let metrics_addr = self.services.config.metrics_listen_addr;
+        let metrics_addr = self.config.metrics_listen_addr;
         let metrics_listener = TcpListener::bind(metrics_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {metrics_addr}: {e}"))?;
@@ -154,8 +154,23 @@ impl App {
         reporter
             .set_service_status("", ServingStatus::Serving)
             .await;
-        let watchdog = tokio::spawn(watch_database(self.services.db.clone(), reporter.clone()));
-        let access_invalidation = self.services.spawn_access_invalidation();
+        let App {
+            config,
+            shared,
+            handlers,
+            verifier,
+            shutdown_sender,
+        } = self;
+        let watchdog = tokio::spawn(watch_database(shared.db.clone(), reporter.clone()));
+        // One follower of the log: the caches forget what other replicas
+        // changed, and watches wake for their commits.
+        let log_follower = follower::spawn(
+            shared.db.clone(),
+            shared.notifier.clone(),
+            Arc::new(shared.access.clone()),
+            shared.shutdown.clone(),
+            follower::POLL_INTERVAL,
+        );
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -168,21 +183,19 @@ impl App {
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
-        let services = self.services.clone();
         let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics_server = tokio::spawn(serve_metrics(
             metrics_listener,
-            services.metrics.clone(),
+            shared.metrics.clone(),
             async move {
                 let _ = metrics_stopped.await;
             },
         ));
 
-        let grace_period = services.config.shutdown_grace_period();
+        let grace_period = config.shutdown_grace_period();
         let (cut_sender, cut) = watch::channel(false);
-        let drain = DrainLayer::new(services.shutdown.clone(), cut);
+        let drain = DrainLayer::new(shared.shutdown.clone(), cut);
         let in_flight = drain.in_flight();
-        let shutdown_sender = self.shutdown_sender;
         let shutdown_reporter = reporter.clone();
         // Completing this future closes the listener and sends GOAWAY; that
         // waits until the running calls have ended (or been cut), so calls
@@ -215,23 +228,19 @@ impl App {
         ]);
         let server = Server::builder()
             // Outermost, so calls refused by the layers below are traced and counted too.
-            .layer(RpcLayer::new(services.metrics.clone(), known_rpcs))
+            .layer(RpcLayer::new(shared.metrics.clone(), known_rpcs))
             .layer(drain)
-            .layer(AuthLayer::new(self.verifier))
+            .layer(AuthLayer::new(verifier))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(OrganizationServiceServer::new(OrganizationApi::new(
-                services.clone(),
-            )))
-            .add_service(InvitationServiceServer::new(InvitationApi::new(
-                services.clone(),
-            )))
-            .add_service(BillingServiceServer::new(BillingApi::new(services.clone())))
+            .add_service(OrganizationServiceServer::new(handlers.organization))
+            .add_service(InvitationServiceServer::new(handlers.invitation))
+            .add_service(BillingServiceServer::new(handlers.billing))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_signal);
         tokio::pin!(server);
 
-        let mut shutdown = services.shutdown.clone();
+        let mut shutdown = shared.shutdown.clone();
         let grace_over = async move {
             if shutdown.wait_for(|started| *started).await.is_err() {
                 std::future::pending::<()>().await;
@@ -258,8 +267,8 @@ impl App {
             tracing::warn!(error = %err, "metrics listener failed");
         }
         watchdog.abort();
-        access_invalidation.abort();
-        services.db.clone().close().await;
+        log_follower.abort();
+        shared.db.close().await;
         result.map_err(Into::into)
     }
 
@@ -268,7 +277,7 @@ impl App {
     pub async fn spawn(self, addr: SocketAddr) -> anyhow::Result<RunningServer> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
-        let metrics_listener = TcpListener::bind(self.services.config.metrics_listen_addr).await?;
+        let metrics_listener = TcpListener::bind(self.config.metrics_listen_addr).await?;
         let metrics_addr = metrics_listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let handle =

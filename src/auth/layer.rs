@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use tonic::{Status, body::Body};
 use tower::{Layer, Service};
 
+use super::authorizer::decide_without_organization;
 use super::policy::{Caller, Rule, rule_for};
 use super::token::Verifier;
 use crate::domain::{Error, Reason};
@@ -91,7 +92,7 @@ fn authenticate<B>(
         rule,
     };
     if let Rule::Scopes(_) = rule {
-        caller.authorize(None).map_err(Status::from)?;
+        decide_without_organization(&caller, None).map_err(Status::from)?;
     }
     Ok(Some(caller))
 }

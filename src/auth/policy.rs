@@ -1,19 +1,19 @@
 //! The one policy table: every RPC's required permission, keyed by its path.
 //! The auth layer enforces scope-only rules itself; handlers name the
-//! organization or user a call is about and [`authorize`] decides with the rule
-//! of that RPC. Nothing else grants access.
+//! organization or user a call is about and the
+//! [`Authorizer`](super::authorizer::Authorizer) decides with the rule of that
+//! RPC. Nothing else grants access.
 
 use super::token::{
     Principal,
     scopes::{BILLING_READ as BILLING_READ_SCOPE, BILLING_WRITE, ORGS_ADMIN, ORGS_READ},
 };
 use crate::domain::roles::*;
-use crate::domain::{Actor, Error, Result};
 
 /// Who may call an RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
-    /// Any authenticated principal; handlers narrow what end users see.
+    /// Any authenticated principal.
     Anyone,
     /// Principals holding one of these scopes.
     Scopes(&'static [&'static str]),
@@ -25,7 +25,10 @@ pub enum Rule {
         scopes: &'static [&'static str],
         self_service: bool,
     },
-    /// The user the call is about (`sub` = its `user_id`), or one of `scopes`.
+    /// The user the call is about (`sub` = its `user_id`), or one of
+    /// `scopes`. For calls about "a user, by default the caller", principals
+    /// holding `scopes` may name any user or none, and anyone else acts for
+    /// itself.
     SelfOr(&'static [&'static str]),
 }
 
@@ -45,7 +48,7 @@ const fn org(permission: &'static str, scopes: &'static [&'static str]) -> Rule 
 pub const POLICY: &[(&str, Rule)] = &[
     (
         "/orgs.v1.OrganizationService/CreateOrganization",
-        Rule::Anyone,
+        Rule::SelfOr(ADMIN),
     ),
     (
         "/orgs.v1.OrganizationService/GetOrganization",
@@ -57,7 +60,7 @@ pub const POLICY: &[(&str, Rule)] = &[
     ),
     (
         "/orgs.v1.OrganizationService/ListOrganizations",
-        Rule::Anyone,
+        Rule::SelfOr(ADMIN_OR_READ),
     ),
     (
         "/orgs.v1.OrganizationService/UpdateOrganization",
@@ -241,94 +244,5 @@ impl Caller {
     /// The RPC name, for example `CreateMembership`.
     pub fn action(&self) -> &'static str {
         self.method.rsplit('/').next().unwrap_or(self.method)
-    }
-
-    pub fn actor(&self) -> Actor {
-        Actor {
-            sub: self.principal.sub.clone(),
-            on_behalf_of: self.principal.act.clone(),
-            platform: self.principal.is_platform(),
-            action: self.action(),
-        }
-    }
-
-    fn has_rule_scope(&self) -> bool {
-        match self.rule {
-            Rule::Anyone => true,
-            Rule::Scopes(scopes) | Rule::SelfOr(scopes) | Rule::Organization { scopes, .. } => {
-                self.principal.has_any_scope(scopes)
-            }
-        }
-    }
-
-    /// Decides a rule that needs no organization: `Anyone`, `Scopes`, or
-    /// `SelfOr` about `user_id`.
-    pub fn authorize(&self, user_id: Option<&str>) -> Result<Actor> {
-        let allowed = self.has_rule_scope()
-            || (matches!(self.rule, Rule::SelfOr(_))
-                && user_id == Some(self.principal.sub.as_str()));
-        if allowed {
-            Ok(self.actor())
-        } else {
-            Err(self.denied())
-        }
-    }
-
-    /// Whether the caller's scopes alone satisfy the rule (no membership needed).
-    pub fn scope_grants(&self) -> bool {
-        self.has_rule_scope()
-    }
-
-    /// Decides an `Organization` rule once the caller's membership is known:
-    /// `membership` is its role's permissions in the organization, or `None`
-    /// when it is not a member. Non-members get NOT_FOUND, so an organization's
-    /// existence is not revealed.
-    pub fn authorize_in_organization(
-        &self,
-        user_id: Option<&str>,
-        membership: Option<&[String]>,
-    ) -> Result<Actor> {
-        if self.has_rule_scope() {
-            return Ok(self.actor());
-        }
-        let Rule::Organization {
-            permission,
-            self_service,
-            ..
-        } = self.rule
-        else {
-            return self.authorize(user_id);
-        };
-        if self_service && user_id == Some(self.principal.sub.as_str()) {
-            return Ok(self.actor());
-        }
-        match membership {
-            // Platform readers may know that any organization exists.
-            None if self.principal.is_platform() => Err(self.denied()),
-            None => Err(Error::organization_not_found()),
-            Some(permissions) => match permission {
-                None => Ok(self.actor()),
-                Some(required) if permissions.iter().any(|p| p == required) => Ok(self.actor()),
-                Some(required) => Err(Error::permission_denied(format!(
-                    "requires the permission {required}"
-                ))),
-            },
-        }
-    }
-
-    /// Whether the caller could pass an `Organization` rule without a lookup.
-    pub fn needs_membership(&self, user_id: Option<&str>) -> bool {
-        if self.has_rule_scope() {
-            return false;
-        }
-        !matches!(self.rule, Rule::Organization { self_service: true, .. } if user_id == Some(self.principal.sub.as_str()))
-    }
-
-    pub fn denied(&self) -> Error {
-        Error::permission_denied(format!(
-            "{} is not allowed to call {}",
-            self.principal.sub,
-            self.action()
-        ))
     }
 }

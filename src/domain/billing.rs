@@ -2,6 +2,36 @@
 
 use super::time::{BillingPeriod, Micros};
 
+/// An amount of money in minor units of its currency (cents for USD).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Money {
+    /// ISO 4217.
+    pub currency: String,
+    pub minor_units: i64,
+}
+
+impl Money {
+    /// Digits after the decimal point of the currency's minor unit (ISO 4217).
+    pub fn exponent(&self) -> u32 {
+        match self.currency.as_str() {
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF"
+            | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+            "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+            _ => 2,
+        }
+    }
+
+    /// Whole units and the fraction in nanos, as `google.type.Money` has them.
+    pub fn units_and_nanos(&self) -> (i64, i32) {
+        let exponent = self.exponent();
+        let scale = 10_i64.pow(exponent);
+        (
+            self.minor_units / scale,
+            ((self.minor_units % scale) * 10_i64.pow(9 - exponent)) as i32,
+        )
+    }
+}
+
 /// What a change does to the bill of a period.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BillingImpact {
@@ -11,26 +41,31 @@ pub struct BillingImpact {
     pub active_member_count_after: i64,
     pub billable_before: bool,
     pub billable_after: bool,
-    /// The growth of the amount due, in minor units of the configured currency.
-    pub marginal_amount_minor: i64,
+    /// The growth of the amount due.
+    pub marginal_amount: Money,
 }
 
 impl BillingImpact {
     /// No change to an organization with `active_members` active members.
-    pub fn unchanged(period: BillingPeriod, active_members: i64, billable: bool) -> Self {
+    pub fn unchanged(
+        pricing: &Pricing,
+        period: BillingPeriod,
+        active_members: i64,
+        billable: bool,
+    ) -> Self {
         BillingImpact {
             period: period.to_string(),
             active_member_count_before: active_members,
             active_member_count_after: active_members,
             billable_before: billable,
             billable_after: billable,
-            marginal_amount_minor: 0,
+            marginal_amount: pricing.money(0),
         }
     }
 }
 
-/// The three configured numbers of the billing rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The configured numbers of the billing rule and the currency of its prices.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pricing {
     /// Active members that make an organization billable.
     pub active_member_threshold: i64,
@@ -38,9 +73,19 @@ pub struct Pricing {
     pub free_organizations: i64,
     /// Price of each further billable organization, in minor units.
     pub price_per_organization: i64,
+    /// ISO 4217 code of the prices.
+    pub currency: String,
 }
 
 impl Pricing {
+    /// `minor_units` of the pricing's currency.
+    pub fn money(&self, minor_units: i64) -> Money {
+        Money {
+            currency: self.currency.clone(),
+            minor_units,
+        }
+    }
+
     pub fn is_billable(&self, active_members: i64) -> bool {
         active_members >= self.active_member_threshold
     }
@@ -75,12 +120,12 @@ impl Pricing {
 /// The usage of one organization in one period.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OrganizationUsage {
-    pub organization_id: String,
+    pub organization_id: super::ids::OrganizationId,
     /// `YYYY-MM`.
     pub period: String,
     pub active_member_count: i64,
     /// Ordered by user id.
-    pub active_member_user_ids: Vec<String>,
+    pub active_member_user_ids: Vec<super::ids::UserId>,
     /// When the organization became billable in the period (the time the
     /// transition was recorded); `None` while it is not billable.
     pub billable_since: Option<Micros>,
@@ -102,8 +147,7 @@ pub struct BillingSummary {
     pub billable_organizations: i64,
     pub free_organizations: i64,
     pub charged_organizations: i64,
-    /// In minor units of the configured currency.
-    pub amount_due_minor: i64,
+    pub amount_due: Money,
 }
 
 impl BillingSummary {
@@ -122,7 +166,7 @@ impl BillingSummary {
             billable_organizations: billable,
             free_organizations: free,
             charged_organizations: charged,
-            amount_due_minor: charged * pricing.price_per_organization,
+            amount_due: pricing.money(charged * pricing.price_per_organization),
         }
     }
 }
@@ -130,10 +174,10 @@ impl BillingSummary {
 /// A user who is an active member of many billable organizations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CostDriver {
-    pub user_id: String,
+    pub user_id: super::ids::UserId,
     pub billable_organization_count: i64,
     pub sole_cause_count: i64,
-    pub avoidable_amount_minor: i64,
+    pub avoidable_amount: Money,
 }
 
 /// The payload of an `OrganizationBecameBillable` log event: the usage at the
@@ -150,10 +194,6 @@ pub struct BecameBillable {
 pub struct PeriodStarted {
     pub period: String,
 }
-
-/// Log actions of the billing events a watch delivers.
-pub const ORGANIZATION_BECAME_BILLABLE: &str = "OrganizationBecameBillable";
-pub const PERIOD_STARTED: &str = "PeriodStarted";
 
 /// A position in the stream of billing events: the log sequence number it
 /// follows and when it was issued (for the retention check). Opaque to
@@ -192,6 +232,23 @@ impl WatchCursor {
     }
 }
 
+/// One activity event of `RecordActivity`, valid in shape.
+#[derive(Debug, Clone)]
+pub struct ActivityEvent {
+    pub user_id: super::ids::UserId,
+    /// Now when `None`.
+    pub occur_time: Option<Micros>,
+}
+
+/// What `RecordActivity` did.
+#[derive(Debug, Clone, Default)]
+pub struct ActivityOutcome {
+    pub accepted_count: i64,
+    pub newly_active_count: i64,
+    /// `(index in the request, why)`.
+    pub rejected: Vec<(usize, String)>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +258,7 @@ mod tests {
             active_member_threshold: 2,
             free_organizations: free,
             price_per_organization: 100,
+            currency: "USD".into(),
         }
     }
 
@@ -217,10 +275,21 @@ mod tests {
             (
                 summary.free_organizations,
                 summary.charged_organizations,
-                summary.amount_due_minor
+                summary.amount_due.minor_units
             ),
             (3, 2, 200)
         );
+    }
+
+    #[test]
+    fn money_in_minor_units() {
+        let money = |currency: &str, minor_units| Money {
+            currency: currency.into(),
+            minor_units,
+        };
+        assert_eq!(money("USD", 12_345).units_and_nanos(), (123, 450_000_000));
+        assert_eq!(money("JPY", 500).units_and_nanos(), (500, 0));
+        assert_eq!(money("KWD", 1_001).units_and_nanos(), (1, 1_000_000));
     }
 
     #[test]

@@ -1,9 +1,13 @@
-//! The domain: input types, rules, errors and time. Knows neither proto nor SQL.
+//! The domain: identifiers, input types, views of the resources, rules, errors
+//! and time. Knows neither proto nor SQL.
 
 pub mod billing;
+pub mod enrollment;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod invitations;
+pub mod organizations;
 pub mod paging;
 pub mod roles;
 pub mod time;
@@ -22,4 +26,27 @@ pub struct Actor {
     pub platform: bool,
     /// The RPC name, recorded as the audit action.
     pub action: &'static str,
+    /// How the caller was allowed to make the call.
+    pub access: Access,
+}
+
+/// How a caller was allowed to make a call: the rules that depend on who acts
+/// (role ceilings, who may vouch for an email address) read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// A scope of the RPC's rule: acts on any organization, never as a member.
+    Scope,
+    /// The user the call is about.
+    Itself,
+    /// A member whose role grants these permissions.
+    Member(Vec<ids::PermissionKey>),
+    /// An RPC open to every authenticated caller.
+    Anyone,
+}
+
+impl Actor {
+    /// Whether the caller acts through a scope of the RPC's rule.
+    pub fn by_scope(&self) -> bool {
+        self.access == Access::Scope
+    }
 }

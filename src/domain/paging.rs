@@ -2,12 +2,52 @@
 //! returned and a fingerprint of the query it belongs to, under a checksum: a
 //! tampered token, or one from another query, is refused.
 
+use std::sync::Arc;
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 
 use super::error::{Error, Reason};
 
 const CHECKSUM_KEY: &[u8] = b"orgs.v1 page token";
+
+/// Makes and reads the page tokens and cursors of every list and watch.
+#[derive(Debug, Clone)]
+pub struct PageTokens {
+    key: Arc<Vec<u8>>,
+}
+
+impl Default for PageTokens {
+    fn default() -> Self {
+        PageTokens {
+            key: Arc::new(CHECKSUM_KEY.to_vec()),
+        }
+    }
+}
+
+impl PageTokens {
+    /// The identity of a list query: its name and every filter that shapes it.
+    pub fn fingerprint(&self, list: &str, filters: &[&str]) -> String {
+        let _ = &self.key;
+        fingerprint(list, filters)
+    }
+
+    /// Encodes the position after `key` for the query `query_fingerprint`.
+    pub fn encode(&self, query_fingerprint: &str, key: Vec<String>) -> String {
+        encode(query_fingerprint, key)
+    }
+
+    /// Decodes a token of the query `query_fingerprint`; empty means the
+    /// first page.
+    pub fn decode(
+        &self,
+        query_fingerprint: &str,
+        token: &str,
+        key_len: usize,
+    ) -> Result<Option<Vec<String>>, Error> {
+        decode(query_fingerprint, token, key_len)
+    }
+}
 
 fn digest(parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
@@ -94,5 +134,25 @@ mod tests {
         assert!(decode(&q, &URL_SAFE_NO_PAD.encode(bytes), 2).is_err());
         assert!(decode(&q, "not a token", 2).is_err());
         assert_eq!(decode(&q, "", 2).unwrap(), None);
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Empty on the last page.
+    pub next_page_token: String,
+    pub total_size: i64,
+}
+
+impl<T> Page<T> {
+    /// The same page with each item changed by `f`.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next_page_token: self.next_page_token,
+            total_size: self.total_size,
+        }
     }
 }

@@ -53,3 +53,66 @@ pub fn is_built_in_role(key: &str) -> bool {
 pub fn is_system_permission(key: &str) -> bool {
     key.starts_with(super::types::SYSTEM_PERMISSION_PREFIX)
 }
+
+/// A role with the permissions it grants.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Role {
+    pub id: super::ids::RoleId,
+    pub key: super::ids::RoleKey,
+    pub name: String,
+    pub description: String,
+    /// Sorted by key.
+    pub permissions: Vec<super::ids::PermissionKey>,
+    pub built_in: bool,
+    pub create_time: super::time::Micros,
+    pub update_time: super::time::Micros,
+    pub revision: i64,
+}
+
+impl Role {
+    pub fn etag(&self) -> String {
+        super::organizations::etag(self.revision)
+    }
+
+    pub fn grants(&self, permission: &str) -> bool {
+        self.permissions.iter().any(|p| p == permission)
+    }
+}
+
+/// A permission.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Permission {
+    pub id: super::ids::PermissionId,
+    pub key: super::ids::PermissionKey,
+    pub name: String,
+    pub description: String,
+    /// One of the reserved `org:sys_` permissions.
+    pub system: bool,
+    pub create_time: super::time::Micros,
+}
+
+/// What `CreateRole` takes, validated.
+#[derive(Debug, Clone)]
+pub struct NewRole {
+    pub key: super::ids::RoleKey,
+    pub name: String,
+    pub description: String,
+    /// Sorted, without duplicates.
+    pub permissions: Vec<super::ids::PermissionKey>,
+}
+
+/// The fields of a role an update may change.
+#[derive(Debug, Clone, Default)]
+pub struct RoleChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub permissions: Option<Vec<super::ids::PermissionKey>>,
+}
+
+/// What `CreatePermission` takes, validated.
+#[derive(Debug, Clone)]
+pub struct NewPermission {
+    pub key: super::ids::PermissionKey,
+    pub name: String,
+    pub description: String,
+}

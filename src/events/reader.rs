@@ -1,13 +1,15 @@
-//! Reading the log: its head, the events after a position, and the poller
-//! that brings other replicas' commits to this process's readers.
-
-use std::time::Duration;
+//! Reading the log: its head, the events of some kinds after a position (with
+//! a tail shared by the readers of one process), the audit trail, and the
+//! changes that the caches follow.
 
 use sea_orm::{ConnectionTrait, DbErr};
-use tokio::sync::watch;
 
-use super::{EventRow, Notifier};
-use crate::store::{self, Db, Sql};
+use super::EventRow;
+use crate::domain::events::{AuditEvent, AuditFilter, EventKind};
+use crate::store::{self, Sql};
+
+/// The columns of an [`EventRow`].
+const EVENT_COLUMNS: &str = "seq, id, kind, action, actor, on_behalf_of, organization_id, resource_id, request_id, audit, payload, create_time";
 
 /// The highest committed sequence number. Every event up to it is committed
 /// and visible to a later read: sequence numbers are taken in commit order.
@@ -20,22 +22,19 @@ pub async fn head(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
     .await
 }
 
-/// Events with one of `actions` and a sequence number in `(after, up_to]`,
-/// in order, at most `limit`.
-pub async fn read_actions(
+/// Events of one of `kinds` with a sequence number in `(after, up_to]`, in
+/// order, at most `limit`.
+pub async fn read_kinds(
     conn: &impl ConnectionTrait,
-    actions: &[&str],
+    kinds: &[EventKind],
     after: i64,
     up_to: i64,
     limit: u64,
 ) -> Result<Vec<EventRow>, DbErr> {
     let mut sql = Sql::new(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE action IN ("
+        "SELECT {EVENT_COLUMNS} FROM events WHERE kind IN ("
     ));
-    let placeholders: Vec<String> = actions
-        .iter()
-        .map(|action| sql.bind(action.to_string()))
-        .collect();
+    let placeholders: Vec<String> = kinds.iter().map(|kind| sql.bind(kind.as_str())).collect();
     sql.push(&placeholders.join(", "));
     let a = sql.bind(after);
     let u = sql.bind(up_to);
@@ -46,51 +45,18 @@ pub async fn read_actions(
     store::fetch_all(conn, &sql.text, sql.values).await
 }
 
-/// Polls the head of the log every `every` and reports it to `notifier`, so
-/// in-process readers wake for events committed by other replicas too. One
-/// poller serves every reader of the process; it ends on shutdown.
-pub fn spawn_head_poller(
-    db: Db,
-    notifier: Notifier,
-    mut shutdown: watch::Receiver<bool>,
-    every: Duration,
-) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            tokio::select! {
-                _ = ticker.tick() => {}
-                changed = shutdown.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-            }
-            match head(db.conn()).await {
-                Ok(seq) => notifier.committed(seq),
-                Err(err) => tracing::debug!(error = %err, "log head poll failed"),
-            }
-        }
-    });
-}
-
 /// Events most recently read, kept for the next reader.
 const TAIL_CAPACITY: usize = 4096;
 
-/// The recent tail of the log, filtered to some actions, shared by the
+/// The recent tail of the log, filtered to some kinds, shared by the
 /// readers of one process: when many watches wake for the same commit, one
 /// of them reads the log and the others are served from memory. It covers a
 /// contiguous range of sequence numbers `(from, to]` and holds every event of
-/// those actions in it; a reader further back than the tail reads the log
+/// those kinds in it; a reader further back than the tail reads the log
 /// itself.
 #[derive(Debug)]
 pub struct SharedTail {
-    actions: &'static [&'static str],
+    kinds: &'static [EventKind],
     tail: tokio::sync::Mutex<Option<Tail>>,
 }
 
@@ -102,9 +68,9 @@ struct Tail {
 }
 
 impl SharedTail {
-    pub fn new(actions: &'static [&'static str]) -> Self {
+    pub fn new(kinds: &'static [EventKind]) -> Self {
         SharedTail {
-            actions,
+            kinds,
             tail: tokio::sync::Mutex::new(None),
         }
     }
@@ -135,13 +101,12 @@ impl SharedTail {
         }
         if after < tail.from {
             drop(guard);
-            let events = read_actions(conn, self.actions, after, head, limit as u64).await?;
+            let events = read_kinds(conn, self.kinds, after, head, limit as u64).await?;
             return Ok(reached(events, head, limit));
         }
         if head > tail.to {
             // One reader fills the tail while the others wait for it.
-            let fresh =
-                read_actions(conn, self.actions, tail.to, head, TAIL_CAPACITY as u64).await?;
+            let fresh = read_kinds(conn, self.kinds, tail.to, head, TAIL_CAPACITY as u64).await?;
             tail.to = match fresh.last() {
                 Some(last) if fresh.len() >= TAIL_CAPACITY => last.seq,
                 _ => head,
@@ -154,7 +119,7 @@ impl SharedTail {
             }
             if after < tail.from {
                 drop(guard);
-                let events = read_actions(conn, self.actions, after, head, limit as u64).await?;
+                let events = read_kinds(conn, self.kinds, after, head, limit as u64).await?;
                 return Ok(reached(events, head, limit));
             }
         }
@@ -178,19 +143,9 @@ fn reached(events: Vec<EventRow>, head: i64, limit: usize) -> (Vec<EventRow>, i6
     (events, position)
 }
 
-/// The columns of an [`EventRow`].
-const EVENT_COLUMNS: &str = "seq, id, action, actor, on_behalf_of, organization_id, resource_id, request_id, audit, payload, create_time";
-
-/// Filters of the audit trail.
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    pub organization_id: Option<String>,
-    pub actor: Option<String>,
-}
-
 fn audit_filter_sql(sql: &mut Sql, filter: &AuditFilter) {
     if let Some(organization_id) = &filter.organization_id {
-        let p = sql.bind(organization_id.clone());
+        let p = sql.bind(organization_id.as_str());
         sql.push(&format!(" AND organization_id = {p}"));
     }
     if let Some(actor) = &filter.actor {
@@ -206,7 +161,7 @@ pub async fn audit_page(
     filter: &AuditFilter,
     before: Option<i64>,
     limit: u64,
-) -> Result<Vec<EventRow>, DbErr> {
+) -> Result<Vec<(i64, AuditEvent)>, DbErr> {
     let mut sql = Sql::new(&format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE audit = TRUE"
     ));
@@ -217,7 +172,25 @@ pub async fn audit_page(
     }
     let l = sql.bind(limit as i64);
     sql.push(&format!(" ORDER BY seq DESC LIMIT {l}"));
-    store::fetch_all(conn, &sql.text, sql.values).await
+    let rows: Vec<EventRow> = store::fetch_all(conn, &sql.text, sql.values).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            (
+                row.seq,
+                AuditEvent {
+                    id: row.id,
+                    action: row.action,
+                    actor: row.actor,
+                    on_behalf_of: row.on_behalf_of,
+                    organization_id: row.organization_id,
+                    resource_id: row.resource_id,
+                    request_id: row.request_id,
+                    create_time: row.create_time,
+                },
+            )
+        })
+        .collect())
 }
 
 /// How many audit events match `filter`.
@@ -227,25 +200,43 @@ pub async fn count_audit(conn: &impl ConnectionTrait, filter: &AuditFilter) -> R
     store::fetch_i64(conn, &sql.text, sql.values).await
 }
 
-/// What a committed change touched: its position, action and organization.
-#[derive(Debug, Clone, sea_orm::FromQueryResult)]
+/// What a committed change touched: its position, kind and organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub seq: i64,
-    pub action: String,
+    /// `None` for audit entries that change nothing.
+    pub kind: Option<EventKind>,
+    /// Empty for changes outside any organization.
     pub organization_id: String,
 }
 
-/// The audit events after `after`, oldest first, at most `limit`: what other
-/// replicas changed, for cache invalidation.
-pub async fn changes_after(
+#[derive(sea_orm::FromQueryResult)]
+struct ChangeRow {
+    seq: i64,
+    kind: String,
+    organization_id: String,
+}
+
+/// The events in `(after, up_to]`, oldest first, at most `limit`: what the
+/// caches of this process must forget.
+pub async fn changes(
     conn: &impl ConnectionTrait,
     after: i64,
+    up_to: i64,
     limit: u64,
 ) -> Result<Vec<Change>, DbErr> {
-    store::fetch_all(
+    let rows: Vec<ChangeRow> = store::fetch_all(
         conn,
-        "SELECT seq, action, organization_id FROM events WHERE seq > $1 AND audit = TRUE ORDER BY seq LIMIT $2",
-        crate::values![after, limit as i64],
+        "SELECT seq, kind, organization_id FROM events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+        crate::values![after, up_to, limit as i64],
     )
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Change {
+            seq: row.seq,
+            kind: EventKind::parse(&row.kind),
+            organization_id: row.organization_id,
+        })
+        .collect())
 }

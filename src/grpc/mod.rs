@@ -1,5 +1,7 @@
-//! Thin gRPC handlers, one file per service: proto → domain (validation), the
-//! policy check, the service call, domain → proto.
+//! Thin gRPC handlers, one folder or file per service. Every handler reads:
+//! parse the request into domain values (every bad field named), ask the
+//! authorizer, call the use case, convert the answer. Conversions live in
+//! [`convert`]; the one mapping of errors to statuses in [`status`].
 
 pub mod billing;
 pub mod convert;
@@ -12,8 +14,8 @@ use tonic::{Request, Status};
 
 use crate::auth::Caller;
 use crate::domain::types::request_id;
-use crate::domain::{Actor, Error, FieldViolation, Reason};
-use crate::service::{Idempotency, Services};
+use crate::domain::{Error, FieldViolation, Reason};
+use crate::service::Idempotency;
 
 /// The caller the auth layer verified for this request.
 pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
@@ -27,24 +29,6 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
                 "no verified caller".into(),
             ))
         })
-}
-
-/// Decides the RPC's rule for a call about one organization (and, for
-/// self-service rules, one user).
-pub async fn authorize_in_organization(
-    services: &Services,
-    caller: &Caller,
-    organization_id: &str,
-    user_id: Option<&str>,
-) -> Result<Actor, Status> {
-    let membership = if caller.needs_membership(user_id) {
-        services
-            .membership_permissions(organization_id, &caller.principal.sub)
-            .await?
-    } else {
-        None
-    };
-    Ok(caller.authorize_in_organization(user_id, membership.as_deref())?)
 }
 
 /// The idempotency key of a request: its `request_id` and a fingerprint of the
@@ -61,59 +45,25 @@ pub fn idempotency<M: prost::Message>(
     )
 }
 
+/// A parsed command with the idempotency key of its request: every bad field
+/// of either named in one error.
+pub fn with_key<T>(
+    command: Result<T, Error>,
+    key: Result<Option<Idempotency>, FieldViolation>,
+) -> Result<(T, Option<Idempotency>), Error> {
+    match (command, key) {
+        (Ok(command), Ok(key)) => Ok((command, key)),
+        (Err(Error::InvalidArgument(mut violations)), Err(violation)) => {
+            violations.push(violation);
+            Err(Error::InvalidArgument(violations))
+        }
+        (Err(err), _) => Err(err),
+        (Ok(_), Err(violation)) => Err(Error::InvalidArgument(vec![violation])),
+    }
+}
+
 /// An optional etag: empty means none.
-pub fn etag(value: &str) -> Option<&str> {
+pub fn etag(value: &str) -> Option<String> {
     let value = value.trim();
-    (!value.is_empty()).then_some(value)
-}
-
-/// An amount in minor units of `currency` as `Money`.
-pub fn money(currency: &str, minor_units: i64) -> crate::proto::v1::Money {
-    let exponent = currency_exponent(currency);
-    let scale = 10_i64.pow(exponent);
-    crate::proto::v1::Money {
-        currency_code: currency.to_string(),
-        units: minor_units / scale,
-        nanos: ((minor_units % scale) * 10_i64.pow(9 - exponent)) as i32,
-    }
-}
-
-/// Digits after the decimal point of a currency's minor unit (ISO 4217).
-fn currency_exponent(currency: &str) -> u32 {
-    match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
-        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-        _ => 2,
-    }
-}
-
-pub fn billing_impact_to_proto(
-    services: &Services,
-    impact: crate::domain::billing::BillingImpact,
-) -> crate::proto::v1::BillingImpact {
-    crate::proto::v1::BillingImpact {
-        period: impact.period,
-        active_member_count_before: impact.active_member_count_before as i32,
-        active_member_count_after: impact.active_member_count_after as i32,
-        billable_before: impact.billable_before,
-        billable_after: impact.billable_after,
-        marginal_amount: Some(money(
-            &services.config.billing.currency,
-            impact.marginal_amount_minor,
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn money_in_minor_units() {
-        let usd = super::money("USD", 12_345);
-        assert_eq!((usd.units, usd.nanos), (123, 450_000_000));
-        let jpy = super::money("JPY", 500);
-        assert_eq!((jpy.units, jpy.nanos), (500, 0));
-        let kwd = super::money("KWD", 1_001);
-        assert_eq!((kwd.units, kwd.nanos), (1, 1_000_000));
-    }
+    (!value.is_empty()).then(|| value.to_string())
 }

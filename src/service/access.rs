@@ -1,32 +1,20 @@
-//! An in-process cache of who holds which role where and of organization
-//! rows, for `CheckPermission` and `GetOrganization`, the reads other services
-//! call constantly. It is invalidated from the event
-//! log: by this process's own commits before they return, and by other
-//! replicas' commits when the log tail is polled, so every replica converges on
-//! the database's answer within one poll interval.
+//! An in-process cache of who holds which role where and of organizations,
+//! for `CheckPermission` and `GetOrganization`, the reads other services call
+//! constantly. It follows the event log by the kinds of its events: this
+//! process's own commits reach it before they return, other replicas'
+//! commits when the log follower next reads the log, so every replica
+//! converges on the database's answer within one poll interval.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use super::Services;
-use crate::events::NewEvent;
-use crate::store::repo::organizations::OrganizationRow;
-
-/// How often other replicas' commits are looked for.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+use crate::domain::events::EventKind;
+use crate::domain::organizations::Organization;
+use crate::events::follower::ChangeListener;
+use crate::events::reader::Change;
 
 /// At most this many memberships are cached; past it the cache starts over.
 const CAPACITY: usize = 200_000;
-
-/// Actions that change what a role grants.
-const ROLE_ACTIONS: &[&str] = &[
-    "CreateRole",
-    "UpdateRole",
-    "DeleteRole",
-    "CreatePermission",
-    "DeletePermission",
-];
 
 #[derive(Debug, Default)]
 struct Entries {
@@ -38,8 +26,8 @@ struct Entries {
     member_count: usize,
     /// role → the permissions it grants.
     roles: HashMap<String, Arc<Vec<String>>>,
-    /// organization → its row, for `GetOrganization`.
-    organizations: HashMap<String, Arc<OrganizationRow>>,
+    /// organization → its view, for `GetOrganization`.
+    organizations: HashMap<String, Arc<Organization>>,
 }
 
 /// The cache; cheap to clone.
@@ -114,8 +102,8 @@ impl AccessCache {
         }
     }
 
-    /// A cached organization row, or the generation to fill it with.
-    pub fn organization(&self, organization_id: &str) -> Result<Arc<OrganizationRow>, u64> {
+    /// A cached organization, or the generation to fill it with.
+    pub fn organization(&self, organization_id: &str) -> Result<Arc<Organization>, u64> {
         let Ok(entries) = self.entries.read() else {
             return Err(u64::MAX);
         };
@@ -142,9 +130,9 @@ impl AccessCache {
         }
     }
 
-    /// Stores an organization row read from the database, unless something
-    /// was invalidated since `generation`.
-    pub fn fill_organization(&self, generation: u64, row: OrganizationRow) {
+    /// Stores an organization read from the database, unless something was
+    /// invalidated since `generation`.
+    pub fn fill_organization(&self, generation: u64, organization: Organization) {
         let Ok(mut entries) = self.entries.write() else {
             return;
         };
@@ -154,7 +142,9 @@ impl AccessCache {
         if entries.organizations.len() >= CAPACITY {
             entries.organizations.clear();
         }
-        entries.organizations.insert(row.id.clone(), Arc::new(row));
+        entries
+            .organizations
+            .insert(organization.id.to_string(), Arc::new(organization));
     }
 
     /// Stores a membership's role without its permissions (they are read
@@ -176,16 +166,18 @@ impl AccessCache {
         }
     }
 
-    /// Forgets what a committed change may have changed.
-    pub fn invalidate(&self, action: &str, organization_id: &str) {
+    /// Forgets what a committed change of `kind` in `organization_id` may
+    /// have changed.
+    pub fn invalidate(&self, kind: Option<EventKind>, organization_id: &str) {
+        let Some(kind) = kind else { return };
         let Ok(mut entries) = self.entries.write() else {
             return;
         };
         entries.generation += 1;
-        if ROLE_ACTIONS.contains(&action) {
+        if kind.changes_roles() {
             entries.roles.clear();
         }
-        if !organization_id.is_empty() {
+        if kind.changes_organization() && !organization_id.is_empty() {
             entries.organizations.remove(organization_id);
             if let Some(users) = entries.members.remove(organization_id) {
                 entries.member_count -= users.len();
@@ -204,50 +196,16 @@ impl AccessCache {
         entries.roles.clear();
         entries.organizations.clear();
     }
-
-    pub(crate) fn invalidate_all(&self, events: &[NewEvent]) {
-        for event in events.iter().filter(|e| e.audit) {
-            self.invalidate(&event.action, &event.organization_id);
-        }
-    }
 }
 
-impl Services {
-    /// Follows the log for changes committed by other replicas until shutdown.
-    pub fn spawn_access_invalidation(&self) -> tokio::task::JoinHandle<()> {
-        let services = self.clone();
-        tokio::spawn(async move {
-            let mut shutdown = services.shutdown.clone();
-            // Where this process starts following the log; until it knows,
-            // nothing it caches can be trusted.
-            let mut after: Option<i64> = None;
-            loop {
-                if after.is_none() {
-                    after = crate::events::reader::head(services.db.conn()).await.ok();
-                    services.access.clear();
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                    _ = shutdown.changed() => return,
-                }
-                let Some(position) = after else { continue };
-                let changes =
-                    crate::events::reader::changes_after(services.db.conn(), position, 1000).await;
-                match changes {
-                    Ok(changes) => {
-                        for change in &changes {
-                            services
-                                .access
-                                .invalidate(&change.action, &change.organization_id);
-                            after = Some(change.seq);
-                        }
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "cannot read the event log; access cache cleared");
-                        services.access.clear();
-                    }
-                }
-            }
-        })
+impl ChangeListener for AccessCache {
+    fn changed(&self, changes: &[Change]) {
+        for change in changes {
+            self.invalidate(change.kind, &change.organization_id);
+        }
+    }
+
+    fn lost_track(&self) {
+        self.clear();
     }
 }

@@ -5,6 +5,9 @@
 mod error;
 pub mod migrations;
 pub mod repo;
+mod views;
+
+pub use views::membership as membership_view;
 
 use std::time::Duration;
 

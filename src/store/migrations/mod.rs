@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 mod m20261128_000001_organizations;
 mod m20261128_000002_invitations;
 mod m20261128_000003_billing;
+mod m20261201_000004_event_kinds;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_organizations::Migration),
             Box::new(m20261128_000002_invitations::Migration),
             Box::new(m20261128_000003_billing::Migration),
+            Box::new(m20261201_000004_event_kinds::Migration),
         ]
     }
 }

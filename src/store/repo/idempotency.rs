@@ -93,3 +93,19 @@ pub async fn store_response(
     .await?;
     Ok(())
 }
+
+/// Gives up the claim of `(principal, request_id)`: the call failed and
+/// leaves nothing to replay.
+pub async fn release(
+    conn: &impl ConnectionTrait,
+    principal: &str,
+    request_id: &str,
+) -> Result<(), DbErr> {
+    store::execute(
+        conn,
+        "DELETE FROM idempotency_keys WHERE principal = $1 AND request_id = $2",
+        values![principal, request_id],
+    )
+    .await?;
+    Ok(())
+}

@@ -214,21 +214,13 @@ pub async fn transition_from_pending(
     Ok(changed == 1)
 }
 
-/// Filters of an invitation list.
-#[derive(Debug, Clone, Default)]
-pub struct InvitationFilter {
-    /// `None`: application invitations.
-    pub organization_id: Option<String>,
-    /// `None`: any status.
-    pub status: Option<InvitationStatus>,
-    pub email_address: Option<String>,
-}
+pub use crate::domain::enrollment::InvitationFilter;
 
 fn filter_sql(sql: &mut Sql, filter: &InvitationFilter, now: i64) {
     sql.push(" WHERE 1 = 1");
-    organization_condition(sql, filter.organization_id.as_deref());
+    organization_condition(sql, filter.organization_id.as_ref().map(|id| id.as_str()));
     if let Some(email) = &filter.email_address {
-        let p = sql.bind(email.clone());
+        let p = sql.bind(email.as_str());
         sql.push(&format!(" AND email_address = {p}"));
     }
     match filter.status {

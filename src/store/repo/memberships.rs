@@ -133,26 +133,20 @@ pub async fn count_with_permission(
     .await
 }
 
-/// Filters of a membership list.
-#[derive(Debug, Clone, Default)]
-pub struct MembershipFilter {
-    pub organization_id: Option<String>,
-    pub user_id: Option<String>,
-    pub role: Option<String>,
-}
+pub use crate::domain::organizations::MembershipFilter;
 
 fn filter_sql(sql: &mut store::Sql, filter: &MembershipFilter) {
     sql.push(" WHERE 1 = 1");
     if let Some(organization_id) = &filter.organization_id {
-        let p = sql.bind(organization_id.clone());
+        let p = sql.bind(organization_id.as_str());
         sql.push(&format!(" AND organization_id = {p}"));
     }
     if let Some(user_id) = &filter.user_id {
-        let p = sql.bind(user_id.clone());
+        let p = sql.bind(user_id.as_str());
         sql.push(&format!(" AND user_id = {p}"));
     }
     if let Some(role) = &filter.role {
-        let p = sql.bind(role.clone());
+        let p = sql.bind(role.as_str());
         sql.push(&format!(" AND role = {p}"));
     }
 }

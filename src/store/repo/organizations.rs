@@ -198,46 +198,16 @@ pub async fn delete(conn: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr
     Ok(store::execute(conn, "DELETE FROM organizations WHERE id = $1", values![id]).await? == 1)
 }
 
-/// How organization lists are ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OrganizationOrder {
-    CreateTime,
-    CreateTimeDesc,
-    Name,
-    MembersCountDesc,
-}
+pub use crate::domain::organizations::{OrganizationFilter, OrganizationOrder};
 
-impl OrganizationOrder {
-    /// The sort column and whether it descends.
-    fn column(self) -> (&'static str, bool) {
-        match self {
-            OrganizationOrder::CreateTime => ("create_time", false),
-            OrganizationOrder::CreateTimeDesc => ("create_time", true),
-            OrganizationOrder::Name => ("name", false),
-            OrganizationOrder::MembersCountDesc => ("members_count", true),
-        }
+/// The sort column of an order and whether it descends.
+fn order_column(order: OrganizationOrder) -> (&'static str, bool) {
+    match order {
+        OrganizationOrder::CreateTime => ("create_time", false),
+        OrganizationOrder::CreateTimeDesc => ("create_time", true),
+        OrganizationOrder::Name => ("name", false),
+        OrganizationOrder::MembersCountDesc => ("members_count", true),
     }
-
-    /// The keyset position after `row`.
-    pub fn key_of(self, row: &OrganizationRow) -> Vec<String> {
-        let value = match self {
-            OrganizationOrder::CreateTime | OrganizationOrder::CreateTimeDesc => {
-                row.create_time.to_string()
-            }
-            OrganizationOrder::Name => row.name.clone(),
-            OrganizationOrder::MembersCountDesc => row.members_count.to_string(),
-        };
-        vec![value, row.id.clone()]
-    }
-}
-
-/// Filters of an organization list.
-#[derive(Debug, Clone, Default)]
-pub struct OrganizationFilter {
-    /// A case-insensitive substring of the name or slug.
-    pub query: Option<String>,
-    /// Only organizations this user belongs to.
-    pub member: Option<String>,
 }
 
 fn filter_sql(sql: &mut Sql, filter: &OrganizationFilter) {
@@ -250,7 +220,7 @@ fn filter_sql(sql: &mut Sql, filter: &OrganizationFilter) {
         ));
     }
     if let Some(member) = &filter.member {
-        let p = sql.bind(member.clone());
+        let p = sql.bind(member.as_str());
         sql.push(&format!(
             " AND id IN (SELECT organization_id FROM memberships WHERE user_id = {p})"
         ));
@@ -273,7 +243,7 @@ pub async fn list(
 ) -> Result<Vec<OrganizationRow>, DbErr> {
     let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM organizations"));
     filter_sql(&mut sql, filter);
-    let (column, descending) = order.column();
+    let (column, descending) = order_column(order);
     if let Some([value, id]) = after {
         let value: sea_orm::Value = if column == "name" {
             value.clone().into()

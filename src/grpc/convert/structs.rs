@@ -1,4 +1,5 @@
-//! Conversions between well-known proto types and domain values.
+//! Well-known proto types (timestamps, `Struct` metadata, field masks) and
+//! the domain values they carry.
 
 use prost_types::{Struct, Timestamp, Value as ProstValue, value::Kind};
 use serde_json::{Map, Number, Value};
@@ -86,9 +87,9 @@ pub fn metadata_patch(
     }
 }
 
-/// Stored metadata JSON as a proto Struct.
-pub fn metadata_struct(json: &str) -> Option<Struct> {
-    Some(map_to_struct(&Metadata::from_json(json).0))
+/// Metadata as a proto Struct.
+pub fn metadata_struct(metadata: &Metadata) -> Option<Struct> {
+    Some(map_to_struct(&metadata.0))
 }
 
 /// The paths of an update mask; a missing or empty mask is refused.

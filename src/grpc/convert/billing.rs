@@ -1,0 +1,119 @@
+//! Billing at the gRPC border.
+
+use super::{clamp, micros, optional_timestamp, timestamp};
+use crate::domain::FieldViolation;
+use crate::domain::billing::{ActivityEvent, BillingSummary, CostDriver, OrganizationUsage};
+use crate::domain::ids::UserId;
+use crate::proto::v1 as pb;
+use crate::service::billing::{WatchEvent, WatchMessage};
+
+/// Events one `RecordActivity` call may carry.
+pub const MAX_ACTIVITY_EVENTS: usize = 10_000;
+/// Field violations reported for one request at most.
+const MAX_VIOLATIONS: usize = 100;
+
+impl From<BillingSummary> for pb::BillingSummary {
+    fn from(summary: BillingSummary) -> Self {
+        pb::BillingSummary {
+            period: summary.period,
+            total_organizations: clamp(summary.total_organizations),
+            monthly_active_users: clamp(summary.monthly_active_users),
+            billable_organizations: clamp(summary.billable_organizations),
+            free_organizations: clamp(summary.free_organizations),
+            charged_organizations: clamp(summary.charged_organizations),
+            amount_due: Some(summary.amount_due.into()),
+        }
+    }
+}
+
+impl From<OrganizationUsage> for pb::OrganizationUsage {
+    fn from(usage: OrganizationUsage) -> Self {
+        pb::OrganizationUsage {
+            organization_id: usage.organization_id.into_string(),
+            period: usage.period,
+            active_member_count: clamp(usage.active_member_count),
+            active_member_user_ids: usage
+                .active_member_user_ids
+                .into_iter()
+                .map(UserId::into_string)
+                .collect(),
+            billable: usage.billable_since.is_some(),
+            billable_since: optional_timestamp(usage.billable_since),
+        }
+    }
+}
+
+impl From<CostDriver> for pb::CostDriver {
+    fn from(driver: CostDriver) -> Self {
+        pb::CostDriver {
+            user_id: driver.user_id.into_string(),
+            billable_organization_count: clamp(driver.billable_organization_count),
+            sole_cause_count: clamp(driver.sole_cause_count),
+            avoidable_amount: Some(driver.avoidable_amount.into()),
+        }
+    }
+}
+
+impl From<WatchMessage> for pb::WatchBillableOrganizationsResponse {
+    fn from(message: WatchMessage) -> Self {
+        use pb::watch_billable_organizations_response::Event;
+        let event = match message.event {
+            WatchEvent::BecameBillable(usage) => Event::OrganizationBecameBillable(usage.into()),
+            WatchEvent::PeriodStarted(period) => Event::PeriodStarted(period),
+            WatchEvent::Checkpoint(time) => Event::Checkpoint(pb::Checkpoint {
+                time: timestamp(time),
+            }),
+        };
+        pb::WatchBillableOrganizationsResponse {
+            cursor: message.cursor,
+            event: Some(event),
+            summary: Some(message.summary.into()),
+        }
+    }
+}
+
+/// The events of a `RecordActivity` request: ids and times well-formed, or
+/// every bad field named. Whether a time is acceptable is decided per event
+/// by the use case.
+pub fn activity_events(
+    events: &[pb::ActivityEvent],
+) -> Result<Vec<ActivityEvent>, Vec<FieldViolation>> {
+    if events.is_empty() {
+        return Err(vec![FieldViolation::new(
+            "events",
+            "must have at least 1 event",
+        )]);
+    }
+    if events.len() > MAX_ACTIVITY_EVENTS {
+        return Err(vec![FieldViolation::new(
+            "events",
+            format!("must have at most {MAX_ACTIVITY_EVENTS} events"),
+        )]);
+    }
+    let mut violations = Vec::new();
+    let mut inputs = Vec::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
+        let user = UserId::parse(&format!("events[{index}].user_id"), &event.user_id);
+        let occur = event
+            .occur_time
+            .as_ref()
+            .map(|ts| micros(&format!("events[{index}].occur_time"), ts))
+            .transpose();
+        match (user, occur) {
+            (Ok(user_id), Ok(occur_time)) => inputs.push(ActivityEvent {
+                user_id,
+                occur_time,
+            }),
+            (user, occur) => {
+                violations.extend(user.err());
+                violations.extend(occur.err());
+            }
+        }
+    }
+    if violations.is_empty() {
+        Ok(inputs)
+    } else {
+        violations.truncate(MAX_VIOLATIONS);
+        Err(violations)
+    }
+}

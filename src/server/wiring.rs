@@ -1,0 +1,132 @@
+//! Builds the use cases from the configuration, each with only what it needs,
+//! and the gRPC handlers over them.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::auth::Authorizer;
+use crate::config::ServeConfig;
+use crate::domain::paging::PageTokens;
+use crate::domain::time::Clock;
+use crate::events::Notifier;
+use crate::grpc::{billing::BillingApi, invitation::InvitationApi, organization::OrganizationApi};
+use crate::service::{
+    AccessCache, Activity, Audit, BillingCounters, BillingReads, BillingWatch,
+    DatabaseMembershipLookup, Domains, Invitations, Members, MembershipRequests, Memberships,
+    Onboardings, Organizations, Roles, Writer,
+};
+use crate::store::Db;
+use crate::telemetry::metrics::Metrics;
+
+/// The handlers of the three services.
+pub struct Handlers {
+    pub organization: OrganizationApi,
+    pub invitation: InvitationApi,
+    pub billing: BillingApi,
+    /// The billing reads, for the metrics scraped from the counters.
+    pub billing_reads: BillingReads,
+}
+
+/// What the use cases share: the database, the clock, the log's wake-up,
+/// the access cache and the server's shutdown flag.
+pub struct Shared {
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub notifier: Notifier,
+    pub access: AccessCache,
+    pub shutdown: watch::Receiver<bool>,
+    pub metrics: Metrics,
+}
+
+pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
+    let Shared {
+        db,
+        clock,
+        notifier,
+        access,
+        shutdown,
+        metrics,
+    } = shared;
+    let writer = Writer::new(
+        db.clone(),
+        clock.clone(),
+        notifier.clone(),
+        Arc::new(access.clone()),
+    );
+    let tokens = PageTokens::default();
+    let rules = config.organization_rules();
+    let pricing = config.pricing();
+    let members = Members::new(BillingCounters::new(pricing.clone()));
+    let authorizer = Authorizer::new(Arc::new(DatabaseMembershipLookup::new(db.clone())));
+    let billing_reads = BillingReads::new(db.clone(), pricing.clone(), tokens.clone());
+    Handlers {
+        organization: OrganizationApi {
+            authorizer: authorizer.clone(),
+            organizations: Organizations::new(
+                db.clone(),
+                writer.clone(),
+                rules.clone(),
+                members.clone(),
+                access.clone(),
+                tokens.clone(),
+            ),
+            memberships: Memberships::new(
+                db.clone(),
+                writer.clone(),
+                members.clone(),
+                rules.default_role.clone(),
+                access.clone(),
+                tokens.clone(),
+            ),
+            roles: Roles::new(db.clone(), writer.clone(), rules.clone(), tokens.clone()),
+            audit: Audit::new(db.clone(), tokens.clone()),
+        },
+        invitation: InvitationApi {
+            authorizer: authorizer.clone(),
+            invitations: Invitations::new(
+                db.clone(),
+                writer.clone(),
+                clock.clone(),
+                members.clone(),
+                rules.default_role.clone(),
+                tokens.clone(),
+            ),
+            domains: Domains::new(
+                db.clone(),
+                writer.clone(),
+                config.rules.consumer_email_domains.clone(),
+                tokens.clone(),
+            ),
+            membership_requests: MembershipRequests::new(
+                db.clone(),
+                writer.clone(),
+                members.clone(),
+                rules.default_role.clone(),
+                tokens.clone(),
+            ),
+            onboardings: Onboardings::new(
+                db.clone(),
+                writer.clone(),
+                clock.clone(),
+                rules.default_role.clone(),
+            ),
+        },
+        billing: BillingApi {
+            authorizer,
+            activity: Activity::new(db.clone(), writer.clone(), members.counters().clone()),
+            reads: billing_reads.clone(),
+            watch: BillingWatch::new(
+                db.clone(),
+                clock.clone(),
+                pricing,
+                config.watch_settings(),
+                notifier.clone(),
+                shutdown.clone(),
+            ),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+        },
+        billing_reads,
+    }
+}

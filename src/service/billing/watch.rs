@@ -1,0 +1,442 @@
+//! `WatchBillableOrganizations`: billing events read from the log, resumable
+//! from any replica. Every watch of a process shares the log's tail, the
+//! current totals and an initial state taken moments ago, so a thousand
+//! watches waking for one commit read the database about once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::reads::{summary_in, with_members};
+use crate::domain::billing::{
+    BecameBillable, BillingSummary, OrganizationUsage, PeriodStarted, Pricing, WatchCursor,
+};
+use crate::domain::events::EventKind;
+use crate::domain::time::{BillingPeriod, Clock, Micros};
+use crate::domain::{Error, Reason, Result};
+use crate::events::{EventRow, Notifier, reader};
+use crate::store::{Db, repo::billing as repo};
+
+/// Events read from the log at a time by one watch.
+const WATCH_READ_LIMIT: usize = 256;
+/// Messages buffered per watch: a slow client fills its own buffer and
+/// slows only its own stream.
+const WATCH_BUFFER: usize = 64;
+/// How stale the totals sent with watch messages may be; they always
+/// include every event up to the message they go with.
+const WATCH_SUMMARY_MAX_AGE: Duration = Duration::from_millis(250);
+/// How old an initial state shared by watches opened together may be.
+const WATCH_INITIAL_STATE_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The kinds a watch delivers.
+const WATCHED_KINDS: &[EventKind] = &[
+    EventKind::BillingOrganizationBecameBillable,
+    EventKind::BillingPeriodStarted,
+];
+
+/// How watches behave, from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchSettings {
+    /// How long an idle watch waits before it sends a checkpoint.
+    pub checkpoint_interval: Duration,
+    /// How long a cursor stays resumable.
+    pub retention: Duration,
+}
+
+/// What a watch sends.
+#[derive(Debug, Clone)]
+pub enum WatchEvent {
+    BecameBillable(OrganizationUsage),
+    PeriodStarted(String),
+    Checkpoint(Micros),
+}
+
+/// One message of a watch: a resumable position, an event and the totals of
+/// the current period.
+#[derive(Debug, Clone)]
+pub struct WatchMessage {
+    pub cursor: String,
+    pub event: WatchEvent,
+    pub summary: BillingSummary,
+}
+
+/// What all the watches of a process share.
+#[derive(Debug)]
+struct Shared {
+    tail: reader::SharedTail,
+    summary: tokio::sync::Mutex<Option<SharedSummary>>,
+    initial: tokio::sync::Mutex<Option<SharedInitialState>>,
+}
+
+/// An initial state read for watches, with the log position it ends at.
+#[derive(Debug)]
+struct SharedInitialState {
+    period: BillingPeriod,
+    taken: tokio::time::Instant,
+    head: i64,
+    usages: Arc<Vec<OrganizationUsage>>,
+}
+
+/// Totals computed for watches, with the log position they include.
+#[derive(Debug)]
+struct SharedSummary {
+    seq: i64,
+    computed: tokio::time::Instant,
+    summary: BillingSummary,
+}
+
+/// Opens watches.
+#[derive(Debug, Clone)]
+pub struct BillingWatch {
+    db: Db,
+    clock: Arc<dyn Clock>,
+    pricing: Pricing,
+    settings: WatchSettings,
+    notifier: Notifier,
+    /// Becomes true when the server starts shutting down; streams end with
+    /// UNAVAILABLE then.
+    shutdown: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+}
+
+fn shutting_down() -> Error {
+    Error::Unavailable(
+        Reason::ShuttingDown,
+        "the server is shutting down; resume from the last cursor".into(),
+    )
+}
+
+impl BillingWatch {
+    pub fn new(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        pricing: Pricing,
+        settings: WatchSettings,
+        notifier: Notifier,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        BillingWatch {
+            db,
+            clock,
+            pricing,
+            settings,
+            notifier,
+            shutdown,
+            shared: Arc::new(Shared {
+                tail: reader::SharedTail::new(WATCHED_KINDS),
+                summary: tokio::sync::Mutex::new(None),
+                initial: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Opens a watch of billing events. Checks the cursor (and, with
+    /// `send_initial_state`, reads the initial state with the log position in
+    /// one snapshot) before answering; then a task of its own reads the log
+    /// and feeds a bounded channel, so a slow client holds back only itself.
+    /// With `start` set, `send_initial_state` is not needed and ignored: the
+    /// replay from the cursor has no gap.
+    pub async fn open(
+        &self,
+        start: Option<WatchCursor>,
+        send_initial_state: bool,
+    ) -> Result<mpsc::Receiver<Result<WatchMessage>>> {
+        if *self.shutdown.borrow() {
+            return Err(shutting_down());
+        }
+        // Subscribe before reading the head, so no commit after it is missed.
+        let wake = self.notifier.subscribe();
+        let now = self.clock.now_micros();
+        let (after, initial) = match start {
+            Some(cursor) => {
+                let retention =
+                    i64::try_from(self.settings.retention.as_micros()).unwrap_or(i64::MAX);
+                if cursor.issue_time < now.saturating_sub(retention) {
+                    return Err(Error::OutOfRange(
+                        Reason::CursorExpired,
+                        "the cursor is older than the retention; start again with send_initial_state".into(),
+                    ));
+                }
+                let head = reader::head(self.db.conn()).await?;
+                if cursor.seq > head {
+                    return Err(Error::invalid(
+                        "start_cursor",
+                        "is not a cursor of this stream",
+                    ));
+                }
+                // The replay starts at once, without waiting for the follower.
+                self.notifier.committed(head);
+                (cursor.seq, None)
+            }
+            None if send_initial_state => {
+                let (head, usages) = self
+                    .initial_state(BillingPeriod::containing_micros(now))
+                    .await?;
+                (head, Some(usages))
+            }
+            None => (reader::head(self.db.conn()).await?, None),
+        };
+        let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
+        let stream = WatchTask {
+            watch: self.clone(),
+            sender,
+            wake,
+            shutdown: self.shutdown.clone(),
+            after,
+        };
+        tokio::spawn(stream.run(initial));
+        Ok(receiver)
+    }
+
+    /// The log position and the current period's billable organizations, as
+    /// of one snapshot: every later transition has a larger sequence number.
+    /// Watches opened together share one snapshot, up to a second old: the
+    /// live stream that follows starts at its position, so an older snapshot
+    /// only means more to catch up.
+    async fn initial_state(
+        &self,
+        period: BillingPeriod,
+    ) -> Result<(i64, Arc<Vec<OrganizationUsage>>)> {
+        let mut shared = self.shared.initial.lock().await;
+        if let Some(cached) = shared.as_ref()
+            && cached.period == period
+            && cached.taken.elapsed() < WATCH_INITIAL_STATE_MAX_AGE
+        {
+            return Ok((cached.head, cached.usages.clone()));
+        }
+        let (head, usages) = self.read_initial_state(period).await?;
+        let usages = Arc::new(usages);
+        *shared = Some(SharedInitialState {
+            period,
+            taken: tokio::time::Instant::now(),
+            head,
+            usages: usages.clone(),
+        });
+        Ok((head, usages))
+    }
+
+    async fn read_initial_state(
+        &self,
+        period: BillingPeriod,
+    ) -> Result<(i64, Vec<OrganizationUsage>)> {
+        let p = period.to_string();
+        let txn = self.db.begin_snapshot().await?;
+        let head = reader::head(&txn).await?;
+        let mut usages = Vec::new();
+        let mut after = 0;
+        loop {
+            let rows = repo::billable_page(&txn, &p, after, 500).await?;
+            let Some(last) = rows.last() else { break };
+            after = last.billable_order.unwrap_or(after + 1);
+            usages.extend(with_members(&txn, &p, rows).await?);
+        }
+        txn.commit().await?;
+        Ok((head, usages))
+    }
+
+    /// The totals of the current period, including at least every event up
+    /// to `seq`, for watch messages: computed once for all the watches of the
+    /// process that wake together.
+    async fn summary(&self, seq: i64) -> Result<BillingSummary> {
+        let period = BillingPeriod::containing_micros(self.clock.now_micros());
+        let mut shared = self.shared.summary.lock().await;
+        if let Some(cached) = shared.as_ref()
+            && cached.seq >= seq
+            && cached.summary.period == period.to_string()
+            && cached.computed.elapsed() < WATCH_SUMMARY_MAX_AGE
+        {
+            return Ok(cached.summary.clone());
+        }
+        let txn = self.db.begin_snapshot().await?;
+        let head = reader::head(&txn).await?;
+        let summary = summary_in(&txn, &self.pricing, period).await?;
+        txn.commit().await?;
+        *shared = Some(SharedSummary {
+            seq: head,
+            computed: tokio::time::Instant::now(),
+            summary: summary.clone(),
+        });
+        Ok(summary)
+    }
+}
+
+/// One open watch: its position in the log and where its messages go.
+struct WatchTask {
+    watch: BillingWatch,
+    sender: mpsc::Sender<Result<WatchMessage>>,
+    wake: watch::Receiver<i64>,
+    shutdown: watch::Receiver<bool>,
+    /// The sequence number of the last event considered.
+    after: i64,
+}
+
+/// Why a watch stopped waiting.
+enum Woken {
+    /// The log may have grown (or the shutdown flag changed: checked next).
+    Log,
+    /// The server is gone.
+    Shutdown,
+    /// The client went away.
+    Closed,
+    /// Nothing was sent for a checkpoint interval.
+    Idle,
+}
+
+/// Why a watch stopped sending.
+enum Stop {
+    /// The client went away.
+    Closed,
+    Failed(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(err: Error) -> Self {
+        Stop::Failed(err)
+    }
+}
+
+impl From<sea_orm::DbErr> for Stop {
+    fn from(err: sea_orm::DbErr) -> Self {
+        Stop::Failed(err.into())
+    }
+}
+
+impl WatchTask {
+    async fn run(mut self, initial: Option<Arc<Vec<OrganizationUsage>>>) {
+        let result = self.stream(initial).await;
+        if let Err(Stop::Failed(err)) = result {
+            if !matches!(err, Error::Unavailable(Reason::ShuttingDown, _)) {
+                tracing::warn!(error = %err, "billing watch ended");
+            }
+            // The client may be gone or slow; do not wait for it forever.
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.sender.send(Err(err))).await;
+        }
+    }
+
+    async fn stream(&mut self, initial: Option<Arc<Vec<OrganizationUsage>>>) -> Result<(), Stop> {
+        let checkpoint_interval = self.watch.settings.checkpoint_interval;
+        if let Some(usages) = initial {
+            let summary = self.watch.summary(self.after).await?;
+            let cursor = self.cursor();
+            for usage in usages.iter() {
+                self.send(WatchMessage {
+                    cursor: cursor.clone(),
+                    event: WatchEvent::BecameBillable(usage.clone()),
+                    summary: summary.clone(),
+                })
+                .await?;
+            }
+            self.checkpoint().await?;
+        }
+        let mut last_sent = tokio::time::Instant::now();
+        loop {
+            if *self.shutdown.borrow() {
+                return Err(Stop::Failed(shutting_down()));
+            }
+            if self.catch_up().await? {
+                last_sent = tokio::time::Instant::now();
+            }
+            let woken = tokio::select! {
+                changed = self.wake.changed() => if changed.is_ok() { Woken::Log } else { Woken::Shutdown },
+                changed = self.shutdown.changed() => if changed.is_ok() { Woken::Log } else { Woken::Shutdown },
+                _ = self.sender.closed() => Woken::Closed,
+                _ = tokio::time::sleep_until(last_sent + checkpoint_interval) => Woken::Idle,
+            };
+            match woken {
+                Woken::Log => {}
+                Woken::Shutdown => return Err(Stop::Failed(shutting_down())),
+                Woken::Closed => return Err(Stop::Closed),
+                Woken::Idle => {
+                    self.checkpoint().await?;
+                    last_sent = tokio::time::Instant::now();
+                }
+            }
+        }
+    }
+
+    /// Sends every billing event committed after `after`, up to the highest
+    /// sequence number known committed (by this process, or by another
+    /// replica as the log follower saw); returns whether it sent any.
+    async fn catch_up(&mut self) -> Result<bool, Stop> {
+        let mut sent = false;
+        loop {
+            let head = *self.wake.borrow_and_update();
+            if head <= self.after {
+                return Ok(sent);
+            }
+            let conn = self.watch.db.conn();
+            let tail = &self.watch.shared.tail;
+            let (events, reached) = tail.read(conn, self.after, head, WATCH_READ_LIMIT).await?;
+            if let Some(last) = events.last() {
+                let summary = self.watch.summary(last.seq).await?;
+                for event in events {
+                    let seq = event.seq;
+                    let message = to_watch_event(event)?;
+                    self.after = seq;
+                    self.send(WatchMessage {
+                        cursor: self.cursor(),
+                        event: message,
+                        summary: summary.clone(),
+                    })
+                    .await?;
+                    sent = true;
+                }
+            }
+            self.after = self.after.max(reached);
+        }
+    }
+
+    async fn checkpoint(&mut self) -> Result<(), Stop> {
+        let summary = self.watch.summary(self.after).await?;
+        let now = self.watch.clock.now_micros();
+        self.send(WatchMessage {
+            cursor: self.cursor(),
+            event: WatchEvent::Checkpoint(now),
+            summary,
+        })
+        .await
+    }
+
+    fn cursor(&self) -> String {
+        WatchCursor {
+            seq: self.after,
+            issue_time: self.watch.clock.now_micros(),
+        }
+        .encode()
+    }
+
+    /// Sends one message, waiting while the client's buffer is full, but not
+    /// past shutdown.
+    async fn send(&mut self, message: WatchMessage) -> Result<(), Stop> {
+        tokio::select! {
+            sent = self.sender.send(Ok(message)) => sent.map_err(|_| Stop::Closed),
+            _ = wait_for_shutdown(&mut self.shutdown) => Err(Stop::Failed(shutting_down())),
+        }
+    }
+}
+
+async fn wait_for_shutdown(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|down| *down).await.is_err() {
+        // The sender is gone: the server has stopped.
+    }
+}
+
+fn to_watch_event(event: EventRow) -> Result<WatchEvent> {
+    match EventKind::parse(&event.kind) {
+        Some(EventKind::BillingOrganizationBecameBillable) => {
+            let payload: BecameBillable =
+                serde_json::from_str(&event.payload).map_err(Error::internal)?;
+            Ok(WatchEvent::BecameBillable(payload.usage))
+        }
+        Some(EventKind::BillingPeriodStarted) => {
+            let payload: PeriodStarted =
+                serde_json::from_str(&event.payload).map_err(Error::internal)?;
+            Ok(WatchEvent::PeriodStarted(payload.period))
+        }
+        _ => Err(Error::internal(format!(
+            "unexpected event {} in the billing watch",
+            event.kind
+        ))),
+    }
+}

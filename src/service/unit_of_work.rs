@@ -1,0 +1,353 @@
+//! One unit of work per change. [`Writer::write`] opens a transaction, claims
+//! the call's idempotency key (or answers with the stored response of the call
+//! that claimed it), runs the change, appends the events the change emitted,
+//! stores the answer under the key and commits — or rolls all of it back, for
+//! an error or for `validate_only`. After the commit this process's caches
+//! forget what the change touched and its watches wake, before the caller
+//! hears of it.
+//!
+//! The change is a closure that owns what it needs (`'static + Send`), so the
+//! writer decides where and when it runs.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use sea_orm::DatabaseTransaction;
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::domain::events::EventKind;
+use crate::domain::ids::OrganizationId;
+use crate::domain::time::{Clock, Micros};
+use crate::domain::{Actor, Error, Reason, Result};
+use crate::events::follower::ChangeListener;
+use crate::events::reader::Change;
+use crate::events::{self, NewEvent, Notifier};
+use crate::store::{self, Db, repo::idempotency};
+
+/// How long idempotency records are kept, in microseconds (at least 24 hours).
+const IDEMPOTENCY_RETENTION_MICROS: Micros = 48 * 3600 * 1_000_000;
+
+/// The idempotency key of a create or accept call: its `request_id` and a
+/// fingerprint of the whole request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub request_id: String,
+    pub fingerprint: String,
+}
+
+/// Who makes a change, and how.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub actor: Actor,
+    /// A replay of the same key answers as the first call did.
+    pub idempotency: Option<Idempotency>,
+    /// Check and compute everything, write nothing.
+    pub validate_only: bool,
+}
+
+impl Call {
+    /// A plain change: no idempotency key, committed.
+    pub fn new(actor: Actor) -> Self {
+        Call {
+            actor,
+            idempotency: None,
+            validate_only: false,
+        }
+    }
+
+    /// A change that may carry a `request_id` and may be a preview.
+    pub fn idempotent(actor: Actor, idempotency: Option<Idempotency>, validate_only: bool) -> Self {
+        Call {
+            actor,
+            idempotency,
+            validate_only,
+        }
+    }
+}
+
+/// The transaction of one change, with the events it emits.
+pub struct Tx {
+    txn: DatabaseTransaction,
+    /// The time of the change.
+    pub now: Micros,
+    actor: Actor,
+    request_id: Option<String>,
+    events: Vec<NewEvent>,
+    commit_on_error: bool,
+}
+
+impl Tx {
+    /// The connection the change's statements run on.
+    pub fn conn(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// Records that the call changed `resource` (its state after the change;
+    /// its last state for a deletion). The first event a call emits is its
+    /// entry in the audit trail.
+    pub fn emit(
+        &mut self,
+        kind: EventKind,
+        organization_id: Option<&OrganizationId>,
+        resource_id: &str,
+        resource: &impl Serialize,
+    ) -> Result<()> {
+        let payload = serde_json::to_value(resource).map_err(Error::internal)?;
+        let audit = !self.events.iter().any(|event| event.audit);
+        self.events.push(NewEvent {
+            kind: Some(kind),
+            action: self.actor.action.to_string(),
+            actor: self.actor.sub.clone(),
+            on_behalf_of: self.actor.on_behalf_of.clone().unwrap_or_default(),
+            organization_id: organization_id.map(|id| id.to_string()).unwrap_or_default(),
+            resource_id: resource_id.to_string(),
+            request_id: self.request_id.clone().unwrap_or_default(),
+            audit,
+            payload,
+            create_time: self.now,
+        });
+        Ok(())
+    }
+
+    /// Records a fact that follows from the change (an organization became
+    /// billable): not an entry of the audit trail.
+    pub fn emit_derived(
+        &mut self,
+        kind: EventKind,
+        organization_id: Option<&OrganizationId>,
+        payload: &impl Serialize,
+    ) -> Result<()> {
+        let payload = serde_json::to_value(payload).map_err(Error::internal)?;
+        let organization_id = organization_id.map(|id| id.to_string()).unwrap_or_default();
+        self.events.push(NewEvent {
+            kind: Some(kind),
+            action: kind.as_str().to_string(),
+            actor: String::new(),
+            on_behalf_of: String::new(),
+            resource_id: organization_id.clone(),
+            organization_id,
+            request_id: String::new(),
+            audit: false,
+            payload,
+            create_time: self.now,
+        });
+        Ok(())
+    }
+
+    /// Keeps what the change wrote even though it fails (a wrong verification
+    /// code still counts as an attempt).
+    pub fn commit_on_error(&mut self) {
+        self.commit_on_error = true;
+    }
+}
+
+/// The end of a claim: a stored answer, the key claimed for this call, or a
+/// key held by a call that has not finished.
+enum Claim<T> {
+    Replay(T),
+    Claimed,
+    Held,
+}
+
+/// Runs changes as units of work.
+#[derive(Clone)]
+pub struct Writer {
+    db: Db,
+    clock: Arc<dyn Clock>,
+    notifier: Notifier,
+    listener: Arc<dyn ChangeListener>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// `listener` hears of this process's own commits, as the log follower
+    /// tells it of other replicas'.
+    pub fn new(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        notifier: Notifier,
+        listener: Arc<dyn ChangeListener>,
+    ) -> Self {
+        Writer {
+            db,
+            clock,
+            notifier,
+            listener,
+        }
+    }
+
+    pub fn now(&self) -> Micros {
+        self.clock.now_micros()
+    }
+
+    /// Runs `change` as one unit of work for `call`.
+    pub async fn write<T, F>(&self, call: Call, change: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<T>> + Send + 'static,
+    {
+        let Call {
+            actor,
+            idempotency,
+            validate_only,
+        } = call;
+        let key = idempotency.filter(|_| !validate_only);
+        let mut tx = Tx {
+            txn: self.db.begin().await?,
+            now: self.now(),
+            request_id: key.as_ref().map(|k| k.request_id.clone()),
+            actor,
+            events: Vec::new(),
+            commit_on_error: false,
+        };
+        if let Some(key) = &key {
+            match claim(&tx, key).await {
+                Ok(Claim::Claimed) => {}
+                Ok(Claim::Replay(previous)) => {
+                    rollback(tx.txn).await;
+                    return Ok(previous);
+                }
+                Ok(Claim::Held) => {
+                    let actor = tx.actor.clone();
+                    rollback(tx.txn).await;
+                    // Another call holds or held this key: answer as it did.
+                    return match replay(self.db.conn(), &actor, key, self.now()).await? {
+                        Some(previous) => Ok(previous),
+                        None => Err(Error::Unavailable(
+                            Reason::DatabaseUnavailable,
+                            "a call with the same request_id is in progress; retry".into(),
+                        )),
+                    };
+                }
+                Err(err) => {
+                    rollback(tx.txn).await;
+                    return Err(err);
+                }
+            }
+        }
+        match change(&mut tx).await {
+            Ok(value) if validate_only => {
+                rollback(tx.txn).await;
+                Ok(value)
+            }
+            Ok(value) => {
+                if let Some(key) = &key {
+                    let json = serde_json::to_string(&value).map_err(Error::internal)?;
+                    idempotency::store_response(tx.conn(), &tx.actor.sub, &key.request_id, &json)
+                        .await?;
+                }
+                self.commit(tx).await?;
+                Ok(value)
+            }
+            Err(err) if tx.commit_on_error && !validate_only => {
+                if let Some(key) = &key {
+                    // A failed call answers nothing to replay: a retry runs afresh.
+                    idempotency::release(tx.conn(), &tx.actor.sub, &key.request_id).await?;
+                }
+                self.commit(tx).await?;
+                Err(err)
+            }
+            Err(err) => {
+                rollback(tx.txn).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Appends the events and commits; then this process forgets what it
+    /// cached about the change and wakes its watches.
+    async fn commit(&self, tx: Tx) -> Result<()> {
+        let last_seq = events::append(&tx.txn, &tx.events).await?;
+        tx.txn.commit().await?;
+        if let Some(last_seq) = last_seq {
+            let first_seq = last_seq - tx.events.len() as i64 + 1;
+            let changes: Vec<Change> = tx
+                .events
+                .iter()
+                .enumerate()
+                .map(|(offset, event)| Change {
+                    seq: first_seq + offset as i64,
+                    kind: event.kind,
+                    organization_id: event.organization_id.clone(),
+                })
+                .collect();
+            self.listener.changed(&changes);
+            self.notifier.committed(last_seq);
+        }
+        Ok(())
+    }
+}
+
+async fn rollback(txn: DatabaseTransaction) {
+    if let Err(err) = txn.rollback().await {
+        tracing::warn!(error = %err, "rollback failed");
+    }
+}
+
+/// Claims the key for this call. The claim is made first, so a concurrent
+/// call with the same key waits for this one and then answers as it did.
+async fn claim<T: DeserializeOwned>(tx: &Tx, key: &Idempotency) -> Result<Claim<T>> {
+    if let Some(previous) = replay(tx.conn(), &tx.actor, key, tx.now).await? {
+        return Ok(Claim::Replay(previous));
+    }
+    // An expired record of this key no longer counts; occasionally purge
+    // every expired record.
+    let cutoff = tx.now - IDEMPOTENCY_RETENTION_MICROS;
+    idempotency::delete_expired_claim(tx.conn(), &tx.actor.sub, &key.request_id, cutoff).await?;
+    if rand::random_ratio(1, 256) {
+        idempotency::purge(tx.conn(), cutoff).await?;
+    }
+    let claimed = idempotency::claim(
+        tx.conn(),
+        &tx.actor.sub,
+        &key.request_id,
+        tx.actor.action,
+        &key.fingerprint,
+        tx.now,
+    )
+    .await;
+    match claimed {
+        Ok(()) => Ok(Claim::Claimed),
+        Err(err) if store::is_unique_violation(&err) => Ok(Claim::Held),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The stored answer of an earlier call with the same key, if it finished.
+/// The same key with other content is refused.
+async fn replay<T: DeserializeOwned>(
+    conn: &impl sea_orm::ConnectionTrait,
+    actor: &Actor,
+    key: &Idempotency,
+    now: Micros,
+) -> Result<Option<T>> {
+    let row = idempotency::get(
+        conn,
+        &actor.sub,
+        &key.request_id,
+        now - IDEMPOTENCY_RETENTION_MICROS,
+    )
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    if row.method != actor.action || row.fingerprint != key.fingerprint {
+        return Err(Error::FailedPrecondition(
+            Reason::RequestIdReused,
+            "request_id was used before with different content".into(),
+        ));
+    }
+    if row.response.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(&row.response)
+        .map(Some)
+        .map_err(Error::internal)
+}
