@@ -38,7 +38,7 @@ use crate::store::Db;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::rpc::{KnownRpcs, RpcLayer};
 use drain::DrainLayer;
-use wiring::{Handlers, Shared};
+use wiring::{Handlers, ServerKeys, Shared};
 
 /// How long the server waits for connections to close after cutting the calls
 /// that outlived the grace period.
@@ -84,9 +84,13 @@ impl App {
         let (shutdown_sender, shutdown) = watch::channel(false);
         let metrics = Metrics::new();
         metrics.observe_database(db.clone());
+        let keys = ServerKeys::load(&db, clock.now_micros())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the server keys: {e}"))?;
         let shared = Shared {
             db,
             clock,
+            keys,
             notifier: Notifier::default(),
             access: AccessCache::default(),
             shutdown,

@@ -1287,6 +1287,9 @@ async fn idle_watches_get_checkpoints_and_old_cursors_expire() {
     let checkpoint = next(&mut stream).await;
     assert!(matches!(checkpoint.event, Some(Event::Checkpoint(_))));
     assert!(checkpoint.summary.is_some());
+    // A cursor's age is that of the oldest event it has not seen: a change
+    // now, and the cursor misses it.
+    create_org(&app, "Changed after the cursor", None).await;
 
     app.clock.advance(chrono::Duration::days(29));
     watch(&app, &cursor, false).await;

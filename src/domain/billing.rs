@@ -196,39 +196,43 @@ pub struct PeriodStarted {
 }
 
 /// A position in the stream of billing events: the log sequence number it
-/// follows and when it was issued (for the retention check). Opaque to
-/// clients, and checksummed so a tampered cursor is refused.
+/// follows. Opaque to clients and authenticated, so a forged or altered
+/// cursor is refused; its age is judged by the event it points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WatchCursor {
     pub seq: i64,
-    pub issue_time: Micros,
 }
 
 const CURSOR_QUERY: &str = "watch_billable_organizations";
 
 impl WatchCursor {
-    pub fn encode(&self) -> String {
-        let fingerprint = super::paging::fingerprint(CURSOR_QUERY, &[]);
-        super::paging::encode(
-            &fingerprint,
-            vec![self.seq.to_string(), self.issue_time.to_string()],
-        )
+    pub fn encode(&self, tokens: &super::paging::PageTokens) -> String {
+        let fingerprint = tokens.fingerprint(CURSOR_QUERY, &[]);
+        tokens.encode(&fingerprint, vec![self.seq.to_string()])
     }
 
     /// Decodes a cursor; empty means none.
-    pub fn decode(field: &str, value: &str) -> Result<Option<WatchCursor>, super::FieldViolation> {
-        let bad = || super::FieldViolation::new(field, "is not a cursor of this stream");
-        let fingerprint = super::paging::fingerprint(CURSOR_QUERY, &[]);
-        let Some(key) = super::paging::decode(&fingerprint, value.trim(), 2).map_err(|_| bad())?
-        else {
+    pub fn decode(
+        tokens: &super::paging::PageTokens,
+        field: &'static str,
+        value: &str,
+    ) -> Result<Option<WatchCursor>, super::Error> {
+        let bad = || {
+            super::Error::InvalidToken(
+                super::Reason::CursorInvalid,
+                field,
+                format!("{field} is not a cursor of this stream"),
+            )
+        };
+        let fingerprint = tokens.fingerprint(CURSOR_QUERY, &[]);
+        let Some(key) = tokens.decode(&fingerprint, value, 1).map_err(|_| bad())? else {
             return Ok(None);
         };
         let seq: i64 = key[0].parse().map_err(|_| bad())?;
-        let issue_time: Micros = key[1].parse().map_err(|_| bad())?;
         if seq < 0 {
             return Err(bad());
         }
-        Ok(Some(WatchCursor { seq, issue_time }))
+        Ok(Some(WatchCursor { seq }))
     }
 }
 
@@ -304,18 +308,21 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_refuse_tampering() {
-        let cursor = WatchCursor {
-            seq: 42,
-            issue_time: 1_700_000_000_000_000,
-        };
+        let tokens = super::super::paging::PageTokens::new(super::super::keys::ServerKey::new(
+            b"key".to_vec(),
+        ));
+        let cursor = WatchCursor { seq: 42 };
         assert_eq!(
-            WatchCursor::decode("start_cursor", &cursor.encode()).unwrap(),
+            WatchCursor::decode(&tokens, "start_cursor", &cursor.encode(&tokens)).unwrap(),
             Some(cursor)
         );
-        assert_eq!(WatchCursor::decode("start_cursor", "").unwrap(), None);
-        assert!(WatchCursor::decode("start_cursor", "garbage").is_err());
-        let mut tampered = cursor.encode();
+        assert_eq!(
+            WatchCursor::decode(&tokens, "start_cursor", "").unwrap(),
+            None
+        );
+        assert!(WatchCursor::decode(&tokens, "start_cursor", "garbage").is_err());
+        let mut tampered = cursor.encode(&tokens);
         tampered.insert(3, 'x');
-        assert!(WatchCursor::decode("start_cursor", &tampered).is_err());
+        assert!(WatchCursor::decode(&tokens, "start_cursor", &tampered).is_err());
     }
 }

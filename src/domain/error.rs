@@ -13,6 +13,7 @@ pub enum Reason {
     EmailMismatch,
     FieldInvalid,
     PageTokenInvalid,
+    CursorInvalid,
     OrganizationNotFound,
     MembershipNotFound,
     RoleNotFound,
@@ -62,6 +63,7 @@ impl Reason {
         Reason::EmailMismatch,
         Reason::FieldInvalid,
         Reason::PageTokenInvalid,
+        Reason::CursorInvalid,
         Reason::OrganizationNotFound,
         Reason::MembershipNotFound,
         Reason::RoleNotFound,
@@ -110,6 +112,7 @@ impl Reason {
             Reason::EmailMismatch => "EMAIL_MISMATCH",
             Reason::FieldInvalid => "FIELD_INVALID",
             Reason::PageTokenInvalid => "PAGE_TOKEN_INVALID",
+            Reason::CursorInvalid => "CURSOR_INVALID",
             Reason::OrganizationNotFound => "ORGANIZATION_NOT_FOUND",
             Reason::MembershipNotFound => "MEMBERSHIP_NOT_FOUND",
             Reason::RoleNotFound => "ROLE_NOT_FOUND",
@@ -180,8 +183,9 @@ impl FieldViolation {
 pub enum Error {
     #[error("invalid argument: {}", describe(.0))]
     InvalidArgument(Vec<FieldViolation>),
-    #[error("{1}")]
-    InvalidPageToken(Reason, String),
+    /// A page token or cursor that is not one of ours: the field and why.
+    #[error("{2}")]
+    InvalidToken(Reason, &'static str, String),
     #[error("{1}")]
     Unauthenticated(Reason, String),
     #[error("{1}")]

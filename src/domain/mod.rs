@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod invitations;
+pub mod keys;
 pub mod organizations;
 pub mod paging;
 pub mod roles;

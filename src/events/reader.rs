@@ -240,3 +240,23 @@ pub async fn changes(
         })
         .collect())
 }
+
+/// The first event after `seq` still in the log: its sequence number and
+/// when it was recorded.
+pub async fn first_after(
+    conn: &impl ConnectionTrait,
+    seq: i64,
+) -> Result<Option<(i64, i64)>, DbErr> {
+    #[derive(sea_orm::FromQueryResult)]
+    struct First {
+        seq: i64,
+        create_time: i64,
+    }
+    let row: Option<First> = store::fetch_optional(
+        conn,
+        "SELECT seq, create_time FROM events WHERE seq > $1 ORDER BY seq LIMIT 1",
+        crate::values![seq],
+    )
+    .await?;
+    Ok(row.map(|row| (row.seq, row.create_time)))
+}

@@ -12,7 +12,6 @@ use super::convert::billing::activity_events;
 use super::convert::clamp;
 use crate::all_valid;
 use crate::auth::{Authorizer, Target};
-use crate::domain::billing::WatchCursor;
 use crate::domain::ids::OrganizationId;
 use crate::domain::time::{BillingPeriod, Clock};
 use crate::domain::types::page_size;
@@ -159,8 +158,7 @@ impl BillingService for BillingApi {
     ) -> Result<Response<Self::WatchBillableOrganizationsStream>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
-        let cursor = WatchCursor::decode("start_cursor", &req.start_cursor);
-        let cursor = all_valid!(cursor);
+        let cursor = self.watch.cursor("start_cursor", &req.start_cursor)?;
         self.authorizer.authorize(&caller, Target::Service).await?;
         let receiver = self.watch.open(cursor, req.send_initial_state).await?;
         // Counted as open until the stream is dropped.

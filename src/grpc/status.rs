@@ -38,10 +38,10 @@ impl From<Error> for Status {
                 }
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
-            Error::InvalidPageToken(reason, message) => {
+            Error::InvalidToken(reason, field, message) => {
                 let mut details =
                     ErrorDetails::with_error_info(reason.as_str(), ERROR_DOMAIN, HashMap::new());
-                details.add_bad_request_violation("page_token", message.clone());
+                details.add_bad_request_violation(field, message.clone());
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
             Error::Unauthenticated(reason, message) => {

@@ -7,6 +7,7 @@ use tokio::sync::watch;
 
 use crate::auth::Authorizer;
 use crate::config::ServeConfig;
+use crate::domain::keys::ServerKey;
 use crate::domain::paging::PageTokens;
 use crate::domain::time::Clock;
 use crate::events::Notifier;
@@ -16,7 +17,7 @@ use crate::service::{
     DatabaseMembershipLookup, Domains, Invitations, Members, MembershipRequests, Memberships,
     Onboardings, Organizations, Roles, Writer,
 };
-use crate::store::Db;
+use crate::store::{Db, repo::server_keys};
 use crate::telemetry::metrics::Metrics;
 
 /// The handlers of the three services.
@@ -28,8 +29,34 @@ pub struct Handlers {
     pub billing_reads: BillingReads,
 }
 
+/// The secrets every replica shares, read (or made, by the first replica)
+/// from the database at start.
+#[derive(Debug, Clone)]
+pub struct ServerKeys {
+    /// Authenticates page tokens and watch cursors.
+    pub page_tokens: ServerKey,
+    /// Hashes domain verification codes.
+    pub verification_codes: ServerKey,
+}
+
+impl ServerKeys {
+    pub async fn load(db: &Db, now: i64) -> anyhow::Result<ServerKeys> {
+        let key = |name: &'static str| async move {
+            let secret =
+                server_keys::get_or_create(db.conn(), name, &ServerKey::generate(), now).await?;
+            let bytes = hex::decode(secret)
+                .map_err(|e| anyhow::anyhow!("the server key {name} is not hex: {e}"))?;
+            anyhow::Ok(ServerKey::new(bytes))
+        };
+        Ok(ServerKeys {
+            page_tokens: key("page_tokens").await?,
+            verification_codes: key("verification_codes").await?,
+        })
+    }
+}
+
 /// What the use cases share: the database, the clock, the log's wake-up,
-/// the access cache and the server's shutdown flag.
+/// the access cache, the server's shutdown flag and the shared keys.
 pub struct Shared {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
@@ -37,6 +64,7 @@ pub struct Shared {
     pub access: AccessCache,
     pub shutdown: watch::Receiver<bool>,
     pub metrics: Metrics,
+    pub keys: ServerKeys,
 }
 
 pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
@@ -47,6 +75,7 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
         access,
         shutdown,
         metrics,
+        keys,
     } = shared;
     let writer = Writer::new(
         db.clone(),
@@ -54,7 +83,7 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
         notifier.clone(),
         Arc::new(access.clone()),
     );
-    let tokens = PageTokens::default();
+    let tokens = PageTokens::new(keys.page_tokens.clone());
     let rules = config.organization_rules();
     let pricing = config.pricing();
     let members = Members::new(BillingCounters::new(pricing.clone()));
@@ -123,6 +152,7 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
                 config.watch_settings(),
                 notifier.clone(),
                 shutdown.clone(),
+                tokens.clone(),
             ),
             clock: clock.clone(),
             metrics: metrics.clone(),

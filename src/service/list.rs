@@ -15,8 +15,9 @@ pub struct Listing<'a> {
 }
 
 fn invalid_page_token() -> Error {
-    Error::InvalidPageToken(
+    Error::InvalidToken(
         Reason::PageTokenInvalid,
+        "page_token",
         "page_token is not a token of this query; start again without it".into(),
     )
 }

@@ -13,6 +13,7 @@ use crate::domain::billing::{
     BecameBillable, BillingSummary, OrganizationUsage, PeriodStarted, Pricing, WatchCursor,
 };
 use crate::domain::events::EventKind;
+use crate::domain::paging::PageTokens;
 use crate::domain::time::{BillingPeriod, Clock, Micros};
 use crate::domain::{Error, Reason, Result};
 use crate::events::{EventRow, Notifier, reader};
@@ -97,7 +98,23 @@ pub struct BillingWatch {
     /// Becomes true when the server starts shutting down; streams end with
     /// UNAVAILABLE then.
     shutdown: watch::Receiver<bool>,
+    tokens: PageTokens,
     shared: Arc<Shared>,
+}
+
+/// Refuses a cursor whose age passes the retention. Its age is judged by the
+/// log, never by anything the client sends: it is the age of the oldest event
+/// the cursor has not seen (none: the cursor is current, however long ago it
+/// was issued).
+pub async fn check_age(db: &Db, seq: i64, now: Micros, retention: Duration) -> Result<()> {
+    let retention = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+    match reader::first_after(db.conn(), seq).await? {
+        Some((_, time)) if time < now.saturating_sub(retention) => Err(Error::OutOfRange(
+            Reason::CursorExpired,
+            "the cursor is older than the retention; start again without it".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn shutting_down() -> Error {
@@ -115,6 +132,7 @@ impl BillingWatch {
         settings: WatchSettings,
         notifier: Notifier,
         shutdown: watch::Receiver<bool>,
+        tokens: PageTokens,
     ) -> Self {
         BillingWatch {
             db,
@@ -123,6 +141,7 @@ impl BillingWatch {
             settings,
             notifier,
             shutdown,
+            tokens,
             shared: Arc::new(Shared {
                 tail: reader::SharedTail::new(WATCHED_KINDS),
                 summary: tokio::sync::Mutex::new(None),
@@ -137,6 +156,11 @@ impl BillingWatch {
     /// and feeds a bounded channel, so a slow client holds back only itself.
     /// With `start` set, `send_initial_state` is not needed and ignored: the
     /// replay from the cursor has no gap.
+    /// Reads a cursor of this stream; empty means none.
+    pub fn cursor(&self, field: &'static str, value: &str) -> Result<Option<WatchCursor>> {
+        WatchCursor::decode(&self.tokens, field, value)
+    }
+
     pub async fn open(
         &self,
         start: Option<WatchCursor>,
@@ -150,21 +174,15 @@ impl BillingWatch {
         let now = self.clock.now_micros();
         let (after, initial) = match start {
             Some(cursor) => {
-                let retention =
-                    i64::try_from(self.settings.retention.as_micros()).unwrap_or(i64::MAX);
-                if cursor.issue_time < now.saturating_sub(retention) {
-                    return Err(Error::OutOfRange(
-                        Reason::CursorExpired,
-                        "the cursor is older than the retention; start again with send_initial_state".into(),
-                    ));
-                }
                 let head = reader::head(self.db.conn()).await?;
                 if cursor.seq > head {
-                    return Err(Error::invalid(
+                    return Err(Error::InvalidToken(
+                        Reason::CursorInvalid,
                         "start_cursor",
-                        "is not a cursor of this stream",
+                        "start_cursor is not a cursor of this stream".into(),
                     ));
                 }
+                check_age(&self.db, cursor.seq, now, self.settings.retention).await?;
                 // The replay starts at once, without waiting for the follower.
                 self.notifier.committed(head);
                 (cursor.seq, None)
@@ -399,11 +417,7 @@ impl WatchTask {
     }
 
     fn cursor(&self) -> String {
-        WatchCursor {
-            seq: self.after,
-            issue_time: self.watch.clock.now_micros(),
-        }
-        .encode()
+        WatchCursor { seq: self.after }.encode(&self.watch.tokens)
     }
 
     /// Sends one message, waiting while the client's buffer is full, but not

@@ -7,6 +7,7 @@ mod m20261128_000001_organizations;
 mod m20261128_000002_invitations;
 mod m20261128_000003_billing;
 mod m20261201_000004_event_kinds;
+mod m20261201_000005_server_keys;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_invitations::Migration),
             Box::new(m20261128_000003_billing::Migration),
             Box::new(m20261201_000004_event_kinds::Migration),
+            Box::new(m20261201_000005_server_keys::Migration),
         ]
     }
 }

@@ -9,3 +9,4 @@ pub mod membership_requests;
 pub mod memberships;
 pub mod organizations;
 pub mod roles;
+pub mod server_keys;
