@@ -66,6 +66,34 @@ pub struct AuthConfig {
     /// Required `aud` of tokens, when set.
     #[arg(long = "auth-audience", env = "ORGS_AUTH_AUDIENCE")]
     pub audience: Option<String>,
+    /// Seconds between checks of the public key file for a new key.
+    #[arg(long = "auth-public-key-reload-interval", env = "ORGS_AUTH_PUBLIC_KEY_RELOAD_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub public_key_reload_interval_secs: u64,
+    /// URL of the identity provider's JWKS (https, or http on localhost) with
+    /// the RS256/ES256 keys of the tokens, chosen by `kid`.
+    #[arg(long = "auth-jwks-url", env = "ORGS_AUTH_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// Seconds between routine fetches of the JWKS.
+    #[arg(long = "auth-jwks-refresh-interval", env = "ORGS_AUTH_JWKS_REFRESH_INTERVAL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub jwks_refresh_interval_secs: u64,
+    /// Least seconds between two fetches of the JWKS caused by tokens naming an
+    /// unknown `kid`.
+    #[arg(long = "auth-jwks-refetch-interval", env = "ORGS_AUTH_JWKS_REFETCH_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub jwks_refetch_interval_secs: u64,
+}
+
+impl AuthConfig {
+    pub fn public_key_reload_interval(&self) -> Duration {
+        Duration::from_secs(self.public_key_reload_interval_secs)
+    }
+
+    pub fn jwks_refresh_interval(&self) -> Duration {
+        Duration::from_secs(self.jwks_refresh_interval_secs)
+    }
+
+    pub fn jwks_refetch_interval(&self) -> Duration {
+        Duration::from_secs(self.jwks_refetch_interval_secs)
+    }
 }
 
 /// Clerk-style billing numbers.
@@ -290,6 +318,10 @@ impl ServeConfig {
                 public_key_file: None,
                 issuer: None,
                 audience: None,
+                public_key_reload_interval_secs: 5,
+                jwks_url: None,
+                jwks_refresh_interval_secs: 300,
+                jwks_refetch_interval_secs: 10,
             },
             billing: BillingConfig::default(),
             rules: RulesConfig::default(),

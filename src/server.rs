@@ -64,7 +64,7 @@ impl App {
     /// Checks the key configuration, connects to the database and, unless
     /// `--no-migrate`, applies the migrations.
     pub async fn build(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
-        let verifier = Arc::new(Verifier::from_config(&config.auth)?);
+        let verifier = Arc::new(Verifier::from_config(&config.auth).await?);
         let db = Db::connect(&config.database.url, config.database.max_connections)
             .await
             .map_err(|e| {

@@ -1,6 +1,8 @@
 //! Authentication (bearer JWT → [`Principal`]) and authorization (one policy
 //! table keyed by RPC, enforced by [`layer::AuthLayer`] and [`policy::Caller`]).
 
+pub mod jwks;
+pub mod keys;
 pub mod layer;
 pub mod policy;
 pub mod token;
