@@ -271,20 +271,45 @@ impl std::fmt::Debug for DatabaseConfig {
     }
 }
 
-/// The URL with any password replaced.
+/// Query parameters of a database URL that hold a secret (libpq's
+/// `password`, and `sslpassword` for an encrypted client key).
+const SECRET_QUERY_PARAMETERS: &[&str] = &["password", "sslpassword"];
+
+/// The URL with its password, and any query parameter holding a secret,
+/// replaced, for logs and error messages. A string that does not parse as a
+/// URL keeps only its scheme, since where its secrets are cannot be told.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => {
-                    format!("{}{user}:[redacted]{}", &url[..scheme_end + 3], &url[at..])
-                }
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+    const REDACTED: &str = "[redacted]";
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return match url.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://{REDACTED}"),
+            None => REDACTED.to_string(),
+        };
+    };
+    if parsed.password().is_some() {
+        // Fails only for URLs that cannot have credentials, which have none.
+        let _ = parsed.set_password(Some(REDACTED));
     }
+    if let Some(query) = parsed.query() {
+        let redacted: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _))
+                    if SECRET_QUERY_PARAMETERS.iter().any(|secret| {
+                        percent_encoding::percent_decode_str(key)
+                            .decode_utf8_lossy()
+                            .eq_ignore_ascii_case(secret)
+                    }) =>
+                {
+                    format!("{key}={REDACTED}")
+                }
+                _ => pair.to_string(),
+            })
+            .collect();
+        parsed.set_query(Some(&redacted.join("&")));
+    }
+    // The userinfo is percent-encoded; the marker reads better as written.
+    parsed.to_string().replace("%5Bredacted%5D", REDACTED)
 }
 
 impl ServeConfig {
@@ -346,6 +371,26 @@ mod tests {
         assert_eq!(
             redact_url("sqlite://orgs.db?mode=rwc"),
             "sqlite://orgs.db?mode=rwc"
+        );
+        assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(
+            redact_url("postgres://u@h:5432/db?password=pw&sslmode=require"),
+            "postgres://u@h:5432/db?password=[redacted]&sslmode=require"
+        );
+        assert_eq!(
+            redact_url(
+                "postgres://h/db?sslmode=verify-full&sslcert=c.pem&sslkey=k.pem&SSLPassword=p%40ss&user=u"
+            ),
+            "postgres://h/db?sslmode=verify-full&sslcert=c.pem&sslkey=k.pem&SSLPassword=[redacted]&user=u"
+        );
+        // An `@` in the query is not the end of the credentials.
+        let tricky = redact_url("postgres://u:pw@h/db?application_name=a@b&pass%77ord=x");
+        assert!(!tricky.contains("pw") && !tricky.contains("=x"), "{tricky}");
+        assert!(tricky.contains("@h/db"), "{tricky}");
+        // Not a URL: nothing after the scheme is shown.
+        assert_eq!(
+            redact_url("postgres://u:p w@[h/db"),
+            "postgres://[redacted]"
         );
         assert_eq!(format!("{:?}", Secret("s3cret".into())), "\"[redacted]\"");
     }
