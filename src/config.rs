@@ -96,6 +96,46 @@ impl AuthConfig {
     }
 }
 
+/// TLS of the gRPC listener. Without a certificate the listener speaks
+/// plaintext (h2c).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the gRPC listener (leaf first); with
+    /// `--tls-key-file`, the listener speaks TLS only.
+    #[arg(
+        long = "tls-cert-file",
+        env = "ORGS_TLS_CERT_FILE",
+        requires = "key_file"
+    )]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(
+        long = "tls-key-file",
+        env = "ORGS_TLS_KEY_FILE",
+        requires = "cert_file"
+    )]
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificates; when set, clients must present a certificate
+    /// signed by one of them (mutual TLS). The bearer token still decides who
+    /// the caller is.
+    #[arg(
+        long = "tls-client-ca-file",
+        env = "ORGS_TLS_CLIENT_CA_FILE",
+        requires = "cert_file"
+    )]
+    pub client_ca_file: Option<PathBuf>,
+    /// Seconds between checks of the certificate, key and client CA files for
+    /// new versions.
+    #[arg(long = "tls-reload-interval", env = "ORGS_TLS_RELOAD_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub reload_interval_secs: u64,
+}
+
+impl TlsConfig {
+    pub fn reload_interval(&self) -> Duration {
+        Duration::from_secs(self.reload_interval_secs)
+    }
+}
+
 /// Clerk-style billing numbers.
 #[derive(Debug, Clone, Args)]
 pub struct BillingConfig {
@@ -214,6 +254,12 @@ pub struct ServeConfig {
         default_value = "127.0.0.1:9090"
     )]
     pub metrics_listen_addr: SocketAddr,
+    /// Address of a plaintext listener serving only `grpc.health.v1.Health`,
+    /// for probes that cannot speak TLS (Kubernetes gRPC probes).
+    #[arg(long = "health-listen", env = "ORGS_HEALTH_LISTEN_ADDR")]
+    pub health_listen_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub tls: TlsConfig,
     #[command(flatten)]
     pub database: DatabaseConfig,
     /// Do not apply migrations on start.
@@ -332,6 +378,11 @@ impl ServeConfig {
             config_file: None,
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            health_listen_addr: None,
+            tls: TlsConfig {
+                reload_interval_secs: 5,
+                ..TlsConfig::default()
+            },
             database: DatabaseConfig {
                 url: database_url.to_string(),
                 max_connections: 10,

@@ -27,6 +27,11 @@ impl Bearer {
     pub fn new(token: String) -> Self {
         Bearer(Some(token))
     }
+
+    /// No `authorization` header.
+    pub fn none() -> Self {
+        Bearer(None)
+    }
 }
 
 impl Interceptor for Bearer {
