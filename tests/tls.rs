@@ -415,3 +415,108 @@ async fn unusable_tls_files_stop_the_start() {
     .expect("a certificate without a key");
     assert!(half.contains("ORGS_TLS_KEY_FILE"), "{half}");
 }
+
+/// `url` with `parameters` added to its query.
+fn with_query(url: &str, parameters: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{parameters}")
+}
+
+/// Whether this connection to PostgreSQL is encrypted, as the server sees it.
+async fn encrypted(url: &str) -> Result<bool, String> {
+    use sea_orm::ConnectionTrait;
+    let db = orgs::store::Db::connect(url, 1)
+        .await
+        .map_err(|e| e.to_string())?;
+    let row = db
+        .conn()
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.backend(),
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ))
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("no pg_stat_ssl row")?;
+    let ssl: bool = row.try_get("", "ssl").map_err(|e| e.to_string())?;
+    db.close().await;
+    Ok(ssl)
+}
+
+/// Why a server on `database_url` does not start, if it does not.
+async fn start_error(database_url: &str) -> Option<String> {
+    App::build(
+        ServeConfig::for_tests(database_url, SECRET),
+        Arc::new(orgs::domain::time::SystemClock),
+    )
+    .await
+    .err()
+    .map(|err| format!("{err:#}"))
+}
+
+/// `sslmode` and `sslrootcert` in the database URL are honoured (sqlx reads
+/// them; its rustls TLS comes with sea-orm's runtime-tokio-rustls). Only
+/// PostgreSQL has them; on SQLite there is nothing to check.
+#[tokio::test]
+async fn postgres_sslmode_and_sslrootcert_are_honoured() {
+    if backend_url().is_none() {
+        eprintln!("sslmode is PostgreSQL's; set ORGS_TEST_DATABASE_URL to check it");
+        return;
+    }
+    let url = fresh_database_url().await;
+    assert_eq!(
+        encrypted(&with_query(&url, "sslmode=disable")).await,
+        Ok(false),
+        "sslmode=disable connects in plaintext"
+    );
+    let server_has_tls = {
+        use sea_orm::ConnectionTrait;
+        let db = orgs::store::Db::connect(&url, 1).await.expect("connect");
+        let row = db
+            .conn()
+            .query_one_raw(sea_orm::Statement::from_string(db.backend(), "SHOW ssl"))
+            .await
+            .expect("show ssl")
+            .expect("a row");
+        let ssl: String = row.try_get("", "ssl").expect("ssl setting");
+        db.close().await;
+        ssl == "on"
+    };
+    let require = with_query(&url, "sslmode=require");
+    if server_has_tls {
+        assert_eq!(
+            encrypted(&require).await,
+            Ok(true),
+            "sslmode=require connects over TLS"
+        );
+        // verify-full checks the server's certificate against sslrootcert: a
+        // CA that did not sign it is refused.
+        let files = Files::new();
+        files.put("ca.crt", &Authority::new("not the database's CA").pem);
+        let untrusted = with_query(
+            &url,
+            &format!(
+                "sslmode=verify-full&sslrootcert={}",
+                files.path("ca.crt").display()
+            ),
+        );
+        let err = start_error(&untrusted)
+            .await
+            .expect("a certificate the root does not sign stops the start");
+        assert!(err.contains("cannot connect to the database"), "{err}");
+        assert!(err.contains("certificate"), "{err}");
+    } else {
+        // A server without TLS and sslmode=require: a clear start-up error,
+        // never a plaintext connection.
+        let err = start_error(&require)
+            .await
+            .expect("sslmode=require without TLS on the server stops the start");
+        assert!(err.contains("cannot connect to the database"), "{err}");
+        assert!(err.to_lowercase().contains("tls"), "{err}");
+    }
+    // Either way a missing root certificate file is an error, not ignored.
+    let missing = with_query(
+        &url,
+        "sslmode=verify-ca&sslrootcert=/nonexistent/orgs-root.crt",
+    );
+    assert!(encrypted(&missing).await.is_err());
+}
