@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Container image of the orgs gRPC server.
 #   docker build -t orgs:0.1.0 .
-#   docker run --rm -p 50051:50051 -p 9090:9090 -e ORGS_AUTH_HS256_SECRET=dev-secret orgs:0.1.0
+#   docker run --rm -p 50051:50051 -p 9090:9090 -e ORGS_AUTH_HS256_SECRET="$(openssl rand -base64 48)" orgs:0.1.0
 
 # ---- build: release binary. protox compiles the protos in build.rs, so no protoc is
 # needed; TLS is rustls, so no OpenSSL.

@@ -17,7 +17,7 @@ clients="${CLIENTS:-8}"
 streams="${STREAMS:-8}"
 work="$(mktemp -d)"
 database_url="${1:-sqlite://$work/bench.db?mode=rwc}"
-export ORGS_AUTH_HS256_SECRET="bench-secret-0123456789abcdef"
+export ORGS_AUTH_HS256_SECRET="bench-secret-0123456789abcdef-0123456789"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 

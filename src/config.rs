@@ -71,6 +71,74 @@ pub struct AuthConfig {
     /// Required `aud` of tokens, when set.
     #[arg(long = "auth-audience", env = "ORGS_AUTH_AUDIENCE")]
     pub audience: Option<String>,
+    /// Seconds between checks of the public key file for a new key.
+    #[arg(long = "auth-public-key-reload-interval", env = "ORGS_AUTH_PUBLIC_KEY_RELOAD_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub public_key_reload_interval_secs: u64,
+    /// URL of the identity provider's JWKS (https, or http on localhost) with
+    /// the RS256/ES256 keys of the tokens, chosen by `kid`.
+    #[arg(long = "auth-jwks-url", env = "ORGS_AUTH_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// Seconds between routine fetches of the JWKS.
+    #[arg(long = "auth-jwks-refresh-interval", env = "ORGS_AUTH_JWKS_REFRESH_INTERVAL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub jwks_refresh_interval_secs: u64,
+    /// Least seconds between two fetches of the JWKS caused by tokens naming an
+    /// unknown `kid`.
+    #[arg(long = "auth-jwks-refetch-interval", env = "ORGS_AUTH_JWKS_REFETCH_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub jwks_refetch_interval_secs: u64,
+}
+
+impl AuthConfig {
+    pub fn public_key_reload_interval(&self) -> Duration {
+        Duration::from_secs(self.public_key_reload_interval_secs)
+    }
+
+    pub fn jwks_refresh_interval(&self) -> Duration {
+        Duration::from_secs(self.jwks_refresh_interval_secs)
+    }
+
+    pub fn jwks_refetch_interval(&self) -> Duration {
+        Duration::from_secs(self.jwks_refetch_interval_secs)
+    }
+}
+
+/// TLS of the gRPC listener. Without a certificate the listener speaks
+/// plaintext (h2c).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the gRPC listener (leaf first); with
+    /// `--tls-key-file`, the listener speaks TLS only.
+    #[arg(
+        long = "tls-cert-file",
+        env = "ORGS_TLS_CERT_FILE",
+        requires = "key_file"
+    )]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(
+        long = "tls-key-file",
+        env = "ORGS_TLS_KEY_FILE",
+        requires = "cert_file"
+    )]
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificates; when set, clients must present a certificate
+    /// signed by one of them (mutual TLS). The bearer token still decides who
+    /// the caller is.
+    #[arg(
+        long = "tls-client-ca-file",
+        env = "ORGS_TLS_CLIENT_CA_FILE",
+        requires = "cert_file"
+    )]
+    pub client_ca_file: Option<PathBuf>,
+    /// Seconds between checks of the certificate, key and client CA files for
+    /// new versions.
+    #[arg(long = "tls-reload-interval", env = "ORGS_TLS_RELOAD_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub reload_interval_secs: u64,
+}
+
+impl TlsConfig {
+    pub fn reload_interval(&self) -> Duration {
+        Duration::from_secs(self.reload_interval_secs)
+    }
 }
 
 /// Clerk-style billing numbers.
@@ -191,6 +259,12 @@ pub struct ServeConfig {
         default_value = "127.0.0.1:9090"
     )]
     pub metrics_listen_addr: SocketAddr,
+    /// Address of a plaintext listener serving only `grpc.health.v1.Health`,
+    /// for probes that cannot speak TLS (Kubernetes gRPC probes).
+    #[arg(long = "health-listen", env = "ORGS_HEALTH_LISTEN_ADDR")]
+    pub health_listen_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub tls: TlsConfig,
     #[command(flatten)]
     pub database: DatabaseConfig,
     /// Do not apply migrations on start.
@@ -248,20 +322,45 @@ impl std::fmt::Debug for DatabaseConfig {
     }
 }
 
-/// The URL with any password replaced.
+/// Query parameters of a database URL that hold a secret (libpq's
+/// `password`, and `sslpassword` for an encrypted client key).
+const SECRET_QUERY_PARAMETERS: &[&str] = &["password", "sslpassword"];
+
+/// The URL with its password, and any query parameter holding a secret,
+/// replaced, for logs and error messages. A string that does not parse as a
+/// URL keeps only its scheme, since where its secrets are cannot be told.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => {
-                    format!("{}{user}:[redacted]{}", &url[..scheme_end + 3], &url[at..])
-                }
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+    const REDACTED: &str = "[redacted]";
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return match url.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://{REDACTED}"),
+            None => REDACTED.to_string(),
+        };
+    };
+    if parsed.password().is_some() {
+        // Fails only for URLs that cannot have credentials, which have none.
+        let _ = parsed.set_password(Some(REDACTED));
     }
+    if let Some(query) = parsed.query() {
+        let redacted: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _))
+                    if SECRET_QUERY_PARAMETERS.iter().any(|secret| {
+                        percent_encoding::percent_decode_str(key)
+                            .decode_utf8_lossy()
+                            .eq_ignore_ascii_case(secret)
+                    }) =>
+                {
+                    format!("{key}={REDACTED}")
+                }
+                _ => pair.to_string(),
+            })
+            .collect();
+        parsed.set_query(Some(&redacted.join("&")));
+    }
+    // The userinfo is percent-encoded; the marker reads better as written.
+    parsed.to_string().replace("%5Bredacted%5D", REDACTED)
 }
 
 impl ServeConfig {
@@ -312,6 +411,11 @@ impl ServeConfig {
             config_file: None,
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            health_listen_addr: None,
+            tls: TlsConfig {
+                reload_interval_secs: 5,
+                ..TlsConfig::default()
+            },
             database: DatabaseConfig {
                 url: database_url.to_string(),
                 max_connections: 10,
@@ -323,6 +427,10 @@ impl ServeConfig {
                 public_key_file: None,
                 issuer: None,
                 audience: None,
+                public_key_reload_interval_secs: 5,
+                jwks_url: None,
+                jwks_refresh_interval_secs: 300,
+                jwks_refetch_interval_secs: 10,
             },
             billing: BillingConfig::default(),
             rules: RulesConfig::default(),
@@ -347,6 +455,26 @@ mod tests {
         assert_eq!(
             redact_url("sqlite://orgs.db?mode=rwc"),
             "sqlite://orgs.db?mode=rwc"
+        );
+        assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(
+            redact_url("postgres://u@h:5432/db?password=pw&sslmode=require"),
+            "postgres://u@h:5432/db?password=[redacted]&sslmode=require"
+        );
+        assert_eq!(
+            redact_url(
+                "postgres://h/db?sslmode=verify-full&sslcert=c.pem&sslkey=k.pem&SSLPassword=p%40ss&user=u"
+            ),
+            "postgres://h/db?sslmode=verify-full&sslcert=c.pem&sslkey=k.pem&SSLPassword=[redacted]&user=u"
+        );
+        // An `@` in the query is not the end of the credentials.
+        let tricky = redact_url("postgres://u:pw@h/db?application_name=a@b&pass%77ord=x");
+        assert!(!tricky.contains("pw") && !tricky.contains("=x"), "{tricky}");
+        assert!(tricky.contains("@h/db"), "{tricky}");
+        // Not a URL: nothing after the scheme is shown.
+        assert_eq!(
+            redact_url("postgres://u:p w@[h/db"),
+            "postgres://[redacted]"
         );
         assert_eq!(format!("{:?}", Secret("s3cret".into())), "\"[redacted]\"");
     }

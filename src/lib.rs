@@ -8,10 +8,12 @@ pub mod domain;
 pub mod events;
 pub mod grpc;
 pub mod proto;
+pub mod reload;
 pub mod server;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::ServeConfig;
 pub use server::{App, RunningServer};

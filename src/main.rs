@@ -30,30 +30,40 @@ enum Command {
         database: DatabaseConfig,
     },
     /// Print a token signed with the configured HS256 secret.
-    Token {
-        /// The principal: a user id or a service name.
-        #[arg(long)]
-        sub: String,
-        /// Space-separated scopes, for example "orgs:admin".
-        #[arg(long)]
-        scope: Option<String>,
-        /// The service acting on behalf of `sub` (`act.sub`).
-        #[arg(long)]
-        act: Option<String>,
-        /// Lifetime: 30s, 15m, 1h, 7d.
-        #[arg(long, default_value = "1h")]
-        ttl: String,
-        #[arg(
-            long = "auth-hs256-secret",
-            env = "ORGS_AUTH_HS256_SECRET",
-            hide_env_values = true
-        )]
-        secret: Option<Secret>,
-        #[arg(long = "auth-issuer", env = "ORGS_AUTH_ISSUER")]
-        issuer: Option<String>,
-        #[arg(long = "auth-audience", env = "ORGS_AUTH_AUDIENCE")]
-        audience: Option<String>,
-    },
+    Token(TokenArgs),
+}
+
+/// What `orgs token` puts in the token.
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The principal: a user id or a service name.
+    #[arg(long)]
+    sub: String,
+    /// Space-separated scopes, for example "orgs:admin".
+    #[arg(long)]
+    scope: Option<String>,
+    /// The service acting on behalf of `sub` (`act.sub`).
+    #[arg(long)]
+    act: Option<String>,
+    /// The OIDC `email` claim.
+    #[arg(long)]
+    email: Option<String>,
+    /// Add `email_verified: true` (the identity provider vouches for `--email`).
+    #[arg(long, requires = "email")]
+    email_verified: bool,
+    /// Lifetime: 30s, 15m, 1h, 7d.
+    #[arg(long, default_value = "1h")]
+    ttl: String,
+    #[arg(
+        long = "auth-hs256-secret",
+        env = "ORGS_AUTH_HS256_SECRET",
+        hide_env_values = true
+    )]
+    secret: Option<Secret>,
+    #[arg(long = "auth-issuer", env = "ORGS_AUTH_ISSUER")]
+    issuer: Option<String>,
+    #[arg(long = "auth-audience", env = "ORGS_AUTH_AUDIENCE")]
+    audience: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -109,15 +119,7 @@ async fn run_command(cli: Cli) -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(config) => serve(*config).await,
         Command::Migrate { database } => migrate(database).await,
-        Command::Token {
-            sub,
-            scope,
-            act,
-            ttl,
-            secret,
-            issuer,
-            audience,
-        } => token(sub, scope, act, &ttl, secret, issuer, audience),
+        Command::Token(args) => token(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -186,16 +188,8 @@ async fn migrate(database: DatabaseConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn token(
-    sub: String,
-    scope: Option<String>,
-    act: Option<String>,
-    ttl: &str,
-    secret: Option<Secret>,
-    issuer: Option<String>,
-    audience: Option<String>,
-) -> anyhow::Result<()> {
-    let Some(secret) = secret.filter(|s| !s.0.is_empty()) else {
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let Some(secret) = args.secret.filter(|s| !s.0.is_empty()) else {
         anyhow::bail!(
             "set ORGS_AUTH_HS256_SECRET (or --auth-hs256-secret) to the server's HS256 secret"
         );
@@ -203,12 +197,14 @@ fn token(
     let token = mint_hs256(
         &secret.0,
         &TokenRequest {
-            sub,
-            scope,
-            act,
-            ttl_seconds: parse_ttl(ttl)?,
-            issuer,
-            audience,
+            sub: args.sub,
+            scope: args.scope,
+            act: args.act,
+            ttl_seconds: parse_ttl(&args.ttl)?,
+            issuer: args.issuer,
+            audience: args.audience,
+            email: args.email,
+            email_verified: args.email_verified,
         },
     )?;
     println!("{token}");

@@ -14,6 +14,7 @@ pub mod wiring;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{Router, http::header, response::IntoResponse, routing::get};
+use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -37,6 +38,7 @@ use crate::service::AccessCache;
 use crate::store::Db;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::rpc::{KnownRpcs, RpcLayer};
+use crate::tls::ServerTls;
 use drain::DrainLayer;
 use wiring::{Handlers, ServerKeys, Shared};
 
@@ -60,6 +62,7 @@ pub struct App {
     shared: Shared,
     handlers: Handlers,
     verifier: Arc<Verifier>,
+    tls: Option<Arc<ServerTls>>,
     shutdown_sender: watch::Sender<bool>,
 }
 
@@ -67,7 +70,8 @@ impl App {
     /// Checks the key configuration, connects to the database and, unless
     /// `--no-migrate`, applies the migrations.
     pub async fn build(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
-        let verifier = Arc::new(Verifier::from_config(&config.auth)?);
+        let verifier = Arc::new(Verifier::from_config(&config.auth).await?);
+        let tls = ServerTls::from_config(&config.tls)?;
         let db = Db::connect(&config.database.url, config.database.max_connections)
             .await
             .map_err(|e| {
@@ -120,12 +124,14 @@ impl App {
             shared,
             handlers,
             verifier,
+            tls,
             shutdown_sender,
         })
     }
 
-    /// Serves gRPC on `listener` and metrics on the configured
-    /// `metrics_listen_addr` until `signal` completes, then shuts down
+    /// Serves gRPC on `listener`, metrics on the configured
+    /// `metrics_listen_addr` and, when configured, health on
+    /// `health_listen_addr` until `signal` completes, then shuts down
     /// gracefully.
     pub async fn serve(
         self,
@@ -137,16 +143,32 @@ impl App {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {metrics_addr}: {e}"))?;
         tracing::info!(addr = %metrics_listener.local_addr()?, "serving metrics");
-        self.serve_with_metrics(listener, metrics_listener, signal)
+        let health_listener = self.bind_health().await?;
+        if let Some(health_listener) = &health_listener {
+            tracing::info!(addr = %health_listener.local_addr()?, "serving health (plaintext)");
+        }
+        self.serve_with_metrics(listener, metrics_listener, health_listener, signal)
             .await
     }
 
-    /// Serves gRPC on `listener` and `/metrics` on `metrics_listener` until
-    /// `signal` completes, then shuts down gracefully.
+    /// The plaintext health-only listener, when one is configured.
+    async fn bind_health(&self) -> anyhow::Result<Option<TcpListener>> {
+        match self.config.health_listen_addr {
+            Some(addr) => Ok(Some(TcpListener::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!("cannot listen for health checks on {addr}: {e}")
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Serves gRPC on `listener` (over TLS when configured), `/metrics` on
+    /// `metrics_listener` and `grpc.health.v1.Health` alone, in plaintext, on
+    /// `health_listener` until `signal` completes, then shuts down gracefully.
     pub async fn serve_with_metrics(
         self,
         listener: TcpListener,
         metrics_listener: TcpListener,
+        health_listener: Option<TcpListener>,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -163,6 +185,7 @@ impl App {
             shared,
             handlers,
             verifier,
+            tls,
             shutdown_sender,
         } = self;
         let watchdog = tokio::spawn(watch_database(shared.db.clone(), reporter.clone()));
@@ -186,6 +209,22 @@ impl App {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
+
+        // Probes that cannot speak TLS (Kubernetes gRPC probes) ask this
+        // listener; it reports the same statuses as the main one.
+        let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();
+        let health_server = health_listener.map(|health_listener| {
+            tokio::spawn(
+                Server::builder()
+                    .add_service(health_service.clone())
+                    .serve_with_incoming_shutdown(
+                        TcpListenerStream::new(health_listener),
+                        async move {
+                            let _ = health_stopped.await;
+                        },
+                    ),
+            )
+        });
 
         let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics_server = tokio::spawn(serve_metrics(
@@ -230,7 +269,7 @@ impl App {
             tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
             tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
         ]);
-        let server = Server::builder()
+        let router = Server::builder()
             // Outermost, so calls refused by the layers below are traced and counted too.
             .layer(RpcLayer::new(shared.metrics.clone(), known_rpcs))
             .layer(drain)
@@ -240,8 +279,19 @@ impl App {
             .add_service(reflection_v1alpha)
             .add_service(OrganizationServiceServer::new(handlers.organization))
             .add_service(InvitationServiceServer::new(handlers.invitation))
-            .add_service(BillingServiceServer::new(handlers.billing))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_signal);
+            .add_service(BillingServiceServer::new(handlers.billing));
+        let server: BoxFuture<'static, Result<(), tonic::transport::Error>> = match tls {
+            Some(tls) => {
+                tracing::info!(
+                    client_certificates = tls.mutual(),
+                    "gRPC listener speaks TLS"
+                );
+                Box::pin(router.serve_with_incoming_shutdown(tls.incoming(listener), on_signal))
+            }
+            None => Box::pin(
+                router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_signal),
+            ),
+        };
         tokio::pin!(server);
 
         let mut shutdown = shared.shutdown.clone();
@@ -266,6 +316,12 @@ impl App {
             }
         };
         tracing::info!("gRPC server stopped");
+        let _ = stop_health.send(());
+        if let Some(health_server) = health_server
+            && let Ok(Err(err)) = health_server.await
+        {
+            tracing::warn!(error = %err, "health listener failed");
+        }
         let _ = stop_metrics.send(());
         if let Ok(Err(err)) = metrics_server.await {
             tracing::warn!(error = %err, "metrics listener failed");
@@ -276,23 +332,31 @@ impl App {
         result.map_err(Into::into)
     }
 
-    /// Binds `addr` (and the configured metrics address) and serves in the
-    /// background; for tests and embedding.
+    /// Binds `addr` (and the configured metrics and health addresses) and
+    /// serves in the background; for tests and embedding.
     pub async fn spawn(self, addr: SocketAddr) -> anyhow::Result<RunningServer> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let metrics_listener = TcpListener::bind(self.config.metrics_listen_addr).await?;
         let metrics_addr = metrics_listener.local_addr()?;
+        let health_listener = self.bind_health().await?;
+        let health_addr = match &health_listener {
+            Some(health_listener) => Some(health_listener.local_addr()?),
+            None => None,
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let handle =
-            tokio::spawn(
-                self.serve_with_metrics(listener, metrics_listener, async move {
-                    let _ = stopped.await;
-                }),
-            );
+        let handle = tokio::spawn(self.serve_with_metrics(
+            listener,
+            metrics_listener,
+            health_listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Ok(RunningServer {
             addr: local_addr,
             metrics_addr,
+            health_addr,
             stop: Some(stop),
             handle,
         })
@@ -329,6 +393,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The bound address of `/metrics`.
     pub metrics_addr: SocketAddr,
+    /// The bound address of the plaintext health listener, when configured.
+    pub health_addr: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }

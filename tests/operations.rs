@@ -367,23 +367,7 @@ async fn a_call_with_a_traceparent_is_exported_under_that_trace_and_logged_with_
         .expect("create organization");
     telemetry.flush().await;
 
-    let span = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let found = receiver
-                .spans
-                .lock()
-                .expect("spans")
-                .iter()
-                .find(|span| hex::encode(&span.trace_id) == trace_id)
-                .cloned();
-            if let Some(span) = found {
-                return span;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .expect("the span reaches the receiver");
+    let span = exported_span(&receiver, &trace_id).await;
     assert_eq!(span.name, "orgs.v1.OrganizationService/CreateOrganization");
     assert_eq!(
         hex::encode(&span.parent_span_id),
@@ -420,8 +404,66 @@ async fn a_call_with_a_traceparent_is_exported_under_that_trace_and_logged_with_
     assert_eq!(line["message"], "rpc finished", "{line}");
     assert_eq!(line["code"], "OK", "{line}");
 
+    // A path that is not a served RPC, chosen by the caller, gets the one
+    // fixed span name, as it gets the `unknown` metric labels.
+    let unknown_trace_id = format!("{:032x}", ulid::Ulid::new().0);
+    let mut grpc = tonic::client::Grpc::new(app.channel());
+    grpc.ready().await.expect("ready");
+    let mut request = Request::new(());
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{unknown_trace_id}-{parent_span_id}-01")
+            .parse()
+            .expect("traceparent"),
+    );
+    let path = format!("/orgs.v1.OrganizationService/Made{}", ulid::Ulid::new());
+    let status = grpc
+        .unary(
+            request,
+            path.parse::<http::uri::PathAndQuery>().expect("path"),
+            tonic_prost::ProstCodec::<(), ()>::default(),
+        )
+        .await
+        .expect_err("not an RPC");
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    telemetry.flush().await;
+    let span = exported_span(&receiver, &unknown_trace_id).await;
+    assert_eq!(span.name, "unknown");
+    assert_eq!(
+        attribute(&span, "rpc.service"),
+        Some(AnyValue::StringValue("unknown".into()))
+    );
+    assert_eq!(
+        attribute(&span, "rpc.method"),
+        Some(AnyValue::StringValue("unknown".into()))
+    );
+
     app.shutdown().await;
     telemetry.shutdown().await;
+}
+
+/// The span of `trace_id` once it reaches the receiver.
+async fn exported_span(
+    receiver: &OtlpReceiver,
+    trace_id: &str,
+) -> opentelemetry_proto::tonic::trace::v1::Span {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let found = receiver
+                .spans
+                .lock()
+                .expect("spans")
+                .iter()
+                .find(|span| hex::encode(&span.trace_id) == trace_id)
+                .cloned();
+            if let Some(span) = found {
+                return span;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the span reaches the receiver")
 }
 
 // ---------------------------------------------------------------- shutdown

@@ -50,14 +50,11 @@ pub struct AuthService<S> {
     verifier: Arc<Verifier>,
 }
 
-/// Verifies the request's token against the rule of its path.
-fn authenticate<B>(
-    verifier: &Verifier,
-    request: &http::Request<B>,
-) -> Result<Option<Caller>, Status> {
+/// The RPC's rule and the request's bearer token, or `None` for paths that
+/// are not RPCs of ours (the router answers UNIMPLEMENTED).
+fn bearer<B>(request: &http::Request<B>) -> Result<Option<(&'static str, Rule, String)>, Status> {
     let path = request.uri().path();
     let Some((method, rule)) = rule_for(path) else {
-        // Not an RPC of ours: let the router answer UNIMPLEMENTED.
         return Ok(None);
     };
     let header = request
@@ -85,7 +82,15 @@ fn authenticate<B>(
                 "authorization must be `Bearer <token>`".into(),
             ))
         })?;
-    let principal = verifier.verify(token).map_err(Status::from)?;
+    Ok(Some((method, rule, token.to_string())))
+}
+
+/// Verifies the token against the rule of its RPC.
+async fn authenticate(
+    verifier: &Verifier,
+    (method, rule, token): (&'static str, Rule, String),
+) -> Result<Caller, Status> {
+    let principal = verifier.verify(&token).await.map_err(Status::from)?;
     let caller = Caller {
         principal,
         method,
@@ -94,7 +99,7 @@ fn authenticate<B>(
     if let Rule::Scopes(_) = rule {
         decide_without_organization(&caller, None).map_err(Status::from)?;
     }
-    Ok(Some(caller))
+    Ok(caller)
 }
 
 impl<S, B> Service<http::Request<B>> for AuthService<S>
@@ -118,14 +123,20 @@ where
         if is_public(request.uri().path()) {
             return Box::pin(inner.call(request));
         }
-        match authenticate(&self.verifier, &request) {
-            Ok(caller) => {
-                if let Some(caller) = caller {
+        let call = match bearer(&request) {
+            Ok(Some(call)) => call,
+            Ok(None) => return Box::pin(inner.call(request)),
+            Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
+        };
+        let verifier = self.verifier.clone();
+        Box::pin(async move {
+            match authenticate(&verifier, call).await {
+                Ok(caller) => {
                     request.extensions_mut().insert(caller);
+                    inner.call(request).await
                 }
-                Box::pin(inner.call(request))
+                Err(status) => Ok(status.into_http()),
             }
-            Err(status) => Box::pin(async move { Ok(status.into_http()) }),
-        }
+        })
     }
 }

@@ -2,6 +2,8 @@
 //! table keyed by RPC, enforced by [`layer::AuthLayer`] and [`policy::Caller`]).
 
 pub mod authorizer;
+pub mod jwks;
+pub mod keys;
 pub mod layer;
 pub mod policy;
 pub mod token;

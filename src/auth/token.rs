@@ -1,12 +1,15 @@
 //! Bearer token verification and minting.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 
+use super::jwks::Jwks;
+use super::keys::{FileKey, KeySource};
 use crate::config::{AuthAlgorithm, AuthConfig};
-use crate::domain::{Error, Reason};
+use crate::domain::{Error, Reason, types::Email};
 
 /// Scopes that grant platform-wide rights.
 pub mod scopes {
@@ -29,6 +32,12 @@ pub struct Principal {
     pub scopes: BTreeSet<String>,
     /// The service acting on behalf of `sub` (RFC 8693 `act.sub`).
     pub act: Option<String>,
+    /// The OIDC `email` claim, trimmed and lower-cased; `None` when absent or not
+    /// shaped like an address.
+    pub email: Option<String>,
+    /// The OIDC `email_verified` claim: the identity provider vouches that the
+    /// caller controls `email`. Never true without an `email`.
+    pub email_verified: bool,
 }
 
 impl Principal {
@@ -52,6 +61,34 @@ struct Actor {
     sub: String,
 }
 
+/// `aud`: one audience or several (RFC 7519 section 4.1.3). jsonwebtoken checks
+/// it against the configured audience; it is kept here only so that both shapes
+/// deserialize.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `email_verified` as a boolean, or as the strings `"true"`/`"false"` that some
+/// identity providers send.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Flag {
+    Bool(bool),
+    Text(String),
+}
+
+impl Flag {
+    fn is_true(&self) -> bool {
+        match self {
+            Flag::Bool(value) => *value,
+            Flag::Text(text) => text.eq_ignore_ascii_case("true"),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
@@ -65,23 +102,40 @@ struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    aud: Option<String>,
+    aud: Option<Audience>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email_verified: Option<Flag>,
 }
 
-/// Verifies tokens with the one configured algorithm and key.
-#[derive(Clone)]
+/// The least length of an HS256 secret: the hash output size (RFC 7518
+/// section 3.2).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// Verifies tokens with the one configured algorithm and its keys.
 pub struct Verifier {
-    key: DecodingKey,
+    algorithm: Algorithm,
+    keys: KeySource,
     validation: Validation,
 }
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = match &self.keys {
+            KeySource::Fixed(_) => "secret",
+            KeySource::File(_) => "public key file",
+            KeySource::Jwks(_) => "jwks",
+        };
         f.debug_struct("Verifier")
-            .field("algorithms", &self.validation.algorithms)
+            .field("algorithm", &self.algorithm)
+            .field("keys", &keys)
             .finish()
     }
 }
+
+/// The longest `kid` looked up; real ones are short.
+const MAX_KID_BYTES: usize = 256;
 
 fn algorithm(config: AuthAlgorithm) -> Algorithm {
     match config {
@@ -92,69 +146,142 @@ fn algorithm(config: AuthAlgorithm) -> Algorithm {
 }
 
 impl Verifier {
-    /// Builds the verifier, or says how to configure a key.
-    pub fn from_config(config: &AuthConfig) -> anyhow::Result<Verifier> {
-        let key = match config.algorithm {
+    /// Builds the verifier, or says how to configure a key. With a JWKS URL
+    /// the key set is fetched first; with a public key file the file is then
+    /// watched for a new key.
+    pub async fn from_config(config: &AuthConfig) -> anyhow::Result<Verifier> {
+        let keys = match config.algorithm {
             AuthAlgorithm::Hs256 => {
+                if config.jwks_url.is_some() {
+                    anyhow::bail!(
+                        "ORGS_AUTH_JWKS_URL holds RS256 or ES256 keys: set ORGS_AUTH_ALGORITHM to the algorithm of the identity provider's tokens"
+                    );
+                }
                 let secret = config
                     .hs256_secret
                     .as_ref()
                     .map(|s| s.0.as_str())
                     .unwrap_or_default();
-                if secret.len() < 16 {
+                if secret.is_empty() {
                     anyhow::bail!(
-                        "no usable token key: set ORGS_AUTH_HS256_SECRET (or --auth-hs256-secret) to a secret of at least 16 bytes, or set ORGS_AUTH_ALGORITHM=RS256|ES256 with ORGS_AUTH_PUBLIC_KEY_FILE; the server never runs without authentication"
+                        "no usable token key: set ORGS_AUTH_HS256_SECRET (or --auth-hs256-secret) to a random secret of at least {MIN_HS256_SECRET_BYTES} bytes (for example `openssl rand -base64 48`), or set ORGS_AUTH_ALGORITHM=RS256|ES256 with ORGS_AUTH_PUBLIC_KEY_FILE or ORGS_AUTH_JWKS_URL; the server never runs without authentication"
                     );
                 }
-                DecodingKey::from_secret(secret.as_bytes())?
+                if secret.len() < MIN_HS256_SECRET_BYTES {
+                    anyhow::bail!(
+                        "ORGS_AUTH_HS256_SECRET is {} bytes long; HS256 needs at least {MIN_HS256_SECRET_BYTES} (RFC 7518): set a random secret such as the output of `openssl rand -base64 48`",
+                        secret.len()
+                    );
+                }
+                KeySource::Fixed(Arc::new(DecodingKey::from_secret(secret.as_bytes())?))
             }
             AuthAlgorithm::Rs256 | AuthAlgorithm::Es256 => {
-                let Some(path) = &config.public_key_file else {
-                    anyhow::bail!(
-                        "no usable token key: ORGS_AUTH_ALGORITHM={:?} needs ORGS_AUTH_PUBLIC_KEY_FILE (or --auth-public-key-file) naming a PEM public key",
+                match (&config.public_key_file, &config.jwks_url) {
+                    (Some(_), Some(_)) => anyhow::bail!(
+                        "set either ORGS_AUTH_PUBLIC_KEY_FILE or ORGS_AUTH_JWKS_URL, not both"
+                    ),
+                    (Some(path), None) => KeySource::File(FileKey::watch(
+                        path,
+                        algorithm(config.algorithm),
+                        config.public_key_reload_interval(),
+                    )?),
+                    (None, Some(url)) => KeySource::Jwks(
+                        Jwks::start(
+                            url,
+                            algorithm(config.algorithm),
+                            config.jwks_refresh_interval(),
+                            config.jwks_refetch_interval(),
+                        )
+                        .await?,
+                    ),
+                    (None, None) => anyhow::bail!(
+                        "no usable token key: ORGS_AUTH_ALGORITHM={:?} needs ORGS_AUTH_PUBLIC_KEY_FILE (or --auth-public-key-file) naming a PEM public key, or ORGS_AUTH_JWKS_URL (or --auth-jwks-url) naming the identity provider's JWKS",
                         config.algorithm
-                    );
-                };
-                let pem = std::fs::read(path).map_err(|e| {
-                    anyhow::anyhow!("cannot read the public key file {}: {e}", path.display())
-                })?;
-                if config.algorithm == AuthAlgorithm::Rs256 {
-                    DecodingKey::from_rsa_pem(&pem)?
-                } else {
-                    DecodingKey::from_ec_pem(&pem)?
+                    ),
                 }
             }
         };
         let mut validation = Validation::new(algorithm(config.algorithm));
         validation.leeway = 60;
         validation.validate_exp = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_nbf = true;
+        // jsonwebtoken checks `iss` and `aud` only when a token carries them, so
+        // configured ones are also required: a token minted for another service
+        // with the same key but without them must not pass.
+        let mut required = vec!["exp", "sub"];
         match &config.issuer {
-            Some(issuer) => validation.set_issuer(&[issuer]),
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                required.push("iss");
+            }
             None => validation.iss = None,
         }
         match &config.audience {
-            Some(audience) => validation.set_audience(&[audience]),
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
-        Ok(Verifier { key, validation })
+        validation.set_required_spec_claims(&required);
+        Ok(Verifier {
+            algorithm: algorithm(config.algorithm),
+            keys,
+            validation,
+        })
     }
 
     /// Verifies a bearer token and returns its principal.
-    pub fn verify(&self, token: &str) -> Result<Principal, Error> {
+    pub async fn verify(&self, token: &str) -> Result<Principal, Error> {
+        let key = match &self.keys {
+            KeySource::Fixed(key) => key.clone(),
+            KeySource::File(file) => file.current(),
+            KeySource::Jwks(jwks) => {
+                let invalid = |message: &str| {
+                    Error::Unauthenticated(Reason::TokenInvalid, message.to_string())
+                };
+                let header = jsonwebtoken::decode_header(token)
+                    .map_err(|_| invalid("the token is not valid"))?;
+                // Checked before the key is looked up, so a token of another
+                // algorithm never causes a fetch.
+                if header.alg != self.algorithm {
+                    return Err(invalid("the token is not valid"));
+                }
+                let kid = header
+                    .kid
+                    .filter(|kid| !kid.is_empty() && kid.len() <= MAX_KID_BYTES)
+                    .ok_or_else(|| invalid("the token names no key (kid)"))?;
+                jwks.key(&kid)
+                    .await
+                    .ok_or_else(|| invalid("the token is signed by an unknown key"))?
+            }
+        };
+        self.principal(token, &key)
+    }
+
+    fn principal(&self, token: &str, key: &DecodingKey) -> Result<Principal, Error> {
         let data =
-            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|err| {
-                match err.kind() {
+            jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(
+                |err| match err.kind() {
                     ErrorKind::ExpiredSignature => {
                         Error::Unauthenticated(Reason::TokenExpired, "the token has expired".into())
                     }
+                    ErrorKind::ImmatureSignature => Error::Unauthenticated(
+                        Reason::TokenInvalid,
+                        "the token is not valid yet (nbf)".into(),
+                    ),
                     _ => Error::Unauthenticated(
                         Reason::TokenInvalid,
                         "the token is not valid".into(),
                     ),
-                }
-            })?;
+                },
+            )?;
         let claims = data.claims;
+        let email = claims
+            .email
+            .as_deref()
+            .and_then(|email| Email::parse("email", email).ok())
+            .map(|email| email.as_str().to_string());
         if claims.sub.trim().is_empty() || claims.sub.len() > 128 {
             return Err(Error::Unauthenticated(
                 Reason::TokenInvalid,
@@ -170,6 +297,9 @@ impl Verifier {
                 .map(str::to_string)
                 .collect(),
             act: claims.act.map(|act| act.sub).filter(|sub| !sub.is_empty()),
+            email_verified: email.is_some()
+                && claims.email_verified.as_ref().is_some_and(Flag::is_true),
+            email,
         })
     }
 }
@@ -183,6 +313,10 @@ pub struct TokenRequest {
     pub ttl_seconds: u64,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    /// The OIDC `email` claim.
+    pub email: Option<String>,
+    /// The OIDC `email_verified` claim (sent only when true).
+    pub email_verified: bool,
 }
 
 /// Signs a token with an HS256 secret (for `orgs token`, tests and local use).
@@ -195,7 +329,9 @@ pub fn mint_hs256(secret: &str, request: &TokenRequest) -> anyhow::Result<String
         scope: request.scope.clone().filter(|s| !s.is_empty()),
         act: request.act.clone().map(|sub| Actor { sub }),
         iss: request.issuer.clone(),
-        aud: request.audience.clone(),
+        aud: request.audience.clone().map(Audience::One),
+        email: request.email.clone(),
+        email_verified: request.email_verified.then_some(Flag::Bool(true)),
     };
     Ok(jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

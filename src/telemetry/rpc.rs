@@ -28,6 +28,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::metrics::{MethodLabels, Metrics, RpcRecord, code_name};
 
+/// The label value and span name of a path that is not a served RPC.
+const UNKNOWN: &str = "unknown";
+
 /// The RPC paths the server serves, so metric labels stay bounded.
 #[derive(Debug, Default)]
 pub struct KnownRpcs {
@@ -71,13 +74,15 @@ impl KnownRpcs {
         KnownRpcs { paths }
     }
 
+    /// The service and method of a served RPC; `unknown` for any other path,
+    /// so callers cannot create label values or span names at will.
     fn labels(&self, path: &str) -> MethodLabels {
         self.paths
             .get(path)
             .cloned()
             .unwrap_or_else(|| MethodLabels {
-                grpc_service: "unknown".into(),
-                grpc_method: "unknown".into(),
+                grpc_service: UNKNOWN.into(),
+                grpc_method: UNKNOWN.into(),
             })
     }
 }
@@ -134,10 +139,10 @@ where
         // The clone that was polled ready is the one to call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let path = request.uri().path();
-        let span = rpc_span(path, request.headers());
+        let labels = self.known.labels(request.uri().path());
+        let span = rpc_span(&labels, request.headers());
         let call = Call {
-            record: Some(self.metrics.rpc_started(self.known.labels(path))),
+            record: Some(self.metrics.rpc_started(labels)),
             span: span.clone(),
         };
         let response = inner.call(request).instrument(span.clone());
@@ -170,21 +175,19 @@ where
 }
 
 /// The server span of one RPC, a child of the caller's span when the request
-/// carries a valid `traceparent`.
-pub fn rpc_span(path: &str, headers: &HeaderMap) -> Span {
-    let (service, method) = path
-        .trim_start_matches('/')
-        .split_once('/')
-        .unwrap_or(("unknown", "unknown"));
+/// carries a valid `traceparent`. Named `service/method` for served RPCs and
+/// `unknown` for any other path: the path is the caller's to choose, and span
+/// names must stay few.
+pub fn rpc_span(labels: &MethodLabels, headers: &HeaderMap) -> Span {
     let span = tracing::info_span!(
         target: "orgs::rpc",
         "rpc",
-        otel.name = %path.trim_start_matches('/'),
+        otel.name = %SpanName(labels),
         otel.kind = "server",
         otel.status_code = Empty,
         rpc.system = "grpc",
-        rpc.service = %service,
-        rpc.method = %method,
+        rpc.service = %labels.grpc_service,
+        rpc.method = %labels.grpc_method,
         rpc.grpc.status_code = Empty,
         trace_id = Empty,
     );
@@ -199,6 +202,19 @@ pub fn rpc_span(path: &str, headers: &HeaderMap) -> Span {
         span.record("trace_id", tracing::field::display(trace_id));
     }
     span
+}
+
+/// `service/method`, or `unknown`.
+struct SpanName<'a>(&'a MethodLabels);
+
+impl std::fmt::Display for SpanName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.grpc_service == UNKNOWN {
+            f.write_str(UNKNOWN)
+        } else {
+            write!(f, "{}/{}", self.0.grpc_service, self.0.grpc_method)
+        }
+    }
 }
 
 struct HeaderExtractor<'a>(&'a HeaderMap);

@@ -17,7 +17,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-pub const SECRET: &str = "test-secret-0123456789abcdef";
+pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone)]
@@ -26,6 +26,11 @@ pub struct Bearer(Option<String>);
 impl Bearer {
     pub fn new(token: String) -> Self {
         Bearer(Some(token))
+    }
+
+    /// No `authorization` header.
+    pub fn none() -> Self {
+        Bearer(None)
     }
 }
 

@@ -119,7 +119,22 @@ Name of the Secret holding ORGS_AUTH_HS256_SECRET / ORGS_DATABASE_URL / the publ
 True ("true") when the auth algorithm verifies with a PEM public key.
 */}}
 {{- define "orgs.usesPublicKey" -}}
-{{- if has .Values.auth.algorithm (list "RS256" "ES256") }}true{{ end }}
+{{- if and (has .Values.auth.algorithm (list "RS256" "ES256")) (not .Values.auth.jwksUrl) }}true{{ end }}
+{{- end }}
+
+{{/*
+Where the TLS Secret is mounted (ORGS_TLS_CERT_FILE, ORGS_TLS_KEY_FILE,
+ORGS_TLS_CLIENT_CA_FILE). The whole directory is mounted, never a subPath: the kubelet
+updates a Secret volume in place only without subPath, and the server reloads the files.
+*/}}
+{{- define "orgs.tlsDir" -}}/etc/orgs/tls{{- end }}
+
+{{/*
+The port the probes ask: the plaintext health-only listener when the gRPC port speaks
+TLS (Kubernetes gRPC probes do not), else the gRPC port.
+*/}}
+{{- define "orgs.probePort" -}}
+{{- if .Values.tls.enabled }}{{ .Values.ports.health }}{{ else }}{{ .Values.ports.grpc }}{{ end }}
 {{- end }}
 
 {{/*
@@ -161,7 +176,22 @@ says what to change.
 {{- fail "database.type=postgresql needs a connection URL: set secret.existingSecret (a Secret with the key named by secret.keys.databaseUrl) or database.postgresql.url." }}
 {{- end }}
 {{- if and (include "orgs.usesPublicKey" .) (not .Values.secret.existingSecret) (not .Values.auth.publicKey) }}
-{{- fail (printf "auth.algorithm=%s needs a PEM public key: set auth.publicKey, or secret.existingSecret with the key named by secret.keys.publicKey." .Values.auth.algorithm) }}
+{{- fail (printf "auth.algorithm=%s needs a PEM public key: set auth.publicKey (or secret.existingSecret with the key named by secret.keys.publicKey), or auth.jwksUrl." .Values.auth.algorithm) }}
+{{- end }}
+{{- if and .Values.auth.jwksUrl (eq .Values.auth.algorithm "HS256") }}
+{{- fail "auth.jwksUrl holds RS256 or ES256 keys: set auth.algorithm to the algorithm of the identity provider's tokens." }}
+{{- end }}
+{{- if and .Values.auth.jwksUrl .Values.auth.publicKey }}
+{{- fail "set either auth.publicKey or auth.jwksUrl, not both." }}
+{{- end }}
+{{- if and .Values.tls.enabled (not .Values.tls.secretName) }}
+{{- fail "tls.enabled=true needs tls.secretName: the name of a kubernetes.io/tls Secret with tls.crt and tls.key (for example a cert-manager Certificate's spec.secretName)." }}
+{{- end }}
+{{- if and .Values.tls.clientAuth (not .Values.tls.enabled) }}
+{{- fail "tls.clientAuth=true needs tls.enabled=true." }}
+{{- end }}
+{{- if and .Values.tls.enabled (eq (int .Values.ports.health) (int .Values.ports.grpc)) }}
+{{- fail "ports.health must differ from ports.grpc: with TLS the probes use a separate plaintext port." }}
 {{- end }}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas must not be greater than autoscaling.maxReplicas." }}
