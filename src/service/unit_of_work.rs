@@ -138,6 +138,25 @@ impl Tx {
         Ok(())
     }
 
+    /// Records in the audit trail an attempt that changed nothing a reader
+    /// sees (a wrong verification code, an email that did not match), with
+    /// no event for other services. Kept when the call then fails with
+    /// [`Self::commit_on_error`].
+    pub fn audit_only(&mut self, organization_id: Option<&OrganizationId>, resource_id: &str) {
+        self.events.push(NewEvent {
+            kind: None,
+            action: self.actor.action.to_string(),
+            actor: self.actor.sub.clone(),
+            on_behalf_of: self.actor.on_behalf_of.clone().unwrap_or_default(),
+            organization_id: organization_id.map(|id| id.to_string()).unwrap_or_default(),
+            resource_id: resource_id.to_string(),
+            request_id: self.request_id.clone().unwrap_or_default(),
+            audit: true,
+            payload: serde_json::Value::Object(Default::default()),
+            create_time: self.now,
+        });
+    }
+
     /// Keeps what the change wrote even though it fails (a wrong verification
     /// code still counts as an attempt).
     pub fn commit_on_error(&mut self) {
