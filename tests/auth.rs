@@ -545,7 +545,9 @@ async fn organization_service_role_matrix() {
     check(
         &app,
         "CreateOrganization",
-        [OK, OK, OK, OK, OK],
+        // orgs:read is read-only: it never creates, or becomes a member of,
+        // anything.
+        [OK, OK, OK, PD, OK],
         |mut c, _| async move {
             c.create_organization(pb::CreateOrganizationRequest {
                 name: "Anyone".into(),

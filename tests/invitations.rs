@@ -22,6 +22,11 @@ fn user(app: &TestApp, sub: &str) -> Invitations {
     app.invitations(Some(token(sub, "")))
 }
 
+/// An end user whose identity provider vouches for `email`.
+fn user_with_email(app: &TestApp, sub: &str, email: &str) -> Invitations {
+    app.invitations(Some(verified_token(sub, email)))
+}
+
 fn strings(pairs: &[(&str, &str)]) -> Option<Struct> {
     Some(Struct {
         fields: pairs
@@ -192,8 +197,9 @@ async fn token_is_returned_once_with_its_url_and_stored_only_as_a_hash() {
         .unwrap();
     assert_eq!(read.id, invitation.id);
 
-    // A retry with the same request_id answers the same invitation, without the
-    // token, which is nowhere in the database.
+    // A retry with the same request_id answers the same invitation with a new
+    // token (a client that lost the first answer is not stuck); the first
+    // token stops working. Neither is anywhere in the database.
     let replay = admin(&app)
         .create_invitation(pb::CreateInvitationRequest {
             redirect_url: "https://app.example.com/join?from=mail".into(),
@@ -204,22 +210,32 @@ async fn token_is_returned_once_with_its_url_and_stored_only_as_a_hash() {
         .unwrap()
         .into_inner();
     assert_eq!(replay.invitation.unwrap().id, invitation.id);
-    assert!(replay.token.is_empty() && replay.url.is_empty());
+    assert!(!replay.token.is_empty() && replay.token != created.token);
+    assert_eq!(
+        replay.url,
+        format!(
+            "https://app.example.com/join?from=mail&ticket={}",
+            replay.token
+        )
+    );
+    assert_eq!(get_org(&app, &org.id).await.pending_invitations_count, 1);
 
     let db = db(&app).await;
-    let pattern = format!("%{}%", created.token);
-    for sql in [
-        "SELECT COUNT(*) FROM invitations WHERE token_hash LIKE $1 OR id LIKE $1 OR redirect_url LIKE $1 OR public_metadata LIKE $1",
-        "SELECT COUNT(*) FROM idempotency_keys WHERE response LIKE $1",
-        "SELECT COUNT(*) FROM events WHERE payload LIKE $1",
-    ] {
-        let found = orgs::store::fetch_i64(db.conn(), sql, orgs::values![pattern.clone()])
-            .await
-            .unwrap();
-        assert_eq!(found, 0, "{sql}");
+    for token in [&created.token, &replay.token] {
+        let pattern = format!("%{token}%");
+        for sql in [
+            "SELECT COUNT(*) FROM invitations WHERE token_hash LIKE $1 OR id LIKE $1 OR redirect_url LIKE $1 OR public_metadata LIKE $1",
+            "SELECT COUNT(*) FROM idempotency_keys WHERE response LIKE $1",
+            "SELECT COUNT(*) FROM events WHERE payload LIKE $1",
+        ] {
+            let found = orgs::store::fetch_i64(db.conn(), sql, orgs::values![pattern.clone()])
+                .await
+                .unwrap();
+            assert_eq!(found, 0, "{sql}");
+        }
     }
     use sha2::Digest;
-    let hash = hex::encode(sha2::Sha256::digest(created.token.as_bytes()));
+    let hash = hex::encode(sha2::Sha256::digest(replay.token.as_bytes()));
     let stored = orgs::store::fetch_i64(
         db.conn(),
         "SELECT COUNT(*) FROM invitations WHERE token_hash = $1",
@@ -229,6 +245,21 @@ async fn token_is_returned_once_with_its_url_and_stored_only_as_a_hash() {
     .unwrap();
     assert_eq!(stored, 1);
     db.close().await;
+    assert_status(
+        user_with_email(&app, "user_ann", "ann@example.com")
+            .accept_invitation(accept_request(
+                &created.token,
+                "user_ann",
+                "ann@example.com",
+            ))
+            .await,
+        Code::NotFound,
+        "INVITATION_NOT_FOUND",
+    );
+    user_with_email(&app, "user_ann", "ann@example.com")
+        .accept_invitation(accept_request(&replay.token, "user_ann", "ann@example.com"))
+        .await
+        .expect("the new token works");
 }
 
 #[tokio::test]
@@ -255,7 +286,7 @@ async fn a_current_member_cannot_be_invited_again() {
     let app = TestApp::spawn().await;
     let org = create_org(&app, "Acme", Some("user_owner")).await;
     let created = invite(&app, &org.id, "bob@example.com").await;
-    user(&app, "user_bob")
+    user_with_email(&app, "user_bob", "bob@example.com")
         .accept_invitation(accept_request(
             &created.token,
             "user_bob",
@@ -297,7 +328,7 @@ async fn accept_creates_the_membership_with_the_invited_role_and_metadata() {
         .await
         .unwrap()
         .into_inner();
-    let accepted = user(&app, "user_cy")
+    let accepted = user_with_email(&app, "user_cy", "CY@example.com")
         .accept_invitation(accept_request(&created.token, "user_cy", "CY@example.com"))
         .await
         .unwrap()
@@ -340,7 +371,7 @@ async fn accept_checks_the_email_and_the_status() {
     let org = create_org(&app, "Acme", Some("user_owner")).await;
     let created = invite(&app, &org.id, "dee@example.com").await;
     assert_status(
-        user(&app, "user_dee")
+        user_with_email(&app, "user_dee", "mallory@example.com")
             .accept_invitation(accept_request(
                 &created.token,
                 "user_dee",
@@ -351,7 +382,7 @@ async fn accept_checks_the_email_and_the_status() {
         "EMAIL_MISMATCH",
     );
     assert_status(
-        user(&app, "user_dee")
+        user_with_email(&app, "user_dee", "dee@example.com")
             .accept_invitation(accept_request(
                 "bm90LWEtdG9rZW4",
                 "user_dee",
@@ -361,7 +392,7 @@ async fn accept_checks_the_email_and_the_status() {
         Code::NotFound,
         "INVITATION_NOT_FOUND",
     );
-    user(&app, "user_dee")
+    user_with_email(&app, "user_dee", "dee@example.com")
         .accept_invitation(accept_request(
             &created.token,
             "user_dee",
@@ -370,7 +401,7 @@ async fn accept_checks_the_email_and_the_status() {
         .await
         .unwrap();
     assert_status(
-        user(&app, "user_dee")
+        user_with_email(&app, "user_dee", "dee@example.com")
             .accept_invitation(accept_request(
                 &created.token,
                 "user_dee",
@@ -389,7 +420,7 @@ async fn accept_checks_the_email_and_the_status() {
         .await
         .unwrap();
     assert_status(
-        user(&app, "user_eve")
+        user_with_email(&app, "user_eve", "eve@example.com")
             .accept_invitation(accept_request(
                 &revoked.token,
                 "user_eve",
@@ -401,7 +432,7 @@ async fn accept_checks_the_email_and_the_status() {
     );
     // An end user accepts only for itself.
     assert_status(
-        user(&app, "user_other")
+        user_with_email(&app, "user_other", "dee@example.com")
             .accept_invitation(accept_request(
                 &created.token,
                 "user_dee",
@@ -453,7 +484,7 @@ async fn a_pending_invitation_past_its_expiry_reads_as_expired_everywhere() {
     );
 
     assert_status(
-        user(&app, "user_fay")
+        user_with_email(&app, "user_fay", "fay@example.com")
             .accept_invitation(accept_request(&short.token, "user_fay", "fay@example.com"))
             .await,
         Code::FailedPrecondition,
@@ -485,7 +516,7 @@ async fn a_pending_invitation_past_its_expiry_reads_as_expired_everywhere() {
     // Past 30 days the other one expires too.
     app.clock.advance(chrono::Duration::days(29));
     assert_status(
-        user(&app, "user_gus")
+        user_with_email(&app, "user_gus", "gus@example.com")
             .accept_invitation(accept_request(&long.token, "user_gus", "gus@example.com"))
             .await,
         Code::FailedPrecondition,
@@ -518,7 +549,7 @@ async fn revoke_only_from_pending() {
         "INVITATION_REVOKED",
     );
     let accepted = invite(&app, &org.id, "ivy@example.com").await;
-    user(&app, "user_ivy")
+    user_with_email(&app, "user_ivy", "ivy@example.com")
         .accept_invitation(accept_request(
             &accepted.token,
             "user_ivy",
@@ -545,7 +576,7 @@ async fn accept_respects_the_cap_validate_only_and_request_id() {
     let full = org_with_cap(&app, "user_owner", 1).await;
     let created = invite(&app, &full.id, "jo@example.com").await;
     assert_status(
-        user(&app, "user_jo")
+        user_with_email(&app, "user_jo", "jo@example.com")
             .accept_invitation(accept_request(&created.token, "user_jo", "jo@example.com"))
             .await,
         Code::FailedPrecondition,
@@ -556,7 +587,7 @@ async fn accept_respects_the_cap_validate_only_and_request_id() {
 
     let roomy = org_with_cap(&app, "user_owner2", 3).await;
     let created = invite(&app, &roomy.id, "kim@example.com").await;
-    let preview = user(&app, "user_kim")
+    let preview = user_with_email(&app, "user_kim", "kim@example.com")
         .accept_invitation(pb::AcceptInvitationRequest {
             validate_only: true,
             ..accept_request(&created.token, "user_kim", "kim@example.com")
@@ -578,12 +609,12 @@ async fn accept_respects_the_cap_validate_only_and_request_id() {
         request_id: "accept-kim".into(),
         ..accept_request(&created.token, "user_kim", "kim@example.com")
     };
-    let first = user(&app, "user_kim")
+    let first = user_with_email(&app, "user_kim", "kim@example.com")
         .accept_invitation(request.clone())
         .await
         .unwrap()
         .into_inner();
-    let again = user(&app, "user_kim")
+    let again = user_with_email(&app, "user_kim", "kim@example.com")
         .accept_invitation(request.clone())
         .await
         .unwrap()
@@ -591,7 +622,7 @@ async fn accept_respects_the_cap_validate_only_and_request_id() {
     assert_eq!(first.membership.unwrap().id, again.membership.unwrap().id);
     assert_eq!(members_count(&app, &roomy.id).await, 2);
     assert_status(
-        user(&app, "user_kim")
+        user_with_email(&app, "user_kim", "kim@example.com")
             .accept_invitation(pb::AcceptInvitationRequest {
                 validate_only: true,
                 ..request
@@ -611,7 +642,7 @@ async fn of_ten_concurrent_accepts_exactly_one_wins() {
     for i in 0..10 {
         // Half the callers are the user itself, half the onboarding service.
         let mut client = if i % 2 == 0 {
-            user(&app, "user_lou")
+            user_with_email(&app, "user_lou", "lou@example.com")
         } else {
             admin(&app)
         };
@@ -690,7 +721,7 @@ async fn application_invitations_need_orgs_admin_and_create_no_membership() {
         "INVITATION_NOT_FOUND",
     );
 
-    let accepted = user(&app, "user_max")
+    let accepted = user_with_email(&app, "user_max", "max@customer.example")
         .accept_invitation(accept_request(
             &created.token,
             "user_max",
@@ -1457,7 +1488,7 @@ async fn membership_requests_need_a_verified_suggestion_domain() {
         "x@sub.acme.example",
     ] {
         assert_status(
-            user(&app, "user_x")
+            user_with_email(&app, "user_x", email)
                 .create_membership_request(request("user_x", email))
                 .await,
             Code::FailedPrecondition,
@@ -1465,13 +1496,13 @@ async fn membership_requests_need_a_verified_suggestion_domain() {
         );
     }
     assert_status(
-        user(&app, "user_x")
+        user_with_email(&app, "user_x", "y@acme.example")
             .create_membership_request(request("user_y", "y@acme.example"))
             .await,
         Code::PermissionDenied,
         "PERMISSION_DENIED",
     );
-    let first = user(&app, "user_x")
+    let first = user_with_email(&app, "user_x", "X@acme.example")
         .create_membership_request(request("user_x", "X@acme.example"))
         .await
         .unwrap()
@@ -1482,7 +1513,7 @@ async fn membership_requests_need_a_verified_suggestion_domain() {
     assert_eq!(first.email_address, "x@acme.example");
     assert_eq!(first.status, pb::MembershipRequestStatus::Pending as i32);
     assert_status(
-        user(&app, "user_x")
+        user_with_email(&app, "user_x", "x@acme.example")
             .create_membership_request(request("user_x", "x@acme.example"))
             .await,
         Code::AlreadyExists,
@@ -1580,7 +1611,7 @@ async fn membership_requests_need_a_verified_suggestion_domain() {
     );
     // A member cannot ask again.
     assert_status(
-        user(&app, "user_x")
+        user_with_email(&app, "user_x", "x@acme.example")
             .create_membership_request(request("user_x", "x@acme.example"))
             .await,
         Code::AlreadyExists,
@@ -1615,7 +1646,7 @@ async fn resolve_onboarding_gathers_memberships_invitations_and_suggestions() {
         user_id: user_id.into(),
         email_address: email.into(),
     };
-    let first = user(&app, "user_pat")
+    let first = user_with_email(&app, "user_pat", "Pat@corp.example")
         .resolve_onboarding(resolve("user_pat", "Pat@corp.example"))
         .await
         .unwrap()
@@ -1639,7 +1670,7 @@ async fn resolve_onboarding_gathers_memberships_invitations_and_suggestions() {
     );
     assert_eq!(get_org(&app, &auto.id).await.pending_invitations_count, 1);
 
-    let again = user(&app, "user_pat")
+    let again = user_with_email(&app, "user_pat", "pat@corp.example")
         .resolve_onboarding(resolve("user_pat", "pat@corp.example"))
         .await
         .unwrap()
@@ -1666,7 +1697,7 @@ async fn resolve_onboarding_gathers_memberships_invitations_and_suggestions() {
         ..Default::default()
     };
     assert_status(
-        user(&app, "user_pat")
+        user_with_email(&app, "user_pat", "pat@corp.example")
             .accept_invitation(by_id.clone())
             .await,
         Code::PermissionDenied,
@@ -1699,7 +1730,7 @@ async fn resolve_onboarding_gathers_memberships_invitations_and_suggestions() {
         "a member gets no new automatic invitation"
     );
 
-    let labs = user(&app, "user_quinn")
+    let labs = user_with_email(&app, "user_quinn", "quinn@labs.example")
         .resolve_onboarding(resolve("user_quinn", "quinn@labs.example"))
         .await
         .unwrap()
@@ -1731,7 +1762,7 @@ async fn resolve_onboarding_gathers_memberships_invitations_and_suggestions() {
     assert!(rita.invitations.is_empty());
 
     assert_status(
-        user(&app, "user_pat")
+        user_with_email(&app, "user_pat", "quinn@labs.example")
             .resolve_onboarding(resolve("user_quinn", "quinn@labs.example"))
             .await,
         Code::PermissionDenied,
@@ -1760,7 +1791,7 @@ async fn concurrent_onboarding_creates_the_automatic_invitation_once() {
     .await;
     let mut tasks = Vec::new();
     for _ in 0..10 {
-        let mut client = user(&app, "user_sam");
+        let mut client = user_with_email(&app, "user_sam", "sam@corp.example");
         tasks.push(tokio::spawn(async move {
             client
                 .resolve_onboarding(pb::ResolveOnboardingRequest {
@@ -1794,7 +1825,7 @@ async fn every_change_is_in_the_audit_trail() {
         })
         .await
         .unwrap();
-    user(&app, "user_tom")
+    user_with_email(&app, "user_tom", "tom@example.com")
         .accept_invitation(accept_request(
             &created.token,
             "user_tom",

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::policy::{Caller, Rule};
 use crate::domain::ids::{OrganizationId, PermissionKey, UserId};
-use crate::domain::{Access, Actor, Error, Result};
+use crate::domain::types::Email;
+use crate::domain::{Access, Actor, Error, Reason, Result};
 
 /// Who holds which permissions where.
 #[async_trait::async_trait]
@@ -61,13 +62,26 @@ impl std::fmt::Debug for Authorizer {
 
 /// The `Actor` a caller acts as, reached through `access`.
 fn actor(caller: &Caller, access: Access) -> Actor {
+    let principal = &caller.principal;
     Actor {
-        sub: caller.principal.sub.clone(),
-        on_behalf_of: caller.principal.act.clone(),
-        platform: caller.principal.is_platform(),
+        sub: principal.sub.clone(),
+        on_behalf_of: principal.act.clone(),
+        platform: principal.is_platform(),
         action: caller.action(),
         access,
+        verified_email: principal
+            .email
+            .as_deref()
+            .filter(|_| principal.email_verified)
+            .and_then(|email| Email::parse("email", email).ok()),
     }
+}
+
+/// End users hold no scope. Only they act for themselves or through a
+/// membership: a principal holding a scope (even a read-only one) never
+/// creates, joins or changes anything as a user would.
+fn is_end_user(caller: &Caller) -> bool {
+    caller.principal.scopes.is_empty()
 }
 
 /// Whether the caller holds one of the scopes of its RPC's rule.
@@ -88,8 +102,9 @@ fn denied(caller: &Caller) -> Error {
     ))
 }
 
+/// Whether the call is about the caller itself, an end user.
 fn is_caller(caller: &Caller, user: Option<&UserId>) -> bool {
-    user.is_some_and(|user| user.as_str() == caller.principal.sub)
+    is_end_user(caller) && user.is_some_and(|user| user.as_str() == caller.principal.sub)
 }
 
 /// Decides a rule without an organization: the scopes of the rule, `Anyone`,
@@ -127,7 +142,7 @@ impl Authorizer {
                 let decided = match organization {
                     Some(organization) => self.in_organization(caller, organization, None).await,
                     None if holds_rule_scope(caller) => Ok(actor(caller, Access::Scope)),
-                    None if caller.principal.is_platform() => Err(denied(caller)),
+                    None if !is_end_user(caller) => Err(denied(caller)),
                     None => Err(hidden()),
                 };
                 decided.map_err(|err| match err {
@@ -160,6 +175,9 @@ impl Authorizer {
         if holds_rule_scope(caller) {
             return Ok((actor(caller, Access::Scope), requested));
         }
+        if !is_end_user(caller) {
+            return Err(denied(caller));
+        }
         let itself = UserId::from_stored(caller.principal.sub.clone());
         match requested {
             Some(user) if user != itself => Err(Error::permission_denied(format!(
@@ -182,7 +200,7 @@ impl Authorizer {
         match caller.rule {
             Rule::Organization {
                 permission: None, ..
-            } if !caller.principal.is_platform() => {
+            } if is_end_user(caller) => {
                 Ok(Reader::Member(actor(caller, Access::Member(Vec::new()))))
             }
             _ => Err(denied(caller)),
@@ -209,13 +227,14 @@ impl Authorizer {
         if self_service && is_caller(caller, user) {
             return Ok(actor(caller, Access::Itself));
         }
+        if !is_end_user(caller) {
+            return Err(denied(caller));
+        }
         let membership = self
             .lookup
             .permissions(organization, &caller.principal.sub)
             .await?;
         match membership {
-            // Platform readers may know that any organization exists.
-            None if caller.principal.is_platform() => Err(denied(caller)),
             None => Err(Error::organization_not_found()),
             Some(permissions) => match permission {
                 Some(required) if !permissions.iter().any(|p| p == required) => Err(
@@ -224,5 +243,29 @@ impl Authorizer {
                 _ => Ok(actor(caller, Access::Member(permissions))),
             },
         }
+    }
+}
+
+/// The email address a call acts for. A principal holding the RPC's scopes
+/// (the service that verified the address) passes it in `field`; an end
+/// user's comes only from its token's `email` with `email_verified`, and an
+/// address it sends must be that one. An end user never vouches for an
+/// address by sending it.
+pub fn email_of(actor: &Actor, sent: Option<Email>, field: &str) -> Result<Email> {
+    if actor.by_scope() {
+        return sent.ok_or_else(|| Error::invalid(field, "is required"));
+    }
+    let Some(verified) = &actor.verified_email else {
+        return Err(Error::FailedPrecondition(
+            Reason::EmailNotVerified,
+            "the token carries no verified email address (email with email_verified: true)".into(),
+        ));
+    };
+    match sent {
+        Some(sent) if sent != *verified => Err(Error::PermissionDenied(
+            Reason::EmailMismatch,
+            format!("{field} is not the email address of the token"),
+        )),
+        _ => Ok(verified.clone()),
     }
 }

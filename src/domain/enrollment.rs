@@ -51,6 +51,15 @@ impl Invitation {
     }
 }
 
+/// The rules invitations follow, from configuration.
+#[derive(Debug, Clone)]
+pub struct InvitationRules {
+    /// The role of an organization invitation that names none.
+    pub default_role: RoleKey,
+    /// Hosts a `redirect_url` may point at; empty: any https host.
+    pub redirect_hosts: Vec<String>,
+}
+
 /// What `CreateInvitation` takes, validated.
 #[derive(Debug, Clone)]
 pub struct NewInvitation {

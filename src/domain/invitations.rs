@@ -153,8 +153,34 @@ pub fn expires_in_days(field: &str, value: i32) -> Result<i32, FieldViolation> {
     }
 }
 
-/// An optional `redirect_url`: an absolute http or https URL with a host, at
-/// most 2,048 characters, without whitespace or control characters.
+/// The host of an absolute http(s) URL, lower-cased, without user info or
+/// port (`[::1]` keeps its brackets).
+pub fn url_host(url: &str) -> Option<String> {
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = if host_port.starts_with('[') {
+        host_port
+            .split_inclusive(']')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        host_port.split(':').next().unwrap_or_default().to_string()
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+fn is_loopback(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]") || host.ends_with(".localhost")
+}
+
+/// An optional `redirect_url`: an absolute `https://` URL with a host
+/// (`http://` only for localhost), at most 2,048 characters, without
+/// whitespace or control characters.
 pub fn redirect_url(field: &str, value: &str) -> Result<Option<String>, FieldViolation> {
     let value = value.trim();
     if value.is_empty() {
@@ -163,7 +189,7 @@ pub fn redirect_url(field: &str, value: &str) -> Result<Option<String>, FieldVio
     let bad = || {
         FieldViolation::new(
             field,
-            "must be an absolute http or https URL of at most 2048 characters",
+            "must be an absolute https URL (http only for localhost) of at most 2048 characters",
         )
     };
     if value.len() > MAX_REDIRECT_URL_LEN
@@ -171,17 +197,34 @@ pub fn redirect_url(field: &str, value: &str) -> Result<Option<String>, FieldVio
     {
         return Err(bad());
     }
-    let lower = value.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"))
-        .ok_or_else(bad)?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    if host.is_empty() || host.starts_with(':') {
+    let host = url_host(value).ok_or_else(bad)?;
+    let https = value
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    if !https && !is_loopback(&host) {
         return Err(bad());
     }
     Ok(Some(value.to_string()))
+}
+
+/// Whether a redirect URL's host is one of `allowed` (`*.example.com` allows
+/// every subdomain of example.com). An empty list allows every host.
+pub fn redirect_host_allowed(url: &str, allowed: &[String]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(host) = url_host(url) else {
+        return false;
+    };
+    allowed.iter().any(|pattern| {
+        let pattern = pattern.trim().to_ascii_lowercase();
+        match pattern.strip_prefix("*.") {
+            Some(parent) => host
+                .strip_suffix(parent)
+                .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
+            None => host == pattern,
+        }
+    })
 }
 
 /// `redirect_url` with the query parameter `ticket` set to `token`, before any
@@ -293,7 +336,12 @@ mod tests {
                 .is_some()
         );
         assert!(redirect_url("u", "").unwrap().is_none());
+        assert!(redirect_url("u", "http://localhost:3000/join").is_ok());
+        assert!(redirect_url("u", "http://127.0.0.1/join").is_ok());
+        assert!(redirect_url("u", "HTTPS://App.Example.com").is_ok());
         for bad in [
+            "http://app.example.com/join",
+            "http://localhost.evil.com/join",
             "ftp://x.example.com",
             "https://",
             "https:///path",
@@ -302,6 +350,32 @@ mod tests {
         ] {
             assert!(redirect_url("u", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn redirect_hosts() {
+        let allowed = vec!["app.example.com".to_string(), "*.example.org".to_string()];
+        assert!(redirect_host_allowed("https://app.example.com/x", &allowed));
+        assert!(redirect_host_allowed(
+            "https://u@APP.example.com:8443/x",
+            &allowed
+        ));
+        assert!(redirect_host_allowed("https://a.b.example.org/x", &allowed));
+        assert!(!redirect_host_allowed("https://example.org/x", &allowed));
+        assert!(!redirect_host_allowed(
+            "https://evilexample.org/x",
+            &allowed
+        ));
+        assert!(!redirect_host_allowed(
+            "https://app.example.com.evil.com/x",
+            &allowed
+        ));
+        assert!(!redirect_host_allowed(
+            "https://evil.com/?app.example.com",
+            &allowed
+        ));
+        assert!(redirect_host_allowed("https://anything.test", &[]));
+        assert_eq!(url_host("http://[::1]:8080/x").as_deref(), Some("[::1]"));
     }
 
     #[test]

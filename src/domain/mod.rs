@@ -29,6 +29,9 @@ pub struct Actor {
     pub action: &'static str,
     /// How the caller was allowed to make the call.
     pub access: Access,
+    /// The caller's email address, when its identity provider vouches for it
+    /// (the token's `email` with `email_verified`).
+    pub verified_email: Option<types::Email>,
 }
 
 /// How a caller was allowed to make a call: the rules that depend on who acts

@@ -118,7 +118,7 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
                 writer.clone(),
                 clock.clone(),
                 members.clone(),
-                rules.default_role.clone(),
+                config.invitation_rules(),
                 tokens.clone(),
             ),
             domains: Domains::new(

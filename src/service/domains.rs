@@ -78,9 +78,11 @@ impl Domains {
         new: NewDomain,
         idempotency: Option<Idempotency>,
     ) -> Result<Domain> {
-        if new.verified && !actor.platform {
+        // Only the platform (orgs:admin), which proved ownership its own way,
+        // may skip the proof.
+        if new.verified && !actor.by_scope() {
             return Err(Error::permission_denied(
-                "only platform principals may create a domain already verified",
+                "only orgs:admin may create a domain already verified",
             ));
         }
         if is_consumer_domain(&new.name, &self.consumer_domains) {
@@ -316,7 +318,9 @@ impl Domains {
                             MAX_VERIFICATION_ATTEMPTS,
                         )
                         .await?;
-                        // Keep the attempt count; a failed attempt changes nothing else.
+                        // Keep the attempt count, and the attempt in the audit
+                        // trail; a failed attempt changes nothing else.
+                        tx.audit_only(Some(&current.organization_id), current.id.as_str());
                         tx.commit_on_error();
                         return Err(Error::FailedPrecondition(
                             Reason::VerificationCodeInvalid,

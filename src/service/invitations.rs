@@ -8,20 +8,21 @@
 //! organization's row lock.
 
 use super::list::Listing;
-use super::members::Members;
+use super::members::{Members, check_ceiling};
 use super::unit_of_work::{Call, Idempotency, Tx, Writer};
 use crate::domain::enrollment::{
     Acceptance, AcceptedInvitation, CreatedInvitation, Invitation, InvitationFilter, InvitationKey,
-    NewInvitation,
+    InvitationRules, NewInvitation,
 };
 use crate::domain::events::EventKind;
 use crate::domain::ids::{InvitationId, RoleKey, UserId};
 use crate::domain::invitations::{
     InvitationStatus, invitation_token_hash, invitation_url, new_invitation_token,
+    redirect_host_allowed,
 };
 use crate::domain::paging::{Page, PageTokens};
 use crate::domain::time::{Clock, Micros};
-use crate::domain::{Actor, Error, Reason, Result};
+use crate::domain::{Access, Actor, Error, Reason, Result};
 use crate::store::repo::invitations::{self, InvitationRow};
 use crate::store::repo::{organizations, roles};
 use crate::store::{Db, is_unique_violation};
@@ -73,7 +74,7 @@ pub struct Invitations {
     writer: Writer,
     clock: Arc<dyn Clock>,
     members: Members,
-    default_role: RoleKey,
+    rules: InvitationRules,
     tokens: PageTokens,
 }
 
@@ -83,7 +84,7 @@ impl Invitations {
         writer: Writer,
         clock: Arc<dyn Clock>,
         members: Members,
-        default_role: RoleKey,
+        rules: InvitationRules,
         tokens: PageTokens,
     ) -> Self {
         Invitations {
@@ -91,23 +92,90 @@ impl Invitations {
             writer,
             clock,
             members,
-            default_role,
+            rules,
             tokens,
         }
     }
 
+    /// Creates an invitation. A replay of the same `request_id` answers with
+    /// a new token for the invitation the first call created (the old one
+    /// stops working), so a caller that lost the first answer is not stuck
+    /// with a pending invitation nobody can accept.
     pub async fn create(
         &self,
         actor: Actor,
-        new: NewInvitation,
+        mut new: NewInvitation,
         idempotency: Option<Idempotency>,
     ) -> Result<CreatedInvitation> {
-        let default_role = self.default_role.clone();
-        self.writer
-            .write(Call::idempotent(actor, idempotency, false), move |tx| {
-                Box::pin(async move { create_in(tx, new, default_role).await })
+        if let Some(url) = &new.redirect_url
+            && !redirect_host_allowed(url, &self.rules.redirect_hosts)
+        {
+            return Err(Error::invalid(
+                "redirect_url",
+                "must point at one of the hosts in ORGS_INVITATION_REDIRECT_HOSTS",
+            ));
+        }
+        // An end user invites as itself.
+        if let Access::Member(_) = actor.access {
+            let itself = UserId::from_stored(actor.sub.clone());
+            match &new.inviter_user_id {
+                Some(inviter) if *inviter != itself => {
+                    return Err(Error::permission_denied(
+                        "an end user's inviter_user_id is its own user id",
+                    ));
+                }
+                _ => new.inviter_user_id = Some(itself),
+            }
+        }
+        let keyed = idempotency.is_some();
+        let default_role = self.rules.default_role.clone();
+        let created = self
+            .writer
+            .write(
+                Call::idempotent(actor.clone(), idempotency, false),
+                move |tx| Box::pin(async move { create_in(tx, new, default_role).await }),
+            )
+            .await?;
+        if !keyed || !created.token.is_empty() {
+            return Ok(created);
+        }
+        // A stored answer: it carries no secret; issue a new one.
+        self.reissue_token(actor, created.invitation).await
+    }
+
+    /// A new token for a pending invitation, replacing the old one.
+    async fn reissue_token(
+        &self,
+        actor: Actor,
+        invitation: Invitation,
+    ) -> Result<CreatedInvitation> {
+        let id = invitation.id.clone();
+        let token = self
+            .writer
+            .write(Call::new(actor), move |tx| {
+                Box::pin(async move {
+                    let token = new_invitation_token();
+                    let replaced = invitations::replace_token_hash(
+                        tx.conn(),
+                        id.as_str(),
+                        &invitation_token_hash(&token),
+                        tx.now,
+                    )
+                    .await?;
+                    // Accepted, revoked or expired since: no token works any more.
+                    Ok(if replaced { token } else { String::new() })
+                })
             })
-            .await
+            .await?;
+        let url = match (&invitation.redirect_url, token.is_empty()) {
+            (Some(base), false) => invitation_url(base, &token),
+            _ => String::new(),
+        };
+        Ok(CreatedInvitation {
+            invitation: invitation.as_of(self.clock.now_micros()),
+            token,
+            url,
+        })
     }
 
     pub async fn get(&self, id: &InvitationId) -> Result<Invitation> {
@@ -272,6 +340,7 @@ async fn create_in(
             if roles::get_role(tx.conn(), role.as_str()).await?.is_none() {
                 return Err(Error::invalid("role", format!("there is no role {role}")));
             }
+            check_ceiling(tx.conn(), tx.actor(), &role).await?;
             if invitations::email_is_member(tx.conn(), organization_id.as_str(), email).await? {
                 return Err(Error::AlreadyExists(
                     Reason::MembershipExists,
@@ -346,6 +415,9 @@ async fn accept_in(
     // Read again under the lock: a concurrent accept may have committed.
     let mut invitation = read(tx, &found.id).await?;
     if invitation.email_address != acceptance.email_address.as_str() {
+        // Recorded: someone holding an invitation tried it with another address.
+        tx.audit_only(invitation.organization_id.as_ref(), invitation.id.as_str());
+        tx.commit_on_error();
         return Err(Error::PermissionDenied(
             Reason::EmailMismatch,
             "the email address is not the one the invitation was sent to".into(),

@@ -10,7 +10,7 @@ use crate::domain::ids::{MembershipId, OrganizationId, RoleKey, UserId};
 use crate::domain::organizations::{AddedMember, Membership};
 use crate::domain::roles::MEMBERSHIPS_MANAGE;
 use crate::domain::types::Metadata;
-use crate::domain::{Error, Reason, Result};
+use crate::domain::{Access, Actor, Error, Reason, Result};
 use crate::store::repo::memberships::{self, MembershipFilter, MembershipRow};
 use crate::store::repo::{organizations, roles};
 use crate::store::{is_unique_violation, membership_view};
@@ -102,6 +102,42 @@ impl Members {
             billing_impact,
         })
     }
+}
+
+/// Refuses to give a role above the caller: one acting through its own
+/// membership may give only roles whose permissions are a subset of its own
+/// role's. Platform principals have no ceiling. An unknown role is left to
+/// the caller's own check.
+pub async fn check_ceiling(
+    conn: &impl ConnectionTrait,
+    actor: &Actor,
+    role: &RoleKey,
+) -> Result<()> {
+    let Access::Member(own) = &actor.access else {
+        return Ok(());
+    };
+    let Some(record) = roles::get_role(conn, role.as_str()).await? else {
+        return Ok(());
+    };
+    let above: Vec<&String> = record
+        .permissions
+        .iter()
+        .filter(|permission| !own.iter().any(|held| held == permission.as_str()))
+        .collect();
+    if above.is_empty() {
+        return Ok(());
+    }
+    Err(Error::PermissionDenied(
+        Reason::RoleAboveCaller,
+        format!(
+            "the role {role} grants permissions the caller's role does not ({}); only a platform principal or a member holding them may give it",
+            above
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ))
 }
 
 /// Memberships with the permissions of their roles, in one query.

@@ -2,7 +2,7 @@
 //! automatic-suggestion domain asks to join; the organization decides.
 
 use super::list::Listing;
-use super::members::Members;
+use super::members::{Members, check_ceiling};
 use super::unit_of_work::{Call, Idempotency, Tx, Writer};
 use crate::domain::enrollment::{
     AcceptedMembershipRequest, MembershipRequest, NewMembershipRequest,
@@ -12,7 +12,7 @@ use crate::domain::ids::{MembershipRequestId, OrganizationId, RoleKey};
 use crate::domain::invitations::{EnrollmentMode, MembershipRequestStatus};
 use crate::domain::paging::{Page, PageTokens};
 use crate::domain::types::Metadata;
-use crate::domain::{Actor, Error, Reason, Result};
+use crate::domain::{Access, Actor, Error, Reason, Result};
 use crate::store::repo::membership_requests::{self, MembershipRequestRow};
 use crate::store::repo::{domains, memberships, organizations};
 use crate::store::{Db, is_unique_violation};
@@ -28,6 +28,14 @@ fn membership_request_exists() -> Error {
     Error::AlreadyExists(
         Reason::MembershipRequestExists,
         "a pending membership request of this user exists".into(),
+    )
+}
+
+fn not_eligible() -> Error {
+    Error::FailedPrecondition(
+        Reason::DomainNotEligible,
+        "the organization has no verified automatic-suggestion domain matching the email address"
+            .into(),
     )
 }
 
@@ -82,9 +90,18 @@ impl MembershipRequests {
             .write(Call::idempotent(actor, idempotency, false), move |tx| {
                 Box::pin(async move {
                     let org = new.organization_id.as_str();
-                    organizations::get_for_update(tx.conn(), org)
+                    // A user asking for itself learns nothing of organizations
+                    // that do not take it: one that does not exist answers as
+                    // one without a matching domain.
+                    if organizations::get_for_update(tx.conn(), org)
                         .await?
-                        .ok_or_else(Error::organization_not_found)?;
+                        .is_none()
+                    {
+                        return Err(match tx.actor().access {
+                            Access::Itself => not_eligible(),
+                            _ => Error::organization_not_found(),
+                        });
+                    }
                     let eligible = domains::verified_by_name(
                         tx.conn(),
                         new.email_address.domain(),
@@ -93,10 +110,7 @@ impl MembershipRequests {
                     .await?
                     .is_some_and(|domain| domain.organization_id == org);
                     if !eligible {
-                        return Err(Error::FailedPrecondition(
-                            Reason::DomainNotEligible,
-                            "the organization has no verified automatic-suggestion domain matching the email address".into(),
-                        ));
+                        return Err(not_eligible());
                     }
                     if memberships::get(tx.conn(), org, new.user_id.as_str())
                         .await?
@@ -107,7 +121,9 @@ impl MembershipRequests {
                             format!("{} is a member already", new.user_id),
                         ));
                     }
-                    if membership_requests::has_pending(tx.conn(), org, new.user_id.as_str()).await? {
+                    if membership_requests::has_pending(tx.conn(), org, new.user_id.as_str())
+                        .await?
+                    {
                         return Err(membership_request_exists());
                     }
                     let row = MembershipRequestRow {
@@ -217,6 +233,7 @@ impl MembershipRequests {
                         {
                             return Err(not_pending());
                         }
+                        check_ceiling(tx.conn(), tx.actor(), &role).await?;
                         let added = members
                             .add(
                                 tx,

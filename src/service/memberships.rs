@@ -4,7 +4,8 @@
 use super::access::{AccessCache, Cached};
 use super::list::Listing;
 use super::members::{
-    Members, guard_last_admin, membership_not_found, with_permissions, with_permissions_one,
+    Members, check_ceiling, guard_last_admin, membership_not_found, with_permissions,
+    with_permissions_one,
 };
 use super::unit_of_work::{Call, Idempotency, Writer};
 use crate::domain::events::EventKind;
@@ -14,7 +15,7 @@ use crate::domain::organizations::{
 };
 use crate::domain::paging::{Page, PageTokens};
 use crate::domain::roles::MEMBERSHIPS_MANAGE;
-use crate::domain::{Actor, Error, Result};
+use crate::domain::{Access, Actor, Error, Result};
 use crate::store::Db;
 use crate::store::repo::{memberships, organizations, roles};
 
@@ -76,6 +77,7 @@ impl Memberships {
                         organizations::get_for_update(tx.conn(), new.organization_id.as_str())
                             .await?
                             .ok_or_else(Error::organization_not_found)?;
+                        check_ceiling(tx.conn(), tx.actor(), &role).await?;
                         let added = members
                             .add(
                                 tx,
@@ -207,13 +209,23 @@ impl Memberships {
         self.writer
             .write(Call::new(actor), move |tx| {
                 Box::pin(async move {
+                    // A user leaving on its own learns nothing of organizations
+                    // it is not in: whether or not one exists, the answer is
+                    // the same.
+                    let leaving = tx.actor().access == Access::Itself;
                     organizations::get_for_update(tx.conn(), organization_id.as_str())
                         .await?
                         .ok_or_else(Error::organization_not_found)?;
                     let current =
                         memberships::get(tx.conn(), organization_id.as_str(), user_id.as_str())
                             .await?
-                            .ok_or_else(membership_not_found)?;
+                            .ok_or_else(|| {
+                                if leaving {
+                                    Error::organization_not_found()
+                                } else {
+                                    membership_not_found()
+                                }
+                            })?;
                     etag_matches(
                         etag.as_deref(),
                         &crate::domain::organizations::etag(current.revision),

@@ -182,6 +182,22 @@ pub fn token(sub: &str, scope: &str) -> String {
     .expect("mint token")
 }
 
+/// A token of the end user `sub` whose identity provider vouches for `email`
+/// (`email` with `email_verified: true`).
+pub fn verified_token(sub: &str, email: &str) -> String {
+    mint_hs256(
+        SECRET,
+        &TokenRequest {
+            sub: sub.into(),
+            ttl_seconds: 3600,
+            email: Some(email.into()),
+            email_verified: true,
+            ..Default::default()
+        },
+    )
+    .expect("mint token")
+}
+
 /// Creates an organization as `orgs:admin` on behalf of `created_by`.
 pub async fn create_org(app: &TestApp, name: &str, created_by: Option<&str>) -> pb::Organization {
     app.admin()

@@ -5,7 +5,6 @@ use super::{metadata, metadata_struct, optional_timestamp, timestamp};
 use crate::all_valid;
 use crate::domain::enrollment::{
     Domain, Invitation, InvitationKey, MembershipRequest, NewDomain, NewInvitation,
-    NewMembershipRequest,
 };
 use crate::domain::ids::{InvitationId, OrganizationId, RoleKey, UserId};
 use crate::domain::invitations::{
@@ -236,22 +235,6 @@ impl TryFrom<&pb::CreateDomainRequest> for NewDomain {
             name,
             enrollment_mode: mode,
             verified: req.verified,
-        })
-    }
-}
-
-impl TryFrom<&pb::CreateMembershipRequestRequest> for NewMembershipRequest {
-    type Error = Error;
-
-    fn try_from(req: &pb::CreateMembershipRequestRequest) -> Result<Self, Error> {
-        let org = OrganizationId::parse("organization_id", &req.organization_id);
-        let user = UserId::parse("user_id", &req.user_id);
-        let email = Email::parse("email_address", &req.email_address);
-        let (org, user, email) = all_valid!(org, user, email);
-        Ok(NewMembershipRequest {
-            organization_id: org,
-            user_id: user,
-            email_address: email,
         })
     }
 }

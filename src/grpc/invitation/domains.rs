@@ -125,8 +125,9 @@ pub async fn prepare_verification(
             Target::Resource(Some(&current.organization_id), domain_not_found),
         )
         .await?;
-    // The code proves control of the mailbox: only the service that mails it sees it.
-    let show_code = actor.platform;
+    // The code proves control of the mailbox: only the service that mails it
+    // (orgs:admin) sees it.
+    let show_code = actor.by_scope();
     let prepared = api.domains.prepare_verification(actor, id, email).await?;
     Ok(Response::new(pb::PrepareDomainVerificationResponse {
         domain: Some(prepared.domain.into()),

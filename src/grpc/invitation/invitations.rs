@@ -5,11 +5,12 @@ use tonic_types::StatusExt;
 
 use super::{Answer, InvitationApi};
 use crate::all_valid;
+use crate::auth::authorizer::email_of;
 use crate::auth::{Caller, Target};
 use crate::domain::enrollment::{Acceptance, InvitationFilter};
 use crate::domain::ids::{InvitationId, UserId};
 use crate::domain::invitations::MAX_BATCH_INVITATIONS;
-use crate::domain::types::{Email, page_size};
+use crate::domain::types::page_size;
 use crate::domain::{Error, FieldViolation};
 use crate::grpc::convert::clamp;
 use crate::grpc::convert::enrollment::{
@@ -200,13 +201,14 @@ pub async fn accept(
     let req = request.into_inner();
     let invitation_key = invitation_key(&req);
     let user = UserId::parse("user_id", &req.user_id);
-    let email = Email::parse("email_address", &req.email_address);
+    let email = optional_email("email_address", &req.email_address);
     let key = idempotency(&req, &req.request_id);
     let (invitation_key, user, email, key) = all_valid!(invitation_key, user, email, key);
     let actor = api
         .authorizer
         .authorize(&caller, Target::User(&user))
         .await?;
+    let email = email_of(&actor, email, "email_address")?;
     let show_private = actor.platform;
     let accepted = api
         .invitations

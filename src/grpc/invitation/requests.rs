@@ -5,13 +5,16 @@ use tonic::{Request, Response};
 use super::{Answer, InvitationApi};
 use crate::all_valid;
 use crate::auth::Target;
+use crate::auth::authorizer::email_of;
 use crate::domain::enrollment::NewMembershipRequest;
 use crate::domain::ids::{MembershipRequestId, OrganizationId, UserId};
-use crate::domain::types::{Email, page_size};
+use crate::domain::types::page_size;
 use crate::grpc::convert::clamp;
-use crate::grpc::convert::enrollment::{self as convert, membership_request_status_filter};
+use crate::grpc::convert::enrollment::{
+    self as convert, membership_request_status_filter, optional_email,
+};
 use crate::grpc::convert::organizations::membership;
-use crate::grpc::{caller, idempotency, with_key};
+use crate::grpc::{caller, idempotency};
 use crate::proto::v1 as pb;
 use crate::service::membership_requests::membership_request_not_found;
 
@@ -21,14 +24,21 @@ pub async fn create(
 ) -> Answer<pb::CreateMembershipRequestResponse> {
     let caller = caller(&request)?;
     let req = request.into_inner();
-    let (new, key) = with_key(
-        NewMembershipRequest::try_from(&req),
-        idempotency(&req, &req.request_id),
-    )?;
+    let org = OrganizationId::parse("organization_id", &req.organization_id);
+    let user = UserId::parse("user_id", &req.user_id);
+    let email = optional_email("email_address", &req.email_address);
+    let key = idempotency(&req, &req.request_id);
+    let (org, user, email, key) = all_valid!(org, user, email, key);
     let actor = api
         .authorizer
-        .authorize(&caller, Target::User(&new.user_id))
+        .authorize(&caller, Target::User(&user))
         .await?;
+    let email = email_of(&actor, email, "email_address")?;
+    let new = NewMembershipRequest {
+        organization_id: org,
+        user_id: user,
+        email_address: email,
+    };
     let created = api.membership_requests.create(actor, new, key).await?;
     Ok(Response::new(pb::CreateMembershipRequestResponse {
         membership_request: Some(created.into()),
@@ -119,12 +129,13 @@ pub async fn resolve_onboarding(
     let caller = caller(&request)?;
     let req = request.into_inner();
     let user = UserId::parse("user_id", &req.user_id);
-    let email = Email::parse("email_address", &req.email_address);
+    let email = optional_email("email_address", &req.email_address);
     let (user, email) = all_valid!(user, email);
     let actor = api
         .authorizer
         .authorize(&caller, Target::User(&user))
         .await?;
+    let email = email_of(&actor, email, "email_address")?;
     let show_private = actor.platform;
     let onboarding = api.onboardings.resolve(actor, &user, &email).await?;
     Ok(Response::new(pb::ResolveOnboardingResponse {

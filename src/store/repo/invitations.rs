@@ -214,6 +214,23 @@ pub async fn transition_from_pending(
     Ok(changed == 1)
 }
 
+/// Replaces the token of a pending, unexpired invitation (the old one stops
+/// working); returns whether it did.
+pub async fn replace_token_hash(
+    conn: &impl ConnectionTrait,
+    id: &str,
+    token_hash: &str,
+    now: i64,
+) -> Result<bool, DbErr> {
+    let changed = store::execute(
+        conn,
+        "UPDATE invitations SET token_hash = $1 WHERE id = $2 AND status = 'pending' AND expire_time > $3",
+        values![token_hash, id, now],
+    )
+    .await?;
+    Ok(changed == 1)
+}
+
 pub use crate::domain::enrollment::InvitationFilter;
 
 fn filter_sql(sql: &mut Sql, filter: &InvitationFilter, now: i64) {
