@@ -2,6 +2,7 @@
 //! functions take `&impl ConnectionTrait` so they run inside the caller's
 //! transaction. SQL uses `$N` placeholders, which both backends accept.
 
+pub mod entity;
 mod error;
 pub mod migrations;
 pub mod repo;
