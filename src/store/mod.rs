@@ -5,6 +5,7 @@
 pub mod entity;
 mod error;
 pub mod migrations;
+mod query;
 pub mod repo;
 
 use std::time::Duration;
