@@ -1,7 +1,9 @@
 //! Small pieces the repositories share on top of the SeaORM query builder.
 
 use sea_orm::sea_query::{Asterisk, Expr, ExprTrait, SelectStatement};
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, QuerySelect, QueryTrait, Select};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QuerySelect, QueryTrait, Select, Value,
+};
 
 /// `SELECT COUNT(*)` over the rows `select` would return, written straight
 /// over its table and conditions. SeaORM's own `count()` wraps the query in a
@@ -24,6 +26,19 @@ pub(crate) async fn any<E: EntityTrait>(
     select: Select<E>,
 ) -> Result<bool, DbErr> {
     Ok(count(conn, select).await? > 0)
+}
+
+/// A value written into the SQL text instead of being bound. Conditions such
+/// as `status = 'pending'` or `verified = TRUE` stay literal so the planner
+/// sees them when it chooses an index (the partial indexes are declared with
+/// the same literals); only constants of the code go here, never input.
+pub(crate) fn literal(value: impl Into<Value>) -> Expr {
+    Expr::Constant(value.into())
+}
+
+/// `column = <literal>`: see [`literal`].
+pub(crate) fn eq_literal(column: impl ColumnTrait, value: impl Into<Value>) -> Expr {
+    column.into_expr().eq(literal(value))
 }
 
 /// Runs a sea-query `SELECT` returning one integer (a count); 0 without a row.
