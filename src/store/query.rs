@@ -2,7 +2,8 @@
 
 use sea_orm::sea_query::{Asterisk, Expr, ExprTrait, SelectStatement};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QuerySelect, QueryTrait, Select, Value,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QuerySelect, QueryTrait,
+    Select, Value,
 };
 
 /// `SELECT COUNT(*)` over the rows `select` would return, written straight
@@ -39,6 +40,18 @@ pub(crate) fn literal(value: impl Into<Value>) -> Expr {
 /// `column = <literal>`: see [`literal`].
 pub(crate) fn eq_literal(column: impl ColumnTrait, value: impl Into<Value>) -> Expr {
     column.into_expr().eq(literal(value))
+}
+
+/// Runs a sea-query `SELECT` and reads every row as `T`.
+pub(crate) async fn fetch_all<T: FromQueryResult>(
+    conn: &impl ConnectionTrait,
+    select: &SelectStatement,
+) -> Result<Vec<T>, DbErr> {
+    conn.query_all(select)
+        .await?
+        .iter()
+        .map(|row| T::from_query_result(row, ""))
+        .collect()
 }
 
 /// Runs a sea-query `SELECT` returning one integer (a count); 0 without a row.
