@@ -5,14 +5,13 @@
 pub mod follower;
 pub mod reader;
 
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
-use serde::{Deserialize, Serialize};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 use tokio::sync::watch;
 
 use crate::domain::events::EventKind;
 use crate::domain::time::Micros;
-use crate::store;
-use crate::values;
+use crate::store::entity::{event_sequence, events as log};
 
 /// An event waiting in a transaction for its sequence number.
 #[derive(Debug, Clone)]
@@ -38,22 +37,7 @@ pub struct NewEvent {
 }
 
 /// A stored event.
-#[derive(Debug, Clone, FromQueryResult, Serialize, Deserialize)]
-pub struct EventRow {
-    pub seq: i64,
-    pub id: String,
-    /// An [`EventKind`] name; empty for audit entries that change nothing.
-    pub kind: String,
-    pub action: String,
-    pub actor: String,
-    pub on_behalf_of: String,
-    pub organization_id: String,
-    pub resource_id: String,
-    pub request_id: String,
-    pub audit: bool,
-    pub payload: String,
-    pub create_time: i64,
-}
+pub type EventRow = crate::store::entity::events::Model;
 
 /// Appends events with consecutive sequence numbers. The counter row is taken
 /// last, just before commit, so sequence order is commit order and a reader that
@@ -65,35 +49,44 @@ pub async fn append(
     if events.is_empty() {
         return Ok(None);
     }
-    let last = store::fetch_i64(
-        conn,
-        "UPDATE event_sequence SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq",
-        values![events.len() as i64],
-    )
-    .await?;
-    let first = last - events.len() as i64 + 1;
-    for (offset, event) in events.iter().enumerate() {
-        store::execute(
-            conn,
-            "INSERT INTO events (seq, id, kind, action, actor, on_behalf_of, organization_id, resource_id, request_id, audit, payload, create_time) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            values![
-                first + offset as i64,
-                crate::domain::ids::new_id(crate::domain::ids::EVENT),
-                event.kind.map(EventKind::as_str).unwrap_or_default(),
-                event.action.clone(),
-                event.actor.clone(),
-                event.on_behalf_of.clone(),
-                event.organization_id.clone(),
-                event.resource_id.clone(),
-                event.request_id.clone(),
-                event.audit,
-                event.payload.to_string(),
-                event.create_time,
-            ],
+    let count = events.len() as i64;
+    let counter = event_sequence::Entity::update_many()
+        .col_expr(
+            event_sequence::Column::LastSeq,
+            Expr::col(event_sequence::Column::LastSeq).add(count),
         )
+        .filter(event_sequence::Column::Id.eq(1))
+        .exec_with_returning(conn)
         .await?;
-    }
+    let last = counter
+        .first()
+        .map(|row| row.last_seq)
+        .ok_or_else(|| DbErr::RecordNotFound("event_sequence".into()))?;
+    let first = last - count + 1;
+    let rows = events
+        .iter()
+        .enumerate()
+        .map(|(offset, event)| log::ActiveModel {
+            seq: Set(first + offset as i64),
+            id: Set(crate::domain::ids::new_id(crate::domain::ids::EVENT)),
+            kind: Set(event
+                .kind
+                .map(EventKind::as_str)
+                .unwrap_or_default()
+                .to_string()),
+            action: Set(event.action.clone()),
+            actor: Set(event.actor.clone()),
+            on_behalf_of: Set(event.on_behalf_of.clone()),
+            organization_id: Set(event.organization_id.clone()),
+            resource_id: Set(event.resource_id.clone()),
+            request_id: Set(event.request_id.clone()),
+            audit: Set(event.audit),
+            payload: Set(event.payload.to_string()),
+            create_time: Set(event.create_time),
+        });
+    log::Entity::insert_many(rows)
+        .exec_without_returning(conn)
+        .await?;
     Ok(Some(last))
 }
 

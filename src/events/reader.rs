@@ -2,24 +2,23 @@
 //! a tail shared by the readers of one process), the audit trail, and the
 //! changes that the caches follow.
 
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, DerivePartialModel, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Select,
+};
 
 use super::EventRow;
 use crate::domain::events::{AuditEvent, AuditFilter, EventKind};
-use crate::store::{self, Sql};
-
-/// The columns of an [`EventRow`].
-const EVENT_COLUMNS: &str = "seq, id, kind, action, actor, on_behalf_of, organization_id, resource_id, request_id, audit, payload, create_time";
+use crate::store::entity::{event_sequence, events as log};
+use crate::store::query;
 
 /// The highest committed sequence number. Every event up to it is committed
 /// and visible to a later read: sequence numbers are taken in commit order.
 pub async fn head(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
-    store::fetch_i64(
-        conn,
-        "SELECT last_seq FROM event_sequence WHERE id = 1",
-        vec![],
-    )
-    .await
+    Ok(event_sequence::Entity::find_by_id(1)
+        .one(conn)
+        .await?
+        .map_or(0, |row| row.last_seq))
 }
 
 /// Events of one of `kinds` with a sequence number in `(after, up_to]`, in
@@ -31,18 +30,14 @@ pub async fn read_kinds(
     up_to: i64,
     limit: u64,
 ) -> Result<Vec<EventRow>, DbErr> {
-    let mut sql = Sql::new(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE kind IN ("
-    ));
-    let placeholders: Vec<String> = kinds.iter().map(|kind| sql.bind(kind.as_str())).collect();
-    sql.push(&placeholders.join(", "));
-    let a = sql.bind(after);
-    let u = sql.bind(up_to);
-    let l = sql.bind(limit as i64);
-    sql.push(&format!(
-        ") AND seq > {a} AND seq <= {u} ORDER BY seq LIMIT {l}"
-    ));
-    store::fetch_all(conn, &sql.text, sql.values).await
+    log::Entity::find()
+        .filter(log::Column::Kind.is_in(kinds.iter().map(|kind| kind.as_str())))
+        .filter(log::Column::Seq.gt(after))
+        .filter(log::Column::Seq.lte(up_to))
+        .order_by_asc(log::Column::Seq)
+        .limit(limit)
+        .all(conn)
+        .await
 }
 
 /// Events most recently read, kept for the next reader.
@@ -143,15 +138,16 @@ fn reached(events: Vec<EventRow>, head: i64, limit: usize) -> (Vec<EventRow>, i6
     (events, position)
 }
 
-fn audit_filter_sql(sql: &mut Sql, filter: &AuditFilter) {
-    if let Some(organization_id) = &filter.organization_id {
-        let p = sql.bind(organization_id.as_str());
-        sql.push(&format!(" AND organization_id = {p}"));
-    }
-    if let Some(actor) = &filter.actor {
-        let p = sql.bind(actor.clone());
-        sql.push(&format!(" AND actor = {p}"));
-    }
+/// The audit entries `filter` selects.
+fn audit_entries(filter: &AuditFilter) -> Select<log::Entity> {
+    log::Entity::find()
+        .filter(query::eq_literal(log::Column::Audit, true))
+        .apply_if(filter.organization_id.as_deref(), |select, id| {
+            select.filter(log::Column::OrganizationId.eq(id))
+        })
+        .apply_if(filter.actor.as_deref(), |select, actor| {
+            select.filter(log::Column::Actor.eq(actor))
+        })
 }
 
 /// Audit events, newest first, before the sequence number `before`
@@ -162,17 +158,14 @@ pub async fn audit_page(
     before: Option<i64>,
     limit: u64,
 ) -> Result<Vec<(i64, AuditEvent)>, DbErr> {
-    let mut sql = Sql::new(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE audit = TRUE"
-    ));
-    audit_filter_sql(&mut sql, filter);
-    if let Some(seq) = before {
-        let p = sql.bind(seq);
-        sql.push(&format!(" AND seq < {p}"));
-    }
-    let l = sql.bind(limit as i64);
-    sql.push(&format!(" ORDER BY seq DESC LIMIT {l}"));
-    let rows: Vec<EventRow> = store::fetch_all(conn, &sql.text, sql.values).await?;
+    let rows = audit_entries(filter)
+        .apply_if(before, |select, seq| {
+            select.filter(log::Column::Seq.lt(seq))
+        })
+        .order_by_desc(log::Column::Seq)
+        .limit(limit)
+        .all(conn)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|row| {
@@ -195,9 +188,7 @@ pub async fn audit_page(
 
 /// How many audit events match `filter`.
 pub async fn count_audit(conn: &impl ConnectionTrait, filter: &AuditFilter) -> Result<i64, DbErr> {
-    let mut sql = Sql::new("SELECT COUNT(*) FROM events WHERE audit = TRUE");
-    audit_filter_sql(&mut sql, filter);
-    store::fetch_i64(conn, &sql.text, sql.values).await
+    query::count(conn, audit_entries(filter)).await
 }
 
 /// What a committed change touched: its position, kind and organization.
@@ -210,7 +201,8 @@ pub struct Change {
     pub organization_id: String,
 }
 
-#[derive(sea_orm::FromQueryResult)]
+#[derive(DerivePartialModel)]
+#[sea_orm(entity = "log::Entity")]
 struct ChangeRow {
     seq: i64,
     kind: String,
@@ -225,12 +217,14 @@ pub async fn changes(
     up_to: i64,
     limit: u64,
 ) -> Result<Vec<Change>, DbErr> {
-    let rows: Vec<ChangeRow> = store::fetch_all(
-        conn,
-        "SELECT seq, kind, organization_id FROM events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
-        crate::values![after, up_to, limit as i64],
-    )
-    .await?;
+    let rows: Vec<ChangeRow> = log::Entity::find()
+        .filter(log::Column::Seq.gt(after))
+        .filter(log::Column::Seq.lte(up_to))
+        .order_by_asc(log::Column::Seq)
+        .limit(limit)
+        .into_partial_model()
+        .all(conn)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|row| Change {
@@ -241,22 +235,24 @@ pub async fn changes(
         .collect())
 }
 
+#[derive(DerivePartialModel)]
+#[sea_orm(entity = "log::Entity")]
+struct Position {
+    seq: i64,
+    create_time: i64,
+}
+
 /// The first event after `seq` still in the log: its sequence number and
 /// when it was recorded.
 pub async fn first_after(
     conn: &impl ConnectionTrait,
     seq: i64,
 ) -> Result<Option<(i64, i64)>, DbErr> {
-    #[derive(sea_orm::FromQueryResult)]
-    struct First {
-        seq: i64,
-        create_time: i64,
-    }
-    let row: Option<First> = store::fetch_optional(
-        conn,
-        "SELECT seq, create_time FROM events WHERE seq > $1 ORDER BY seq LIMIT 1",
-        crate::values![seq],
-    )
-    .await?;
-    Ok(row.map(|row| (row.seq, row.create_time)))
+    let first: Option<Position> = log::Entity::find()
+        .filter(log::Column::Seq.gt(seq))
+        .order_by_asc(log::Column::Seq)
+        .into_partial_model()
+        .one(conn)
+        .await?;
+    Ok(first.map(|row| (row.seq, row.create_time)))
 }

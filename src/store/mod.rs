@@ -1,9 +1,15 @@
-//! Storage: one code path for SQLite and PostgreSQL through SeaORM. Repository
-//! functions take `&impl ConnectionTrait` so they run inside the caller's
-//! transaction. SQL uses `$N` placeholders, which both backends accept.
+//! Storage: one code path for SQLite and PostgreSQL through SeaORM. Each table
+//! has an entity (`entity`); the repository functions (`repo`) query it with
+//! the SeaORM / sea-query builder and take `&impl ConnectionTrait`, so they run
+//! inside the caller's transaction. Raw SQL remains only where the builder has
+//! no words for it (PostgreSQL advisory locks), and in the helpers below that
+//! the event log's own queries (`crate::events`) still use; raw SQL uses `$N`
+//! placeholders, which both backends accept.
 
+pub mod entity;
 mod error;
 pub mod migrations;
+pub(crate) mod query;
 pub mod repo;
 mod views;
 
@@ -165,18 +171,6 @@ pub async fn fetch_all<T: FromQueryResult>(
         .collect()
 }
 
-/// Runs a query and reads the first row, if any.
-pub async fn fetch_optional<T: FromQueryResult>(
-    conn: &impl ConnectionTrait,
-    sql: &str,
-    values: Vec<Value>,
-) -> Result<Option<T>, DbErr> {
-    match conn.query_one_raw(statement(conn, sql, values)).await? {
-        Some(row) => Ok(Some(T::from_query_result(&row, "")?)),
-        None => Ok(None),
-    }
-}
-
 /// Runs a query returning one integer (a count, a sum).
 pub async fn fetch_i64(
     conn: &impl ConnectionTrait,
@@ -197,21 +191,13 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     )
 }
 
-/// Locks a row for the rest of the transaction where the backend needs it:
-/// `FOR UPDATE` on PostgreSQL; SQLite write transactions hold the database
-/// lock already.
-pub fn for_update(conn: &impl ConnectionTrait) -> &'static str {
-    match conn.get_database_backend() {
-        DbBackend::Postgres => " FOR UPDATE",
-        _ => "",
-    }
-}
-
 /// Serializes transactions that name the same `key` until they end: an
 /// advisory lock on PostgreSQL; SQLite write transactions are serialized
 /// already.
 pub async fn lock_key(conn: &impl ConnectionTrait, key: &str) -> Result<(), DbErr> {
     if conn.get_database_backend() == DbBackend::Postgres {
+        // Raw SQL: advisory locks are PostgreSQL functions the builder has no
+        // form for.
         execute(
             conn,
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",

@@ -5,52 +5,32 @@
 //! organizations). Multi-row statements go in chunks and in key order, so
 //! concurrent transactions take row locks in one order and cannot deadlock.
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Value};
+use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, OnConflict, Order, Query};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr,
+    DerivePartialModel, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Value,
+};
 
-use crate::store::{self, Sql};
-use crate::values;
+use crate::store::entity::{
+    billing_active_members as active, billing_organization_usage as usage, billing_periods,
+    billing_totals, billing_user_activity as activity, memberships,
+};
+use crate::store::{self, query, query::literal};
 
 /// Rows per multi-row statement: well below both backends' parameter limits.
 const CHUNK: usize = 500;
 
-/// The counters of one organization in one period.
-#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
-pub struct UsageRow {
-    pub organization_id: String,
-    pub period: String,
-    pub active_member_count: i64,
-    pub billable_since: Option<i64>,
-    pub billable_order: Option<i64>,
-}
+/// The counters of one organization in one period: a whole
+/// `billing_organization_usage` row.
+pub type UsageRow = usage::Model;
 
 /// The totals of one period.
-#[derive(Debug, Clone, Default, PartialEq, Eq, FromQueryResult)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, DerivePartialModel)]
+#[sea_orm(entity = "billing_periods::Entity")]
 pub struct PeriodRow {
     pub monthly_active_users: i64,
     pub billable_organizations: i64,
-}
-
-#[derive(Debug, FromQueryResult)]
-struct UserRow {
-    user_id: String,
-}
-
-#[derive(Debug, FromQueryResult)]
-struct PeriodUserRow {
-    period: String,
-    user_id: String,
-}
-
-#[derive(Debug, FromQueryResult)]
-struct OrganizationUserRow {
-    organization_id: String,
-    user_id: String,
-}
-
-#[derive(Debug, FromQueryResult)]
-struct PeriodOrganizationRow {
-    period: String,
-    organization_id: String,
 }
 
 /// A user's standing among the billable organizations of a period.
@@ -61,25 +41,6 @@ pub struct CostDriverRow {
     pub sole_cause_count: i64,
 }
 
-/// `($1, $2, …), (…)` for `rows` rows of `width` values, appended to `sql`.
-fn push_tuples(sql: &mut Sql, rows: impl IntoIterator<Item = Vec<Value>>) {
-    let mut first = true;
-    for row in rows {
-        let placeholders: Vec<String> = row.into_iter().map(|value| sql.bind(value)).collect();
-        if !first {
-            sql.push(", ");
-        }
-        first = false;
-        sql.push(&format!("({})", placeholders.join(", ")));
-    }
-}
-
-/// `$1, $2, …` for a list of values, appended to `sql`.
-fn push_list(sql: &mut Sql, items: &[String]) {
-    let placeholders: Vec<String> = items.iter().map(|item| sql.bind(item.clone())).collect();
-    sql.push(&placeholders.join(", "));
-}
-
 /// Of `users`, those already active in `period`.
 pub async fn known_active(
     conn: &impl ConnectionTrait,
@@ -88,14 +49,15 @@ pub async fn known_active(
 ) -> Result<Vec<String>, DbErr> {
     let mut known = Vec::new();
     for chunk in users.chunks(CHUNK) {
-        let mut sql = Sql::new("SELECT user_id FROM billing_user_activity WHERE period = ");
-        let p = sql.bind(period.to_string());
-        sql.push(&p);
-        sql.push(" AND user_id IN (");
-        push_list(&mut sql, chunk);
-        sql.push(")");
-        let rows: Vec<UserRow> = store::fetch_all(conn, &sql.text, sql.values).await?;
-        known.extend(rows.into_iter().map(|row| row.user_id));
+        let rows: Vec<String> = activity::Entity::find()
+            .select_only()
+            .column(activity::Column::UserId)
+            .filter(activity::Column::Period.eq(period))
+            .filter(activity::Column::UserId.is_in(chunk.iter().map(String::as_str)))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        known.extend(rows);
     }
     Ok(known)
 }
@@ -106,13 +68,13 @@ pub async fn is_active(
     period: &str,
     user_id: &str,
 ) -> Result<bool, DbErr> {
-    Ok(store::fetch_i64(
+    query::any(
         conn,
-        "SELECT COUNT(*) FROM billing_user_activity WHERE period = $1 AND user_id = $2",
-        values![period, user_id],
+        activity::Entity::find()
+            .filter(activity::Column::Period.eq(period))
+            .filter(activity::Column::UserId.eq(user_id)),
     )
-    .await?
-        > 0)
+    .await
 }
 
 /// Records first activities, `(period, user_id, occur_time)` sorted by
@@ -126,18 +88,22 @@ pub async fn insert_activity(
 ) -> Result<Vec<(String, String)>, DbErr> {
     let mut inserted = Vec::new();
     for chunk in rows.chunks(CHUNK) {
-        let mut sql = Sql::new(
-            "INSERT INTO billing_user_activity (period, user_id, first_occur_time, record_time) VALUES ",
-        );
-        push_tuples(
-            &mut sql,
-            chunk
-                .iter()
-                .map(|(period, user, occur)| values![period.clone(), user.clone(), *occur, now]),
-        );
-        sql.push(" ON CONFLICT (period, user_id) DO NOTHING RETURNING period, user_id");
-        let rows: Vec<PeriodUserRow> = store::fetch_all(conn, &sql.text, sql.values).await?;
-        inserted.extend(rows.into_iter().map(|row| (row.period, row.user_id)));
+        let keys = activity::Entity::insert_many(chunk.iter().map(|(period, user, occur)| {
+            activity::ActiveModel {
+                period: Set(period.clone()),
+                user_id: Set(user.clone()),
+                first_occur_time: Set(*occur),
+                record_time: Set(now),
+            }
+        }))
+        .on_conflict(
+            OnConflict::columns([activity::Column::Period, activity::Column::UserId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_with_returning_keys(conn)
+        .await?;
+        inserted.extend(keys);
     }
     Ok(inserted)
 }
@@ -157,12 +123,15 @@ pub async fn lock_users(conn: &impl ConnectionTrait, users: &[String]) -> Result
     keys.sort_unstable();
     keys.dedup();
     for chunk in keys.chunks(CHUNK) {
-        let mut sql = Sql::new(
-            "SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(k, 0) AS h FROM (VALUES ",
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("(${i})")).collect();
+        // Raw SQL: PostgreSQL's advisory-lock and hash functions over a VALUES
+        // list, locked in sorted order, have no form in the query builder.
+        let sql = format!(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(k, 0) AS h FROM (VALUES {}) AS v (k)) AS keys ORDER BY h",
+            placeholders.join(", ")
         );
-        push_tuples(&mut sql, chunk.iter().map(|key| values![key.clone()]));
-        sql.push(") AS v (k)) AS keys ORDER BY h");
-        store::execute(conn, &sql.text, sql.values).await?;
+        let values = chunk.iter().map(|key| Value::from(key.as_str())).collect();
+        store::execute(conn, &sql, values).await?;
     }
     Ok(())
 }
@@ -179,15 +148,15 @@ pub async fn memberships_of(
 ) -> Result<Vec<(String, String)>, DbErr> {
     let mut found = Vec::new();
     for chunk in users.chunks(CHUNK) {
-        let mut sql =
-            Sql::new("SELECT organization_id, user_id FROM memberships WHERE user_id IN (");
-        push_list(&mut sql, chunk);
-        sql.push(")");
-        let rows: Vec<OrganizationUserRow> = store::fetch_all(conn, &sql.text, sql.values).await?;
-        found.extend(
-            rows.into_iter()
-                .map(|row| (row.organization_id, row.user_id)),
-        );
+        let rows: Vec<(String, String)> = memberships::Entity::find()
+            .select_only()
+            .column(memberships::Column::OrganizationId)
+            .column(memberships::Column::UserId)
+            .filter(memberships::Column::UserId.is_in(chunk.iter().map(String::as_str)))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        found.extend(rows);
     }
     Ok(found)
 }
@@ -202,28 +171,32 @@ pub async fn insert_active_members(
 ) -> Result<Vec<(String, String)>, DbErr> {
     let mut inserted = Vec::new();
     for chunk in rows.chunks(CHUNK) {
-        let mut sql = Sql::new(
-            "INSERT INTO billing_active_members (period, organization_id, user_id, create_time) VALUES ",
-        );
-        push_tuples(
-            &mut sql,
-            chunk.iter().map(|(period, organization, user)| {
-                values![period.clone(), organization.clone(), user.clone(), now]
-            }),
-        );
-        sql.push(" ON CONFLICT (period, organization_id, user_id) DO NOTHING RETURNING period, organization_id");
-        let rows: Vec<PeriodOrganizationRow> =
-            store::fetch_all(conn, &sql.text, sql.values).await?;
+        let keys = active::Entity::insert_many(chunk.iter().map(|(period, organization, user)| {
+            active::ActiveModel {
+                period: Set(period.clone()),
+                organization_id: Set(organization.clone()),
+                user_id: Set(user.clone()),
+                create_time: Set(now),
+            }
+        }))
+        .on_conflict(
+            OnConflict::columns([
+                active::Column::Period,
+                active::Column::OrganizationId,
+                active::Column::UserId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_with_returning_keys(conn)
+        .await?;
         inserted.extend(
-            rows.into_iter()
-                .map(|row| (row.period, row.organization_id)),
+            keys.into_iter()
+                .map(|(period, organization, _user)| (period, organization)),
         );
     }
     Ok(inserted)
 }
-
-const USAGE_COLUMNS: &str =
-    "organization_id, period, active_member_count, billable_since, billable_order";
 
 /// Adds to the active-member counts, `(organization_id, period, increment)`
 /// sorted by organization and period, creating counters as needed; returns
@@ -234,19 +207,28 @@ pub async fn add_to_usage(
 ) -> Result<Vec<UsageRow>, DbErr> {
     let mut after = Vec::new();
     for chunk in increments.chunks(CHUNK) {
-        let mut sql = Sql::new(
-            "INSERT INTO billing_organization_usage (organization_id, period, active_member_count) VALUES ",
-        );
-        push_tuples(
-            &mut sql,
-            chunk.iter().map(|(organization, period, increment)| {
-                values![organization.clone(), period.clone(), *increment]
-            }),
-        );
-        sql.push(&format!(
-            " ON CONFLICT (organization_id, period) DO UPDATE SET active_member_count = billing_organization_usage.active_member_count + excluded.active_member_count RETURNING {USAGE_COLUMNS}"
-        ));
-        after.extend(store::fetch_all::<UsageRow>(conn, &sql.text, sql.values).await?);
+        let rows =
+            usage::Entity::insert_many(chunk.iter().map(|(organization, period, increment)| {
+                usage::ActiveModel {
+                    organization_id: Set(organization.clone()),
+                    period: Set(period.clone()),
+                    active_member_count: Set(*increment),
+                    ..Default::default()
+                }
+            }))
+            .on_conflict(
+                OnConflict::columns([usage::Column::OrganizationId, usage::Column::Period])
+                    .value(
+                        usage::Column::ActiveMemberCount,
+                        Expr::col((usage::Entity, usage::Column::ActiveMemberCount)).add(
+                            Expr::col((Alias::new("excluded"), usage::Column::ActiveMemberCount)),
+                        ),
+                    )
+                    .to_owned(),
+            )
+            .exec_with_returning(conn)
+            .await?;
+        after.extend(rows);
     }
     Ok(after)
 }
@@ -261,14 +243,15 @@ pub async fn mark_billable(
     threshold: i64,
     now: i64,
 ) -> Result<bool, DbErr> {
-    let changed = store::execute(
-        conn,
-        "UPDATE billing_organization_usage SET billable_since = $1 \
-         WHERE organization_id = $2 AND period = $3 AND billable_since IS NULL AND active_member_count >= $4",
-        values![now, organization_id, period, threshold],
-    )
-    .await?;
-    Ok(changed == 1)
+    let result = usage::Entity::update_many()
+        .col_expr(usage::Column::BillableSince, Expr::value(now))
+        .filter(usage::Column::OrganizationId.eq(organization_id))
+        .filter(usage::Column::Period.eq(period))
+        .filter(usage::Column::BillableSince.is_null())
+        .filter(usage::Column::ActiveMemberCount.gte(threshold))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
 }
 
 pub async fn set_billable_order(
@@ -277,12 +260,12 @@ pub async fn set_billable_order(
     period: &str,
     order: i64,
 ) -> Result<(), DbErr> {
-    store::execute(
-        conn,
-        "UPDATE billing_organization_usage SET billable_order = $1 WHERE organization_id = $2 AND period = $3",
-        values![order, organization_id, period],
-    )
-    .await?;
+    usage::Entity::update_many()
+        .col_expr(usage::Column::BillableOrder, Expr::value(order))
+        .filter(usage::Column::OrganizationId.eq(organization_id))
+        .filter(usage::Column::Period.eq(period))
+        .exec(conn)
+        .await?;
     Ok(())
 }
 
@@ -292,14 +275,20 @@ pub async fn ensure_period(
     period: &str,
     now: i64,
 ) -> Result<bool, DbErr> {
-    Ok(store::execute(
-        conn,
-        "INSERT INTO billing_periods (period, monthly_active_users, billable_organizations, create_time) VALUES ($1, 0, 0, $2) \
-         ON CONFLICT (period) DO NOTHING",
-        values![period, now],
+    let inserted = billing_periods::Entity::insert(billing_periods::ActiveModel {
+        period: Set(period.to_string()),
+        monthly_active_users: Set(0),
+        billable_organizations: Set(0),
+        create_time: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(billing_periods::Column::Period)
+            .do_nothing()
+            .to_owned(),
     )
-    .await?
-        == 1)
+    .exec_without_returning(conn)
+    .await?;
+    Ok(inserted == 1)
 }
 
 /// Adds newly active users and newly billable organizations to a period's
@@ -310,23 +299,31 @@ pub async fn add_to_period(
     new_users: i64,
     new_billable: i64,
 ) -> Result<i64, DbErr> {
-    store::fetch_i64(
-        conn,
-        "UPDATE billing_periods SET monthly_active_users = monthly_active_users + $1, billable_organizations = billable_organizations + $2 \
-         WHERE period = $3 RETURNING billable_organizations",
-        values![new_users, new_billable, period],
-    )
-    .await
+    use billing_periods::Column;
+    let after = billing_periods::Entity::update_many()
+        .col_expr(
+            Column::MonthlyActiveUsers,
+            Expr::col(Column::MonthlyActiveUsers).add(new_users),
+        )
+        .col_expr(
+            Column::BillableOrganizations,
+            Expr::col(Column::BillableOrganizations).add(new_billable),
+        )
+        .filter(Column::Period.eq(period))
+        .exec_with_returning(conn)
+        .await?;
+    Ok(after
+        .first()
+        .map(|row| row.billable_organizations)
+        .unwrap_or(0))
 }
 
 pub async fn period_totals(conn: &impl ConnectionTrait, period: &str) -> Result<PeriodRow, DbErr> {
-    Ok(store::fetch_optional(
-        conn,
-        "SELECT monthly_active_users, billable_organizations FROM billing_periods WHERE period = $1",
-        values![period],
-    )
-    .await?
-    .unwrap_or_default())
+    Ok(billing_periods::Entity::find_by_id(period)
+        .into_partial_model()
+        .one(conn)
+        .await?
+        .unwrap_or_default())
 }
 
 pub async fn usage(
@@ -334,12 +331,9 @@ pub async fn usage(
     organization_id: &str,
     period: &str,
 ) -> Result<Option<UsageRow>, DbErr> {
-    store::fetch_optional(
-        conn,
-        &format!("SELECT {USAGE_COLUMNS} FROM billing_organization_usage WHERE organization_id = $1 AND period = $2"),
-        values![organization_id, period],
-    )
-    .await
+    usage::Entity::find_by_id((organization_id.to_string(), period.to_string()))
+        .one(conn)
+        .await
 }
 
 /// Whether any billing history names the organization.
@@ -347,13 +341,11 @@ pub async fn has_history(
     conn: &impl ConnectionTrait,
     organization_id: &str,
 ) -> Result<bool, DbErr> {
-    Ok(store::fetch_i64(
+    query::any(
         conn,
-        "SELECT COUNT(*) FROM billing_organization_usage WHERE organization_id = $1",
-        values![organization_id],
+        usage::Entity::find().filter(usage::Column::OrganizationId.eq(organization_id)),
     )
-    .await?
-        > 0)
+    .await
 }
 
 /// The active members of organizations in a period, `(organization_id,
@@ -365,18 +357,18 @@ pub async fn active_members(
 ) -> Result<Vec<(String, String)>, DbErr> {
     let mut found = Vec::new();
     for chunk in organizations.chunks(CHUNK) {
-        let mut sql =
-            Sql::new("SELECT organization_id, user_id FROM billing_active_members WHERE period = ");
-        let p = sql.bind(period.to_string());
-        sql.push(&p);
-        sql.push(" AND organization_id IN (");
-        push_list(&mut sql, chunk);
-        sql.push(") ORDER BY organization_id, user_id");
-        let rows: Vec<OrganizationUserRow> = store::fetch_all(conn, &sql.text, sql.values).await?;
-        found.extend(
-            rows.into_iter()
-                .map(|row| (row.organization_id, row.user_id)),
-        );
+        let rows: Vec<(String, String)> = active::Entity::find()
+            .select_only()
+            .column(active::Column::OrganizationId)
+            .column(active::Column::UserId)
+            .filter(active::Column::Period.eq(period))
+            .filter(active::Column::OrganizationId.is_in(chunk.iter().map(String::as_str)))
+            .order_by_asc(active::Column::OrganizationId)
+            .order_by_asc(active::Column::UserId)
+            .into_tuple()
+            .all(conn)
+            .await?;
+        found.extend(rows);
     }
     Ok(found)
 }
@@ -389,32 +381,47 @@ pub async fn billable_page(
     after_order: i64,
     limit: u64,
 ) -> Result<Vec<UsageRow>, DbErr> {
-    store::fetch_all(
-        conn,
-        &format!(
-            "SELECT {USAGE_COLUMNS} FROM billing_organization_usage \
-             WHERE period = $1 AND billable_order IS NOT NULL AND billable_order > $2 ORDER BY billable_order LIMIT $3"
-        ),
-        values![period, after_order, limit as i64],
-    )
-    .await
+    usage::Entity::find()
+        .filter(usage::Column::Period.eq(period))
+        .filter(usage::Column::BillableOrder.is_not_null())
+        .filter(usage::Column::BillableOrder.gt(after_order))
+        .order_by_asc(usage::Column::BillableOrder)
+        .limit(limit)
+        .all(conn)
+        .await
 }
+
+/// The derived table of cost drivers, as `drivers`.
+const DRIVERS: &str = "drivers";
+const USER_ID: &str = "user_id";
+const BILLABLE_ORGANIZATION_COUNT: &str = "billable_organization_count";
+const SOLE_CAUSE_COUNT: &str = "sole_cause_count";
 
 /// The aggregate behind cost drivers: per user, its billable organizations
 /// in the period and how many of them have at most `threshold` active members
 /// (so they would not be billable without it).
-fn cost_driver_sql(sql: &mut Sql, period: &str, threshold: i64, min_organizations: i64) {
-    let t = sql.bind(threshold);
-    let p = sql.bind(period.to_string());
-    let m = sql.bind(min_organizations);
-    sql.push(&format!(
-        "SELECT a.user_id AS user_id, COUNT(*) AS billable_organization_count, \
-         SUM(CASE WHEN u.active_member_count <= {t} THEN 1 ELSE 0 END) AS sole_cause_count \
-         FROM billing_active_members a JOIN billing_organization_usage u \
-         ON u.organization_id = a.organization_id AND u.period = a.period \
-         WHERE a.period = {p} AND u.billable_since IS NOT NULL \
-         GROUP BY a.user_id HAVING COUNT(*) >= {m}"
-    ));
+fn cost_driver_query(
+    period: &str,
+    threshold: i64,
+    min_organizations: i64,
+) -> sea_orm::sea_query::SelectStatement {
+    let sole_cause: Expr = Expr::case(
+        Expr::col((usage::Entity, usage::Column::ActiveMemberCount)).lte(threshold),
+        literal(1),
+    )
+    .finally(literal(0))
+    .into();
+    active::Entity::find()
+        .select_only()
+        .column_as(active::Column::UserId, USER_ID)
+        .column_as(Expr::col(Asterisk).count(), BILLABLE_ORGANIZATION_COUNT)
+        .column_as(sole_cause.sum(), SOLE_CAUSE_COUNT)
+        .join(JoinType::InnerJoin, active::usage())
+        .filter(active::Column::Period.eq(period))
+        .filter(usage::Column::BillableSince.is_not_null())
+        .group_by(active::Column::UserId)
+        .having(Expr::col(Asterisk).count().gte(min_organizations))
+        .into_query()
 }
 
 /// One page of cost drivers, most billable organizations first, then by user
@@ -427,21 +434,33 @@ pub async fn cost_drivers(
     after: Option<(i64, String)>,
     limit: u64,
 ) -> Result<Vec<CostDriverRow>, DbErr> {
-    let mut sql = Sql::new("SELECT user_id, billable_organization_count, sole_cause_count FROM (");
-    cost_driver_sql(&mut sql, period, threshold, min_organizations);
-    sql.push(") AS drivers");
+    let mut select = Query::select();
+    select
+        .columns([
+            Alias::new(USER_ID),
+            Alias::new(BILLABLE_ORGANIZATION_COUNT),
+            Alias::new(SOLE_CAUSE_COUNT),
+        ])
+        .from_subquery(
+            cost_driver_query(period, threshold, min_organizations),
+            Alias::new(DRIVERS),
+        );
     if let Some((count, user)) = after {
-        let c = sql.bind(count);
-        let u = sql.bind(user);
-        sql.push(&format!(
-            " WHERE billable_organization_count < {c} OR (billable_organization_count = {c} AND user_id > {u})"
-        ));
+        select.cond_where(
+            Condition::any()
+                .add(Expr::col(Alias::new(BILLABLE_ORGANIZATION_COUNT)).lt(count))
+                .add(
+                    Condition::all()
+                        .add(Expr::col(Alias::new(BILLABLE_ORGANIZATION_COUNT)).eq(count))
+                        .add(Expr::col(Alias::new(USER_ID)).gt(user)),
+                ),
+        );
     }
-    let l = sql.bind(limit as i64);
-    sql.push(&format!(
-        " ORDER BY billable_organization_count DESC, user_id LIMIT {l}"
-    ));
-    store::fetch_all(conn, &sql.text, sql.values).await
+    select
+        .order_by(Alias::new(BILLABLE_ORGANIZATION_COUNT), Order::Desc)
+        .order_by(Alias::new(USER_ID), Order::Asc)
+        .limit(limit);
+    query::fetch_all(conn, &select).await
 }
 
 pub async fn count_cost_drivers(
@@ -450,19 +469,22 @@ pub async fn count_cost_drivers(
     threshold: i64,
     min_organizations: i64,
 ) -> Result<i64, DbErr> {
-    let mut sql = Sql::new("SELECT COUNT(*) FROM (");
-    cost_driver_sql(&mut sql, period, threshold, min_organizations);
-    sql.push(") AS drivers");
-    store::fetch_i64(conn, &sql.text, sql.values).await
+    let select = Query::select()
+        .expr(Expr::col(Asterisk).count())
+        .from_subquery(
+            cost_driver_query(period, threshold, min_organizations),
+            Alias::new(DRIVERS),
+        )
+        .to_owned();
+    query::fetch_count(conn, &select).await
 }
 
 pub async fn total_organizations(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
-    store::fetch_i64(
-        conn,
-        "SELECT total_organizations FROM billing_totals WHERE id = 1",
-        vec![],
-    )
-    .await
+    Ok(billing_totals::Entity::find_by_id(1)
+        .one(conn)
+        .await?
+        .map(|row| row.total_organizations)
+        .unwrap_or(0))
 }
 
 /// Moves the organization counter by `delta` (+1 on create, −1 on delete).
@@ -470,11 +492,14 @@ pub async fn add_to_total_organizations(
     conn: &impl ConnectionTrait,
     delta: i64,
 ) -> Result<(), DbErr> {
-    store::execute(
-        conn,
-        "UPDATE billing_totals SET total_organizations = total_organizations + $1 WHERE id = 1",
-        values![delta],
-    )
-    .await?;
+    use billing_totals::Column;
+    billing_totals::Entity::update_many()
+        .col_expr(
+            Column::TotalOrganizations,
+            Expr::col(Column::TotalOrganizations).add(delta),
+        )
+        .filter(Column::Id.eq(1))
+        .exec(conn)
+        .await?;
     Ok(())
 }

@@ -1,14 +1,20 @@
-//! The `domains` table. A verification code is stored only as a hash.
+//! The `domains` table. A verification code is stored only as a hash, and
+//! the rows read for callers leave it out.
 
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, DerivePartialModel, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::invitations::EnrollmentMode;
-use crate::store::{self, Sql, for_update};
-use crate::values;
+use crate::store::entity::domains::{self, ActiveModel, Column, Entity};
+use crate::store::query::{self, literal};
 
 /// A stored domain, without its verification code.
-#[derive(Debug, Clone, PartialEq, FromQueryResult, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, DerivePartialModel, Serialize, Deserialize)]
+#[sea_orm(entity = "domains::Entity")]
 pub struct DomainRow {
     pub id: String,
     pub organization_id: String,
@@ -33,81 +39,62 @@ impl DomainRow {
 }
 
 /// The outstanding verification code of a domain.
-#[derive(Debug, Clone, FromQueryResult)]
+#[derive(Debug, Clone, DerivePartialModel)]
+#[sea_orm(entity = "domains::Entity")]
 pub struct VerificationCode {
     pub code_hash: Option<String>,
     pub code_expire_time: Option<i64>,
     pub code_attempts: i32,
 }
 
-pub const COLUMNS: &str = "id, organization_id, name, enrollment_mode, verified, affiliation_email_address, verify_time, create_time, update_time, revision";
-
+/// Inserts a domain without an outstanding code.
 pub async fn insert(conn: &impl ConnectionTrait, row: &DomainRow) -> Result<(), DbErr> {
-    store::execute(
-        conn,
-        &format!(
-            "INSERT INTO domains ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ),
-        values![
-            row.id.clone(),
-            row.organization_id.clone(),
-            row.name.clone(),
-            row.enrollment_mode.clone(),
-            row.verified,
-            row.affiliation_email_address.clone(),
-            row.verify_time,
-            row.create_time,
-            row.update_time,
-            row.revision,
-        ],
-    )
+    Entity::insert(ActiveModel {
+        id: Set(row.id.clone()),
+        organization_id: Set(row.organization_id.clone()),
+        name: Set(row.name.clone()),
+        enrollment_mode: Set(row.enrollment_mode.clone()),
+        verified: Set(row.verified),
+        affiliation_email_address: Set(row.affiliation_email_address.clone()),
+        verify_time: Set(row.verify_time),
+        create_time: Set(row.create_time),
+        update_time: Set(row.update_time),
+        revision: Set(row.revision),
+        ..Default::default()
+    })
+    .exec_without_returning(conn)
     .await?;
     Ok(())
 }
 
 pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Option<DomainRow>, DbErr> {
-    store::fetch_optional(
-        conn,
-        &format!("SELECT {COLUMNS} FROM domains WHERE id = $1"),
-        values![id],
-    )
-    .await
+    Entity::find_by_id(id).into_partial_model().one(conn).await
 }
 
-/// Reads the domain and locks it for the rest of the transaction.
+/// Reads the domain and locks it for the rest of the transaction (`FOR
+/// UPDATE` on PostgreSQL; SQLite write transactions hold the database lock).
 pub async fn get_for_update(
     conn: &impl ConnectionTrait,
     id: &str,
 ) -> Result<Option<DomainRow>, DbErr> {
-    store::fetch_optional(
-        conn,
-        &format!(
-            "SELECT {COLUMNS} FROM domains WHERE id = $1{}",
-            for_update(conn)
-        ),
-        values![id],
-    )
-    .await
+    Entity::find_by_id(id)
+        .lock_exclusive()
+        .into_partial_model()
+        .one(conn)
+        .await
 }
 
 pub async fn name_taken(conn: &impl ConnectionTrait, name: &str) -> Result<bool, DbErr> {
-    Ok(store::fetch_i64(
-        conn,
-        "SELECT COUNT(*) FROM domains WHERE name = $1",
-        values![name],
-    )
-    .await?
-        > 0)
+    query::any(conn, Entity::find().filter(Column::Name.eq(name))).await
 }
 
 pub async fn count_in_organization(
     conn: &impl ConnectionTrait,
     organization_id: &str,
 ) -> Result<i64, DbErr> {
-    store::fetch_i64(
+    query::count(
         conn,
-        "SELECT COUNT(*) FROM domains WHERE organization_id = $1",
-        values![organization_id],
+        Entity::find().filter(Column::OrganizationId.eq(organization_id)),
     )
     .await
 }
@@ -120,17 +107,19 @@ pub async fn update_mode(
     now: i64,
     expected_revision: i64,
 ) -> Result<bool, DbErr> {
-    let changed = store::execute(
-        conn,
-        "UPDATE domains SET enrollment_mode = $1, update_time = $2, revision = revision + 1 WHERE id = $3 AND revision = $4",
-        values![mode.as_str(), now, id, expected_revision],
-    )
-    .await?;
-    Ok(changed == 1)
+    let result = Entity::update_many()
+        .col_expr(Column::EnrollmentMode, Expr::value(mode.as_str()))
+        .col_expr(Column::UpdateTime, Expr::value(now))
+        .col_expr(Column::Revision, Expr::col(Column::Revision).add(1))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Revision.eq(expected_revision))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
 }
 
 pub async fn delete(conn: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr> {
-    Ok(store::execute(conn, "DELETE FROM domains WHERE id = $1", values![id]).await? == 1)
+    Ok(Entity::delete_by_id(id).exec(conn).await?.rows_affected == 1)
 }
 
 /// Replaces the outstanding code: a new hash, expiry and address, no attempts.
@@ -142,13 +131,19 @@ pub async fn set_code(
     code_expire_time: i64,
     now: i64,
 ) -> Result<(), DbErr> {
-    store::execute(
-        conn,
-        "UPDATE domains SET affiliation_email_address = $1, code_hash = $2, code_expire_time = $3, code_attempts = 0, \
-         update_time = $4, revision = revision + 1 WHERE id = $5",
-        values![affiliation_email_address, code_hash, code_expire_time, now, id],
-    )
-    .await?;
+    Entity::update_many()
+        .col_expr(
+            Column::AffiliationEmailAddress,
+            Expr::value(affiliation_email_address),
+        )
+        .col_expr(Column::CodeHash, Expr::value(code_hash))
+        .col_expr(Column::CodeExpireTime, Expr::value(code_expire_time))
+        .col_expr(Column::CodeAttempts, literal(0))
+        .col_expr(Column::UpdateTime, Expr::value(now))
+        .col_expr(Column::Revision, Expr::col(Column::Revision).add(1))
+        .filter(Column::Id.eq(id))
+        .exec(conn)
+        .await?;
     Ok(())
 }
 
@@ -156,12 +151,7 @@ pub async fn get_code(
     conn: &impl ConnectionTrait,
     id: &str,
 ) -> Result<Option<VerificationCode>, DbErr> {
-    store::fetch_optional(
-        conn,
-        "SELECT code_hash, code_expire_time, code_attempts FROM domains WHERE id = $1",
-        values![id],
-    )
-    .await
+    Entity::find_by_id(id).into_partial_model().one(conn).await
 }
 
 /// Counts a wrong attempt; the code is voided when `max_attempts` is reached.
@@ -171,30 +161,35 @@ pub async fn record_wrong_attempt(
     id: &str,
     max_attempts: i32,
 ) -> Result<bool, DbErr> {
-    store::execute(
-        conn,
-        "UPDATE domains SET code_attempts = code_attempts + 1 WHERE id = $1 AND code_hash IS NOT NULL",
-        values![id],
-    )
-    .await?;
-    let voided = store::execute(
-        conn,
-        "UPDATE domains SET code_hash = NULL, code_expire_time = NULL WHERE id = $1 AND code_attempts >= $2",
-        values![id, max_attempts],
-    )
-    .await?;
-    Ok(voided > 0)
+    Entity::update_many()
+        .col_expr(Column::CodeAttempts, Expr::col(Column::CodeAttempts).add(1))
+        .filter(Column::Id.eq(id))
+        .filter(Column::CodeHash.is_not_null())
+        .exec(conn)
+        .await?;
+    let voided = Entity::update_many()
+        .col_expr(Column::CodeHash, Expr::null())
+        .col_expr(Column::CodeExpireTime, Expr::null())
+        .filter(Column::Id.eq(id))
+        .filter(Column::CodeAttempts.gte(max_attempts))
+        .exec(conn)
+        .await?;
+    Ok(voided.rows_affected > 0)
 }
 
 /// Marks the domain verified and spends its code.
 pub async fn mark_verified(conn: &impl ConnectionTrait, id: &str, now: i64) -> Result<(), DbErr> {
-    store::execute(
-        conn,
-        "UPDATE domains SET verified = TRUE, verify_time = $1, code_hash = NULL, code_expire_time = NULL, code_attempts = 0, \
-         update_time = $1, revision = revision + 1 WHERE id = $2",
-        values![now, id],
-    )
-    .await?;
+    Entity::update_many()
+        .col_expr(Column::Verified, literal(true))
+        .col_expr(Column::VerifyTime, Expr::value(now))
+        .col_expr(Column::CodeHash, Expr::null())
+        .col_expr(Column::CodeExpireTime, Expr::null())
+        .col_expr(Column::CodeAttempts, literal(0))
+        .col_expr(Column::UpdateTime, Expr::value(now))
+        .col_expr(Column::Revision, Expr::col(Column::Revision).add(1))
+        .filter(Column::Id.eq(id))
+        .exec(conn)
+        .await?;
     Ok(())
 }
 
@@ -209,18 +204,14 @@ pub async fn list(
     after: Option<String>,
     limit: u64,
 ) -> Result<Vec<DomainRow>, DbErr> {
-    let mut sql = Sql::new(&format!(
-        "SELECT {COLUMNS} FROM domains WHERE organization_id = "
-    ));
-    let o = sql.bind(organization_id.to_string());
-    sql.push(&o);
-    if let Some(name) = after {
-        let n = sql.bind(name);
-        sql.push(&format!(" AND name > {n}"));
-    }
-    let l = sql.bind(limit as i64);
-    sql.push(&format!(" ORDER BY name LIMIT {l}"));
-    store::fetch_all(conn, &sql.text, sql.values).await
+    Entity::find()
+        .filter(Column::OrganizationId.eq(organization_id))
+        .apply_if(after, |select, name| select.filter(Column::Name.gt(name)))
+        .order_by_asc(Column::Name)
+        .limit(limit)
+        .into_partial_model()
+        .all(conn)
+        .await
 }
 
 /// The verified domain with this name in this enrollment mode, if any.
@@ -229,10 +220,11 @@ pub async fn verified_by_name(
     name: &str,
     mode: EnrollmentMode,
 ) -> Result<Option<DomainRow>, DbErr> {
-    store::fetch_optional(
-        conn,
-        &format!("SELECT {COLUMNS} FROM domains WHERE name = $1 AND verified = TRUE AND enrollment_mode = $2"),
-        values![name, mode.as_str()],
-    )
-    .await
+    Entity::find()
+        .filter(Column::Name.eq(name))
+        .filter(query::eq_literal(Column::Verified, true))
+        .filter(Column::EnrollmentMode.eq(mode.as_str()))
+        .into_partial_model()
+        .one(conn)
+        .await
 }

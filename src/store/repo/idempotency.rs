@@ -2,14 +2,18 @@
 //! at the start of a call's transaction and holding its answer once it
 //! commits.
 
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, DerivePartialModel, EntityTrait,
+    QueryFilter,
+};
 
-use crate::store;
-use crate::values;
+use crate::store::entity::idempotency_keys::{self, ActiveModel, Column, Entity};
 
 /// A stored claim: which RPC made it, the fingerprint of its request, and its
 /// answer (empty while the claiming call has not committed).
-#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
+#[derive(Debug, Clone, PartialEq, Eq, DerivePartialModel)]
+#[sea_orm(entity = "idempotency_keys::Entity")]
 pub struct IdempotencyRow {
     pub method: String,
     pub fingerprint: String,
@@ -23,12 +27,13 @@ pub async fn get(
     request_id: &str,
     not_before: i64,
 ) -> Result<Option<IdempotencyRow>, DbErr> {
-    store::fetch_optional(
-        conn,
-        "SELECT method, fingerprint, response FROM idempotency_keys WHERE principal = $1 AND request_id = $2 AND create_time > $3",
-        values![principal, request_id, not_before],
-    )
-    .await
+    Entity::find()
+        .filter(Column::Principal.eq(principal))
+        .filter(Column::RequestId.eq(request_id))
+        .filter(Column::CreateTime.gt(not_before))
+        .into_partial_model()
+        .one(conn)
+        .await
 }
 
 /// Deletes the claim of `(principal, request_id)` if it was made at or before
@@ -39,23 +44,22 @@ pub async fn delete_expired_claim(
     request_id: &str,
     cutoff: i64,
 ) -> Result<(), DbErr> {
-    store::execute(
-        conn,
-        "DELETE FROM idempotency_keys WHERE principal = $1 AND request_id = $2 AND create_time <= $3",
-        values![principal, request_id, cutoff],
-    )
-    .await?;
+    Entity::delete_many()
+        .filter(Column::Principal.eq(principal))
+        .filter(Column::RequestId.eq(request_id))
+        .filter(Column::CreateTime.lte(cutoff))
+        .exec(conn)
+        .await?;
     Ok(())
 }
 
 /// Deletes every claim made at or before `cutoff`.
 pub async fn purge(conn: &impl ConnectionTrait, cutoff: i64) -> Result<u64, DbErr> {
-    store::execute(
-        conn,
-        "DELETE FROM idempotency_keys WHERE create_time <= $1",
-        values![cutoff],
-    )
-    .await
+    Ok(Entity::delete_many()
+        .filter(Column::CreateTime.lte(cutoff))
+        .exec(conn)
+        .await?
+        .rows_affected)
 }
 
 /// Claims `(principal, request_id)` with an empty answer. Fails with a unique
@@ -69,11 +73,15 @@ pub async fn claim(
     fingerprint: &str,
     now: i64,
 ) -> Result<(), DbErr> {
-    store::execute(
-        conn,
-        "INSERT INTO idempotency_keys (principal, request_id, method, fingerprint, response, create_time) VALUES ($1, $2, $3, $4, '', $5)",
-        values![principal, request_id, method, fingerprint, now],
-    )
+    Entity::insert(ActiveModel {
+        principal: Set(principal.to_string()),
+        request_id: Set(request_id.to_string()),
+        method: Set(method.to_string()),
+        fingerprint: Set(fingerprint.to_string()),
+        response: Set(String::new()),
+        create_time: Set(now),
+    })
+    .exec_without_returning(conn)
     .await?;
     Ok(())
 }
@@ -85,12 +93,12 @@ pub async fn store_response(
     request_id: &str,
     response: &str,
 ) -> Result<(), DbErr> {
-    store::execute(
-        conn,
-        "UPDATE idempotency_keys SET response = $1 WHERE principal = $2 AND request_id = $3",
-        values![response, principal, request_id],
-    )
-    .await?;
+    Entity::update_many()
+        .col_expr(Column::Response, Expr::value(response))
+        .filter(Column::Principal.eq(principal))
+        .filter(Column::RequestId.eq(request_id))
+        .exec(conn)
+        .await?;
     Ok(())
 }
 
@@ -101,11 +109,10 @@ pub async fn release(
     principal: &str,
     request_id: &str,
 ) -> Result<(), DbErr> {
-    store::execute(
-        conn,
-        "DELETE FROM idempotency_keys WHERE principal = $1 AND request_id = $2",
-        values![principal, request_id],
-    )
-    .await?;
+    Entity::delete_many()
+        .filter(Column::Principal.eq(principal))
+        .filter(Column::RequestId.eq(request_id))
+        .exec(conn)
+        .await?;
     Ok(())
 }

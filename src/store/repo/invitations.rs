@@ -1,16 +1,22 @@
 //! The `invitations` table. Only the SHA-256 of a token is stored; it is used
 //! for lookups and never read back.
 
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
+use sea_orm::sea_query::{Asterisk, Expr, ExprTrait, UnionType};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, DerivePartialModel,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::invitations::InvitationStatus;
-use crate::store::{self, Sql};
-use crate::values;
+use crate::store::entity::invitations::{self, ActiveModel, Column, Entity};
+use crate::store::entity::{membership_requests, memberships, organizations};
+use crate::store::query::{self, eq_literal, literal};
 
-/// A stored invitation; `organization_id` is `None` for an application
-/// invitation.
-#[derive(Debug, Clone, PartialEq, FromQueryResult, Serialize, Deserialize)]
+/// A stored invitation, without its token hash; `organization_id` is `None`
+/// for an application invitation.
+#[derive(Debug, Clone, PartialEq, DerivePartialModel, Serialize, Deserialize)]
+#[sea_orm(entity = "invitations::Entity")]
 pub struct InvitationRow {
     pub id: String,
     pub organization_id: Option<String>,
@@ -34,20 +40,19 @@ impl InvitationRow {
     }
 }
 
-pub const COLUMNS: &str = "id, organization_id, email_address, role, status, inviter_user_id, redirect_url, public_metadata, private_metadata, expire_time, accepted_user_id, create_time, update_time";
-
-/// `organization_id = $n`, or `organization_id IS NULL` for application
+/// `organization_id = id`, or `organization_id IS NULL` for application
 /// invitations.
-fn organization_condition(sql: &mut Sql, organization_id: Option<&str>) {
+fn of_organization(organization_id: Option<&str>) -> Expr {
     match organization_id {
-        Some(id) => {
-            let p = sql.bind(id.to_string());
-            sql.push(&format!(" AND organization_id = {p}"));
-        }
-        None => {
-            sql.push(" AND organization_id IS NULL");
-        }
+        Some(id) => Column::OrganizationId.eq(id),
+        None => Column::OrganizationId.is_null(),
     }
+}
+
+/// `status = 'pending'`, written out as the partial index
+/// `invitations_one_pending` declares it.
+fn pending() -> Expr {
+    eq_literal(Column::Status, "pending")
 }
 
 pub async fn insert(
@@ -55,49 +60,40 @@ pub async fn insert(
     row: &InvitationRow,
     token_hash: &str,
 ) -> Result<(), DbErr> {
-    store::execute(
-        conn,
-        &format!("INSERT INTO invitations ({COLUMNS}, token_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"),
-        values![
-            row.id.clone(),
-            row.organization_id.clone(),
-            row.email_address.clone(),
-            row.role.clone(),
-            row.status.clone(),
-            row.inviter_user_id.clone(),
-            row.redirect_url.clone(),
-            row.public_metadata.clone(),
-            row.private_metadata.clone(),
-            row.expire_time,
-            row.accepted_user_id.clone(),
-            row.create_time,
-            row.update_time,
-            token_hash,
-        ],
-    )
+    Entity::insert(ActiveModel {
+        id: Set(row.id.clone()),
+        organization_id: Set(row.organization_id.clone()),
+        email_address: Set(row.email_address.clone()),
+        role: Set(row.role.clone()),
+        status: Set(row.status.clone()),
+        inviter_user_id: Set(row.inviter_user_id.clone()),
+        redirect_url: Set(row.redirect_url.clone()),
+        public_metadata: Set(row.public_metadata.clone()),
+        private_metadata: Set(row.private_metadata.clone()),
+        token_hash: Set(token_hash.to_string()),
+        expire_time: Set(row.expire_time),
+        accepted_user_id: Set(row.accepted_user_id.clone()),
+        create_time: Set(row.create_time),
+        update_time: Set(row.update_time),
+    })
+    .exec_without_returning(conn)
     .await?;
     Ok(())
 }
 
 pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Option<InvitationRow>, DbErr> {
-    store::fetch_optional(
-        conn,
-        &format!("SELECT {COLUMNS} FROM invitations WHERE id = $1"),
-        values![id],
-    )
-    .await
+    Entity::find_by_id(id).into_partial_model().one(conn).await
 }
 
 pub async fn get_by_token_hash(
     conn: &impl ConnectionTrait,
     token_hash: &str,
 ) -> Result<Option<InvitationRow>, DbErr> {
-    store::fetch_optional(
-        conn,
-        &format!("SELECT {COLUMNS} FROM invitations WHERE token_hash = $1"),
-        values![token_hash],
-    )
-    .await
+    Entity::find()
+        .filter(Column::TokenHash.eq(token_hash))
+        .into_partial_model()
+        .one(conn)
+        .await
 }
 
 /// Stores `expired` on the pending invitations of an organization (or of the
@@ -110,17 +106,18 @@ pub async fn sweep_expired(
     email_address: Option<&str>,
     now: i64,
 ) -> Result<u64, DbErr> {
-    let mut sql = Sql::new("UPDATE invitations SET status = 'expired'");
-    let t = sql.bind(now);
-    sql.push(&format!(
-        ", update_time = {t} WHERE status = 'pending' AND expire_time <= {t}"
-    ));
-    organization_condition(&mut sql, organization_id);
-    if let Some(email) = email_address {
-        let p = sql.bind(email.to_string());
-        sql.push(&format!(" AND email_address = {p}"));
-    }
-    store::execute(conn, &sql.text, sql.values).await
+    Ok(Entity::update_many()
+        .col_expr(Column::Status, literal("expired"))
+        .col_expr(Column::UpdateTime, Expr::value(now))
+        .filter(pending())
+        .filter(Column::ExpireTime.lte(now))
+        .filter(of_organization(organization_id))
+        .apply_if(email_address, |update, email| {
+            update.filter(Column::EmailAddress.eq(email))
+        })
+        .exec(conn)
+        .await?
+        .rows_affected)
 }
 
 /// Sets the organization's `pending_invitations_count` to its pending,
@@ -131,14 +128,21 @@ pub async fn refresh_pending_count(
     organization_id: &str,
     now: i64,
 ) -> Result<(), DbErr> {
-    store::execute(
-        conn,
-        "UPDATE organizations SET pending_invitations_count = \
-         (SELECT COUNT(*) FROM invitations WHERE organization_id = $1 AND status = 'pending' AND expire_time > $2) \
-         WHERE id = $1",
-        values![organization_id, now],
-    )
-    .await?;
+    let pending_count = Entity::find()
+        .select_only()
+        .expr(Expr::col(Asterisk).count())
+        .filter(Column::OrganizationId.eq(organization_id))
+        .filter(pending())
+        .filter(Column::ExpireTime.gt(now))
+        .into_query();
+    organizations::Entity::update_many()
+        .col_expr(
+            organizations::Column::PendingInvitationsCount,
+            Expr::SubQuery(None, Box::new(pending_count.into())),
+        )
+        .filter(organizations::Column::Id.eq(organization_id))
+        .exec(conn)
+        .await?;
     Ok(())
 }
 
@@ -150,14 +154,14 @@ pub async fn find_pending(
     email_address: &str,
     now: i64,
 ) -> Result<Option<InvitationRow>, DbErr> {
-    let mut sql = Sql::new(&format!(
-        "SELECT {COLUMNS} FROM invitations WHERE status = 'pending'"
-    ));
-    let t = sql.bind(now);
-    let e = sql.bind(email_address.to_string());
-    sql.push(&format!(" AND expire_time > {t} AND email_address = {e}"));
-    organization_condition(&mut sql, organization_id);
-    store::fetch_optional(conn, &sql.text, sql.values).await
+    Entity::find()
+        .filter(pending())
+        .filter(Column::ExpireTime.gt(now))
+        .filter(Column::EmailAddress.eq(email_address))
+        .filter(of_organization(organization_id))
+        .into_partial_model()
+        .one(conn)
+        .await
 }
 
 /// Whether an invitation of this email address to the organization was ever
@@ -167,13 +171,14 @@ pub async fn was_revoked(
     organization_id: &str,
     email_address: &str,
 ) -> Result<bool, DbErr> {
-    Ok(store::fetch_i64(
+    query::any(
         conn,
-        "SELECT COUNT(*) FROM invitations WHERE organization_id = $1 AND email_address = $2 AND status = 'revoked'",
-        values![organization_id, email_address],
+        Entity::find()
+            .filter(Column::OrganizationId.eq(organization_id))
+            .filter(Column::EmailAddress.eq(email_address))
+            .filter(eq_literal(Column::Status, "revoked")),
     )
-    .await?
-        > 0)
+    .await
 }
 
 /// Whether the email address is known to belong to a current member: a user
@@ -183,15 +188,30 @@ pub async fn email_is_member(
     organization_id: &str,
     email_address: &str,
 ) -> Result<bool, DbErr> {
-    Ok(store::fetch_i64(
+    let mut joined_with_email = Entity::find()
+        .select_only()
+        .column(Column::AcceptedUserId)
+        .filter(Column::OrganizationId.eq(organization_id))
+        .filter(Column::EmailAddress.eq(email_address))
+        .filter(eq_literal(Column::Status, "accepted"))
+        .into_query();
+    joined_with_email.union(
+        UnionType::Distinct,
+        membership_requests::Entity::find()
+            .select_only()
+            .column(membership_requests::Column::UserId)
+            .filter(membership_requests::Column::OrganizationId.eq(organization_id))
+            .filter(membership_requests::Column::EmailAddress.eq(email_address))
+            .filter(eq_literal(membership_requests::Column::Status, "accepted"))
+            .into_query(),
+    );
+    query::any(
         conn,
-        "SELECT COUNT(*) FROM memberships m WHERE m.organization_id = $1 AND m.user_id IN (\
-           SELECT accepted_user_id FROM invitations WHERE organization_id = $1 AND email_address = $2 AND status = 'accepted' \
-           UNION SELECT user_id FROM membership_requests WHERE organization_id = $1 AND email_address = $2 AND status = 'accepted')",
-        values![organization_id, email_address],
+        memberships::Entity::find()
+            .filter(memberships::Column::OrganizationId.eq(organization_id))
+            .filter(memberships::Column::UserId.in_subquery(joined_with_email)),
     )
-    .await?
-        > 0)
+    .await
 }
 
 /// Moves a pending, unexpired invitation to `to`; returns whether it did. The
@@ -204,14 +224,16 @@ pub async fn transition_from_pending(
     accepted_user_id: &str,
     now: i64,
 ) -> Result<bool, DbErr> {
-    let changed = store::execute(
-        conn,
-        "UPDATE invitations SET status = $1, accepted_user_id = $2, update_time = $3 \
-         WHERE id = $4 AND status = 'pending' AND expire_time > $3",
-        values![to.as_str(), accepted_user_id, now, id],
-    )
-    .await?;
-    Ok(changed == 1)
+    let result = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(to.as_str()))
+        .col_expr(Column::AcceptedUserId, Expr::value(accepted_user_id))
+        .col_expr(Column::UpdateTime, Expr::value(now))
+        .filter(Column::Id.eq(id))
+        .filter(pending())
+        .filter(Column::ExpireTime.gt(now))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
 }
 
 /// Replaces the token of a pending, unexpired invitation (the old one stops
@@ -222,40 +244,41 @@ pub async fn replace_token_hash(
     token_hash: &str,
     now: i64,
 ) -> Result<bool, DbErr> {
-    let changed = store::execute(
-        conn,
-        "UPDATE invitations SET token_hash = $1 WHERE id = $2 AND status = 'pending' AND expire_time > $3",
-        values![token_hash, id, now],
-    )
-    .await?;
-    Ok(changed == 1)
+    let result = Entity::update_many()
+        .col_expr(Column::TokenHash, Expr::value(token_hash))
+        .filter(Column::Id.eq(id))
+        .filter(pending())
+        .filter(Column::ExpireTime.gt(now))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
 }
 
 pub use crate::domain::enrollment::InvitationFilter;
 
-fn filter_sql(sql: &mut Sql, filter: &InvitationFilter, now: i64) {
-    sql.push(" WHERE 1 = 1");
-    organization_condition(sql, filter.organization_id.as_ref().map(|id| id.as_str()));
-    if let Some(email) = &filter.email_address {
-        let p = sql.bind(email.as_str());
-        sql.push(&format!(" AND email_address = {p}"));
-    }
+fn filtered(filter: &InvitationFilter, now: i64) -> Select<Entity> {
+    let select = Entity::find()
+        .filter(of_organization(filter.organization_id.as_deref()))
+        .apply_if(
+            filter.email_address.as_ref().map(|e| e.as_str()),
+            |select, email| select.filter(Column::EmailAddress.eq(email)),
+        );
     match filter.status {
-        None => {}
+        None => select,
         Some(InvitationStatus::Pending) => {
-            let t = sql.bind(now);
-            sql.push(&format!(" AND status = 'pending' AND expire_time > {t}"));
+            select.filter(pending()).filter(Column::ExpireTime.gt(now))
         }
-        Some(InvitationStatus::Expired) => {
-            let t = sql.bind(now);
-            sql.push(&format!(
-                " AND (status = 'expired' OR (status = 'pending' AND expire_time <= {t}))"
-            ));
-        }
-        Some(status) => {
-            let p = sql.bind(status.as_str());
-            sql.push(&format!(" AND status = {p}"));
-        }
+        // Stored as expired, or still pending past its expiry.
+        Some(InvitationStatus::Expired) => select.filter(
+            Condition::any()
+                .add(eq_literal(Column::Status, "expired"))
+                .add(
+                    Condition::all()
+                        .add(pending())
+                        .add(Column::ExpireTime.lte(now)),
+                ),
+        ),
+        Some(status) => select.filter(Column::Status.eq(status.as_str())),
     }
 }
 
@@ -264,9 +287,7 @@ pub async fn count(
     filter: &InvitationFilter,
     now: i64,
 ) -> Result<i64, DbErr> {
-    let mut sql = Sql::new("SELECT COUNT(*) FROM invitations");
-    filter_sql(&mut sql, filter, now);
-    store::fetch_i64(conn, &sql.text, sql.values).await
+    query::count(conn, filtered(filter, now)).await
 }
 
 /// One page, newest first, after the keyset position `(create_time, id)`.
@@ -277,18 +298,22 @@ pub async fn list(
     after: Option<(i64, String)>,
     limit: u64,
 ) -> Result<Vec<InvitationRow>, DbErr> {
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM invitations"));
-    filter_sql(&mut sql, filter, now);
-    if let Some((time, id)) = after {
-        let t = sql.bind(time);
-        let i = sql.bind(id);
-        sql.push(&format!(
-            " AND (create_time < {t} OR (create_time = {t} AND id < {i}))"
-        ));
-    }
-    let l = sql.bind(limit as i64);
-    sql.push(&format!(" ORDER BY create_time DESC, id DESC LIMIT {l}"));
-    store::fetch_all(conn, &sql.text, sql.values).await
+    filtered(filter, now)
+        .apply_if(after, |select, (time, id)| {
+            select.filter(
+                Condition::any().add(Column::CreateTime.lt(time)).add(
+                    Condition::all()
+                        .add(Column::CreateTime.eq(time))
+                        .add(Column::Id.lt(id)),
+                ),
+            )
+        })
+        .order_by_desc(Column::CreateTime)
+        .order_by_desc(Column::Id)
+        .limit(limit)
+        .into_partial_model()
+        .all(conn)
+        .await
 }
 
 /// The pending, unexpired invitations of an email address, organization and
@@ -298,13 +323,14 @@ pub async fn pending_for_email(
     email_address: &str,
     now: i64,
 ) -> Result<Vec<InvitationRow>, DbErr> {
-    store::fetch_all(
-        conn,
-        &format!(
-            "SELECT {COLUMNS} FROM invitations WHERE email_address = $1 AND status = 'pending' AND expire_time > $2 \
-             ORDER BY create_time DESC, id DESC LIMIT 500"
-        ),
-        values![email_address, now],
-    )
-    .await
+    Entity::find()
+        .filter(Column::EmailAddress.eq(email_address))
+        .filter(pending())
+        .filter(Column::ExpireTime.gt(now))
+        .order_by_desc(Column::CreateTime)
+        .order_by_desc(Column::Id)
+        .limit(500)
+        .into_partial_model()
+        .all(conn)
+        .await
 }

@@ -1,23 +1,17 @@
 //! The `membership_requests` table.
 
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
-use serde::{Deserialize, Serialize};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Select,
+};
 
 use crate::domain::invitations::MembershipRequestStatus;
-use crate::store::{self, Sql};
-use crate::values;
+use crate::store::entity::membership_requests::{self, Column, Entity};
+use crate::store::query::{self, eq_literal};
 
-/// A stored membership request.
-#[derive(Debug, Clone, PartialEq, FromQueryResult, Serialize, Deserialize)]
-pub struct MembershipRequestRow {
-    pub id: String,
-    pub organization_id: String,
-    pub user_id: String,
-    pub email_address: String,
-    pub status: String,
-    pub create_time: i64,
-    pub update_time: i64,
-}
+/// A stored membership request: a whole `membership_requests` row.
+pub type MembershipRequestRow = membership_requests::Model;
 
 impl MembershipRequestRow {
     pub fn status(&self) -> MembershipRequestStatus {
@@ -25,24 +19,16 @@ impl MembershipRequestRow {
     }
 }
 
-pub const COLUMNS: &str =
-    "id, organization_id, user_id, email_address, status, create_time, update_time";
+/// `status = 'pending'`, written out so the partial index
+/// `membership_requests_one_pending` can serve it.
+fn pending() -> Expr {
+    eq_literal(Column::Status, "pending")
+}
 
 pub async fn insert(conn: &impl ConnectionTrait, row: &MembershipRequestRow) -> Result<(), DbErr> {
-    store::execute(
-        conn,
-        &format!("INSERT INTO membership_requests ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
-        values![
-            row.id.clone(),
-            row.organization_id.clone(),
-            row.user_id.clone(),
-            row.email_address.clone(),
-            row.status.clone(),
-            row.create_time,
-            row.update_time,
-        ],
-    )
-    .await?;
+    Entity::insert(row.clone().into_active_model())
+        .exec_without_returning(conn)
+        .await?;
     Ok(())
 }
 
@@ -50,12 +36,7 @@ pub async fn get(
     conn: &impl ConnectionTrait,
     id: &str,
 ) -> Result<Option<MembershipRequestRow>, DbErr> {
-    store::fetch_optional(
-        conn,
-        &format!("SELECT {COLUMNS} FROM membership_requests WHERE id = $1"),
-        values![id],
-    )
-    .await
+    Entity::find_by_id(id).one(conn).await
 }
 
 pub async fn has_pending(
@@ -63,13 +44,14 @@ pub async fn has_pending(
     organization_id: &str,
     user_id: &str,
 ) -> Result<bool, DbErr> {
-    Ok(store::fetch_i64(
+    query::any(
         conn,
-        "SELECT COUNT(*) FROM membership_requests WHERE organization_id = $1 AND user_id = $2 AND status = 'pending'",
-        values![organization_id, user_id],
+        Entity::find()
+            .filter(Column::OrganizationId.eq(organization_id))
+            .filter(Column::UserId.eq(user_id))
+            .filter(pending()),
     )
-    .await?
-        > 0)
+    .await
 }
 
 /// Moves a pending request to `to`; returns whether it did. Of concurrent
@@ -80,22 +62,22 @@ pub async fn decide(
     to: MembershipRequestStatus,
     now: i64,
 ) -> Result<bool, DbErr> {
-    let changed = store::execute(
-        conn,
-        "UPDATE membership_requests SET status = $1, update_time = $2 WHERE id = $3 AND status = 'pending'",
-        values![to.as_str(), now, id],
-    )
-    .await?;
-    Ok(changed == 1)
+    let result = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(to.as_str()))
+        .col_expr(Column::UpdateTime, Expr::value(now))
+        .filter(Column::Id.eq(id))
+        .filter(pending())
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
 }
 
-fn filter_sql(sql: &mut Sql, organization_id: &str, status: Option<MembershipRequestStatus>) {
-    let o = sql.bind(organization_id.to_string());
-    sql.push(&format!(" WHERE organization_id = {o}"));
-    if let Some(status) = status {
-        let s = sql.bind(status.as_str());
-        sql.push(&format!(" AND status = {s}"));
-    }
+fn filtered(organization_id: &str, status: Option<MembershipRequestStatus>) -> Select<Entity> {
+    Entity::find()
+        .filter(Column::OrganizationId.eq(organization_id))
+        .apply_if(status, |select, status| {
+            select.filter(Column::Status.eq(status.as_str()))
+        })
 }
 
 pub async fn count(
@@ -103,9 +85,7 @@ pub async fn count(
     organization_id: &str,
     status: Option<MembershipRequestStatus>,
 ) -> Result<i64, DbErr> {
-    let mut sql = Sql::new("SELECT COUNT(*) FROM membership_requests");
-    filter_sql(&mut sql, organization_id, status);
-    store::fetch_i64(conn, &sql.text, sql.values).await
+    query::count(conn, filtered(organization_id, status)).await
 }
 
 /// One page, newest first, after the keyset position `(create_time, id)`.
@@ -116,16 +96,19 @@ pub async fn list(
     after: Option<(i64, String)>,
     limit: u64,
 ) -> Result<Vec<MembershipRequestRow>, DbErr> {
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM membership_requests"));
-    filter_sql(&mut sql, organization_id, status);
-    if let Some((time, id)) = after {
-        let t = sql.bind(time);
-        let i = sql.bind(id);
-        sql.push(&format!(
-            " AND (create_time < {t} OR (create_time = {t} AND id < {i}))"
-        ));
-    }
-    let l = sql.bind(limit as i64);
-    sql.push(&format!(" ORDER BY create_time DESC, id DESC LIMIT {l}"));
-    store::fetch_all(conn, &sql.text, sql.values).await
+    filtered(organization_id, status)
+        .apply_if(after, |select, (time, id)| {
+            select.filter(
+                Condition::any().add(Column::CreateTime.lt(time)).add(
+                    Condition::all()
+                        .add(Column::CreateTime.eq(time))
+                        .add(Column::Id.lt(id)),
+                ),
+            )
+        })
+        .order_by_desc(Column::CreateTime)
+        .order_by_desc(Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await
 }

@@ -1,27 +1,19 @@
 //! The `organizations` table.
 
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
-use serde::{Deserialize, Serialize};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, IntoActiveModel,
+    JoinType, Order, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, RelationTrait,
+    Select,
+};
 
-use crate::store::{self, Sql, for_update};
-use crate::values;
+use crate::store::entity::{memberships, organizations};
+use crate::store::query;
 
-/// A stored organization.
-#[derive(Debug, Clone, PartialEq, FromQueryResult, Serialize, Deserialize)]
-pub struct OrganizationRow {
-    pub id: String,
-    pub name: String,
-    pub slug: String,
-    pub created_by: Option<String>,
-    pub max_allowed_memberships: i32,
-    pub members_count: i32,
-    pub pending_invitations_count: i32,
-    pub public_metadata: String,
-    pub private_metadata: String,
-    pub create_time: i64,
-    pub update_time: i64,
-    pub revision: i64,
-}
+use organizations::{Column, Entity};
+
+/// A stored organization: a whole `organizations` row.
+pub type OrganizationRow = organizations::Model;
 
 impl OrganizationRow {
     pub fn etag(&self) -> String {
@@ -34,32 +26,34 @@ pub fn etag(revision: i64) -> String {
     format!("\"r{revision}\"")
 }
 
-pub const COLUMNS: &str = "id, name, slug, created_by, max_allowed_memberships, members_count, pending_invitations_count, public_metadata, private_metadata, create_time, update_time, revision";
-
 pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Option<OrganizationRow>, DbErr> {
-    store::fetch_optional(
-        conn,
-        &format!("SELECT {COLUMNS} FROM organizations WHERE id = $1"),
-        values![id],
-    )
-    .await
+    Entity::find_by_id(id).one(conn).await
 }
 
 /// Reads the organization and locks it for the rest of the transaction, so
-/// changes to its memberships are serialized.
+/// changes to its memberships are serialized: `FOR UPDATE` on PostgreSQL;
+/// SQLite has no row locks (the builder leaves the clause out) and its write
+/// transactions hold the database lock already.
 pub async fn get_for_update(
     conn: &impl ConnectionTrait,
     id: &str,
 ) -> Result<Option<OrganizationRow>, DbErr> {
-    store::fetch_optional(
-        conn,
-        &format!(
-            "SELECT {COLUMNS} FROM organizations WHERE id = $1{}",
-            for_update(conn)
-        ),
-        values![id],
-    )
-    .await
+    Entity::find_by_id(id).lock_exclusive().one(conn).await
+}
+
+/// An organization row with the role of the member it was read for.
+struct AsMember {
+    organization: OrganizationRow,
+    role: String,
+}
+
+impl FromQueryResult for AsMember {
+    fn from_query_result(row: &QueryResult, pre: &str) -> Result<Self, DbErr> {
+        Ok(AsMember {
+            organization: OrganizationRow::from_query_result(row, pre)?,
+            role: row.try_get(pre, "member_role")?,
+        })
+    }
 }
 
 /// The organization with id or slug `key` and the role of `user_id` in it, if
@@ -70,77 +64,45 @@ pub async fn get_as_member(
     key: &str,
     user_id: &str,
 ) -> Result<Option<(OrganizationRow, String)>, DbErr> {
-    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("o.{c}")).collect();
-    let column = if by_slug { "slug" } else { "id" };
-    let stmt = store::statement(
-        conn,
-        &format!(
-            "SELECT {}, m.role AS member_role FROM organizations o JOIN memberships m ON m.organization_id = o.id AND m.user_id = $2 WHERE o.{column} = $1",
-            columns.join(", ")
-        ),
-        values![key, user_id],
-    );
-    match conn.query_one_raw(stmt).await? {
-        Some(result) => {
-            let row = OrganizationRow::from_query_result(&result, "")?;
-            let role: String = result.try_get("", "member_role")?;
-            Ok(Some((row, role)))
-        }
-        None => Ok(None),
-    }
+    let member = user_id.to_string();
+    let membership =
+        organizations::Relation::Memberships
+            .def()
+            .on_condition(move |_, membership| {
+                Expr::col((membership, memberships::Column::UserId))
+                    .eq(member.clone())
+                    .into()
+            });
+    let column = if by_slug { Column::Slug } else { Column::Id };
+    let found = Entity::find()
+        .join(JoinType::InnerJoin, membership)
+        .column_as(memberships::Column::Role, "member_role")
+        .filter(column.eq(key))
+        .into_model::<AsMember>()
+        .one(conn)
+        .await?;
+    Ok(found.map(|found| (found.organization, found.role)))
 }
 
 pub async fn get_by_slug(
     conn: &impl ConnectionTrait,
     slug: &str,
 ) -> Result<Option<OrganizationRow>, DbErr> {
-    store::fetch_optional(
-        conn,
-        &format!("SELECT {COLUMNS} FROM organizations WHERE slug = $1"),
-        values![slug],
-    )
-    .await
+    Entity::find().filter(Column::Slug.eq(slug)).one(conn).await
 }
 
 pub async fn slug_taken(conn: &impl ConnectionTrait, slug: &str) -> Result<bool, DbErr> {
-    Ok(store::fetch_i64(
-        conn,
-        "SELECT COUNT(*) FROM organizations WHERE slug = $1",
-        values![slug],
-    )
-    .await?
-        > 0)
+    query::any(conn, Entity::find().filter(Column::Slug.eq(slug))).await
 }
 
 pub async fn count_created_by(conn: &impl ConnectionTrait, user_id: &str) -> Result<i64, DbErr> {
-    store::fetch_i64(
-        conn,
-        "SELECT COUNT(*) FROM organizations WHERE created_by = $1",
-        values![user_id],
-    )
-    .await
+    query::count(conn, Entity::find().filter(Column::CreatedBy.eq(user_id))).await
 }
 
 pub async fn insert(conn: &impl ConnectionTrait, row: &OrganizationRow) -> Result<(), DbErr> {
-    store::execute(
-        conn,
-        &format!("INSERT INTO organizations ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
-        values![
-            row.id.clone(),
-            row.name.clone(),
-            row.slug.clone(),
-            row.created_by.clone(),
-            row.max_allowed_memberships,
-            row.members_count,
-            row.pending_invitations_count,
-            row.public_metadata.clone(),
-            row.private_metadata.clone(),
-            row.create_time,
-            row.update_time,
-            row.revision,
-        ],
-    )
-    .await?;
+    Entity::insert(row.clone().into_active_model())
+        .exec_without_returning(conn)
+        .await?;
     Ok(())
 }
 
@@ -151,86 +113,103 @@ pub async fn update(
     row: &OrganizationRow,
     expected_revision: i64,
 ) -> Result<bool, DbErr> {
-    let changed = store::execute(
-        conn,
-        "UPDATE organizations SET name = $1, slug = $2, max_allowed_memberships = $3, public_metadata = $4, private_metadata = $5, update_time = $6, revision = revision + 1 \
-         WHERE id = $7 AND revision = $8",
-        values![
-            row.name.clone(),
-            row.slug.clone(),
-            row.max_allowed_memberships,
-            row.public_metadata.clone(),
-            row.private_metadata.clone(),
-            row.update_time,
-            row.id.clone(),
-            expected_revision,
-        ],
-    )
-    .await?;
-    Ok(changed == 1)
+    let result = Entity::update_many()
+        .col_expr(Column::Name, Expr::value(row.name.clone()))
+        .col_expr(Column::Slug, Expr::value(row.slug.clone()))
+        .col_expr(
+            Column::MaxAllowedMemberships,
+            Expr::value(row.max_allowed_memberships),
+        )
+        .col_expr(
+            Column::PublicMetadata,
+            Expr::value(row.public_metadata.clone()),
+        )
+        .col_expr(
+            Column::PrivateMetadata,
+            Expr::value(row.private_metadata.clone()),
+        )
+        .col_expr(Column::UpdateTime, Expr::value(row.update_time))
+        .col_expr(Column::Revision, Expr::col(Column::Revision).add(1))
+        .filter(Column::Id.eq(row.id.as_str()))
+        .filter(Column::Revision.eq(expected_revision))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
 }
 
 /// Takes one membership place if the organization has room; returns whether it
 /// did. The condition is evaluated on the locked row, so concurrent adds can
 /// never go past `max_allowed_memberships`.
 pub async fn take_membership_place(conn: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr> {
-    let changed = store::execute(
-        conn,
-        "UPDATE organizations SET members_count = members_count + 1 \
-         WHERE id = $1 AND (max_allowed_memberships = 0 OR members_count < max_allowed_memberships)",
-        values![id],
-    )
-    .await?;
-    Ok(changed == 1)
+    let result = Entity::update_many()
+        .col_expr(Column::MembersCount, Expr::col(Column::MembersCount).add(1))
+        .filter(Column::Id.eq(id))
+        .filter(
+            Condition::any()
+                .add(Column::MaxAllowedMemberships.eq(0))
+                .add(Expr::col(Column::MembersCount).lt(Expr::col(Column::MaxAllowedMemberships))),
+        )
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
 }
 
 pub async fn release_membership_place(conn: &impl ConnectionTrait, id: &str) -> Result<(), DbErr> {
-    store::execute(
-        conn,
-        "UPDATE organizations SET members_count = members_count - 1 WHERE id = $1 AND members_count > 0",
-        values![id],
-    )
-    .await?;
+    Entity::update_many()
+        .col_expr(Column::MembersCount, Expr::col(Column::MembersCount).sub(1))
+        .filter(Column::Id.eq(id))
+        .filter(Column::MembersCount.gt(0))
+        .exec(conn)
+        .await?;
     Ok(())
 }
 
 pub async fn delete(conn: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr> {
-    Ok(store::execute(conn, "DELETE FROM organizations WHERE id = $1", values![id]).await? == 1)
+    Ok(Entity::delete_by_id(id).exec(conn).await?.rows_affected == 1)
 }
 
 pub use crate::domain::organizations::{OrganizationFilter, OrganizationOrder};
 
-/// The sort column of an order and whether it descends.
-fn order_column(order: OrganizationOrder) -> (&'static str, bool) {
-    match order {
-        OrganizationOrder::CreateTime => ("create_time", false),
-        OrganizationOrder::CreateTimeDesc => ("create_time", true),
-        OrganizationOrder::Name => ("name", false),
-        OrganizationOrder::MembersCountDesc => ("members_count", true),
+impl OrganizationOrder {
+    /// The sort column and its direction.
+    fn column(self) -> (Column, Order) {
+        match self {
+            OrganizationOrder::CreateTime => (Column::CreateTime, Order::Asc),
+            OrganizationOrder::CreateTimeDesc => (Column::CreateTime, Order::Desc),
+            OrganizationOrder::Name => (Column::Name, Order::Asc),
+            OrganizationOrder::MembersCountDesc => (Column::MembersCount, Order::Desc),
+        }
     }
 }
 
-fn filter_sql(sql: &mut Sql, filter: &OrganizationFilter) {
-    sql.push(" WHERE 1 = 1");
-    if let Some(query) = &filter.query {
-        let pattern = store::like_pattern(&query.to_lowercase());
-        let p = sql.bind(pattern);
-        sql.push(&format!(
-            " AND (LOWER(name) LIKE {p} ESCAPE '\\' OR slug LIKE {p} ESCAPE '\\')"
-        ));
-    }
-    if let Some(member) = &filter.member {
-        let p = sql.bind(member.as_str());
-        sql.push(&format!(
-            " AND id IN (SELECT organization_id FROM memberships WHERE user_id = {p})"
-        ));
-    }
+fn filtered(filter: &OrganizationFilter) -> Select<Entity> {
+    Entity::find()
+        .apply_if(filter.query.as_deref(), |select, needle| {
+            let pattern = crate::store::like_pattern(&needle.to_lowercase());
+            select.filter(
+                Condition::any()
+                    .add(
+                        Expr::expr(Func::lower(Column::Name.into_expr()))
+                            .like(LikeExpr::new(pattern.clone()).escape('\\')),
+                    )
+                    .add(Column::Slug.like(LikeExpr::new(pattern).escape('\\'))),
+            )
+        })
+        .apply_if(filter.member.as_deref(), |select, member| {
+            select.filter(
+                Column::Id.in_subquery(
+                    memberships::Entity::find()
+                        .select_only()
+                        .column(memberships::Column::OrganizationId)
+                        .filter(memberships::Column::UserId.eq(member))
+                        .into_query(),
+                ),
+            )
+        })
 }
 
 pub async fn count(conn: &impl ConnectionTrait, filter: &OrganizationFilter) -> Result<i64, DbErr> {
-    let mut sql = Sql::new("SELECT COUNT(*) FROM organizations");
-    filter_sql(&mut sql, filter);
-    store::fetch_i64(conn, &sql.text, sql.values).await
+    query::count(conn, filtered(filter)).await
 }
 
 /// One page after the keyset position `after` (from [`OrganizationOrder::key_of`]).
@@ -241,26 +220,28 @@ pub async fn list(
     after: Option<&[String]>,
     limit: u64,
 ) -> Result<Vec<OrganizationRow>, DbErr> {
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM organizations"));
-    filter_sql(&mut sql, filter);
-    let (column, descending) = order_column(order);
+    let (column, direction) = order.column();
+    let mut select = filtered(filter);
     if let Some([value, id]) = after {
-        let value: sea_orm::Value = if column == "name" {
+        let value: sea_orm::Value = if order == OrganizationOrder::Name {
             value.clone().into()
         } else {
             value.parse::<i64>().unwrap_or_default().into()
         };
-        let v = sql.bind(value);
-        let i = sql.bind(id.clone());
-        let op = if descending { "<" } else { ">" };
-        sql.push(&format!(
-            " AND ({column} {op} {v} OR ({column} = {v} AND id {op} {i}))"
-        ));
+        let (beyond, id_beyond) = match direction {
+            Order::Desc => (column.lt(value.clone()), Column::Id.lt(id.as_str())),
+            _ => (column.gt(value.clone()), Column::Id.gt(id.as_str())),
+        };
+        select = select.filter(
+            Condition::any()
+                .add(beyond)
+                .add(Condition::all().add(column.eq(value)).add(id_beyond)),
+        );
     }
-    let direction = if descending { "DESC" } else { "ASC" };
-    let l = sql.bind(limit as i64);
-    sql.push(&format!(
-        " ORDER BY {column} {direction}, id {direction} LIMIT {l}"
-    ));
-    store::fetch_all(conn, &sql.text, sql.values).await
+    select
+        .order_by(column, direction.clone())
+        .order_by(Column::Id, direction)
+        .limit(limit)
+        .all(conn)
+        .await
 }

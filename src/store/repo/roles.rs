@@ -2,11 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::store;
-use crate::values;
+use crate::store::entity::{invitations, memberships, permissions, role_permissions, roles};
+use crate::store::query::{self, eq_literal, literal};
 
 /// A stored role with its permission keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,57 +32,23 @@ impl RoleRecord {
     }
 }
 
-#[derive(Debug, Clone, FromQueryResult)]
-struct RoleRow {
-    id: String,
-    key: String,
-    name: String,
-    description: String,
-    built_in: bool,
-    create_time: i64,
-    update_time: i64,
-    revision: i64,
-}
-
-/// A stored permission.
-#[derive(Debug, Clone, PartialEq, FromQueryResult, Serialize, Deserialize)]
-pub struct PermissionRow {
-    pub id: String,
-    pub key: String,
-    pub name: String,
-    pub description: String,
-    pub system: bool,
-    pub create_time: i64,
-}
-
-const ROLE_COLUMNS: &str =
-    "id, key, name, description, built_in, create_time, update_time, revision";
-const PERMISSION_COLUMNS: &str = "id, key, name, description, system, create_time";
+/// A stored permission: a whole `permissions` row.
+pub type PermissionRow = permissions::Model;
 
 /// The permissions each of the roles `keys` grants, in one query.
 pub async fn permissions_of(
     conn: &impl ConnectionTrait,
     keys: &[String],
 ) -> Result<BTreeMap<String, Vec<String>>, DbErr> {
-    #[derive(FromQueryResult)]
-    struct Grant {
-        role_key: String,
-        permission_key: String,
-    }
     let mut by_role: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if keys.is_empty() {
         return Ok(by_role);
     }
-    let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
-    let grants: Vec<Grant> = store::fetch_all(
-        conn,
-        &format!(
-            "SELECT role_key, permission_key FROM role_permissions WHERE role_key IN ({}) ORDER BY permission_key",
-            placeholders.join(", ")
-        ),
-        keys.iter().map(|key| sea_orm::Value::from(key.clone())).collect(),
-    )
-    .await?;
+    let grants = role_permissions::Entity::find()
+        .filter(role_permissions::Column::RoleKey.is_in(keys.iter().map(String::as_str)))
+        .order_by_asc(role_permissions::Column::PermissionKey)
+        .all(conn)
+        .await?;
     for grant in grants {
         by_role
             .entry(grant.role_key)
@@ -90,7 +60,7 @@ pub async fn permissions_of(
 
 async fn with_permissions(
     conn: &impl ConnectionTrait,
-    rows: Vec<RoleRow>,
+    rows: Vec<roles::Model>,
 ) -> Result<Vec<RoleRecord>, DbErr> {
     let keys: Vec<String> = rows.iter().map(|row| row.key.clone()).collect();
     let mut by_role = permissions_of(conn, &keys).await?;
@@ -111,12 +81,10 @@ async fn with_permissions(
 }
 
 pub async fn get_role(conn: &impl ConnectionTrait, key: &str) -> Result<Option<RoleRecord>, DbErr> {
-    let rows: Vec<RoleRow> = store::fetch_all(
-        conn,
-        &format!("SELECT {ROLE_COLUMNS} FROM roles WHERE key = $1"),
-        values![key],
-    )
-    .await?;
+    let rows = roles::Entity::find()
+        .filter(roles::Column::Key.eq(key))
+        .all(conn)
+        .await?;
     Ok(with_permissions(conn, rows).await?.into_iter().next())
 }
 
@@ -126,34 +94,31 @@ pub async fn list_roles(
     after: Option<&str>,
     limit: u64,
 ) -> Result<Vec<RoleRecord>, DbErr> {
-    let rows: Vec<RoleRow> = store::fetch_all(
-        conn,
-        &format!("SELECT {ROLE_COLUMNS} FROM roles WHERE key > $1 ORDER BY key LIMIT $2"),
-        values![after.unwrap_or(""), limit as i64],
-    )
-    .await?;
+    let rows = roles::Entity::find()
+        .filter(roles::Column::Key.gt(after.unwrap_or("")))
+        .order_by_asc(roles::Column::Key)
+        .limit(limit)
+        .all(conn)
+        .await?;
     with_permissions(conn, rows).await
 }
 
 pub async fn count_roles(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
-    store::fetch_i64(conn, "SELECT COUNT(*) FROM roles", vec![]).await
+    query::count(conn, roles::Entity::find()).await
 }
 
 pub async fn insert_role(conn: &impl ConnectionTrait, role: &RoleRecord) -> Result<(), DbErr> {
-    store::execute(
-        conn,
-        &format!("INSERT INTO roles ({ROLE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
-        values![
-            role.id.clone(),
-            role.key.clone(),
-            role.name.clone(),
-            role.description.clone(),
-            role.built_in,
-            role.create_time,
-            role.update_time,
-            role.revision,
-        ],
-    )
+    roles::Entity::insert(roles::ActiveModel {
+        id: Set(role.id.clone()),
+        key: Set(role.key.clone()),
+        name: Set(role.name.clone()),
+        description: Set(role.description.clone()),
+        built_in: Set(role.built_in),
+        create_time: Set(role.create_time),
+        update_time: Set(role.update_time),
+        revision: Set(role.revision),
+    })
+    .exec_without_returning(conn)
     .await?;
     set_permissions(conn, &role.key, &role.permissions).await
 }
@@ -163,57 +128,71 @@ pub async fn update_role(
     role: &RoleRecord,
     expected_revision: i64,
 ) -> Result<bool, DbErr> {
-    let changed = store::execute(
-        conn,
-        "UPDATE roles SET name = $1, description = $2, update_time = $3, revision = revision + 1 WHERE key = $4 AND revision = $5",
-        values![role.name.clone(), role.description.clone(), role.update_time, role.key.clone(), expected_revision],
-    )
-    .await?;
+    let changed = roles::Entity::update_many()
+        .col_expr(roles::Column::Name, Expr::value(role.name.clone()))
+        .col_expr(
+            roles::Column::Description,
+            Expr::value(role.description.clone()),
+        )
+        .col_expr(roles::Column::UpdateTime, Expr::value(role.update_time))
+        .col_expr(
+            roles::Column::Revision,
+            Expr::col(roles::Column::Revision).add(1),
+        )
+        .filter(roles::Column::Key.eq(role.key.as_str()))
+        .filter(roles::Column::Revision.eq(expected_revision))
+        .exec(conn)
+        .await?
+        .rows_affected;
     if changed != 1 {
         return Ok(false);
     }
-    store::execute(
-        conn,
-        "DELETE FROM role_permissions WHERE role_key = $1",
-        values![role.key.clone()],
-    )
-    .await?;
+    role_permissions::Entity::delete_many()
+        .filter(role_permissions::Column::RoleKey.eq(role.key.as_str()))
+        .exec(conn)
+        .await?;
     set_permissions(conn, &role.key, &role.permissions).await?;
     Ok(true)
 }
 
+/// Grants `permissions` to the role, in one multi-row insert.
 async fn set_permissions(
     conn: &impl ConnectionTrait,
     role_key: &str,
     permissions: &[String],
 ) -> Result<(), DbErr> {
-    for permission in permissions {
-        store::execute(
-            conn,
-            "INSERT INTO role_permissions (role_key, permission_key) VALUES ($1, $2)",
-            values![role_key, permission.clone()],
-        )
-        .await?;
-    }
+    role_permissions::Entity::insert_many(permissions.iter().map(|permission| {
+        role_permissions::ActiveModel {
+            role_key: Set(role_key.to_string()),
+            permission_key: Set(permission.clone()),
+        }
+    }))
+    .exec_without_returning(conn)
+    .await?;
     Ok(())
 }
 
 pub async fn delete_role(conn: &impl ConnectionTrait, key: &str) -> Result<bool, DbErr> {
-    Ok(store::execute(conn, "DELETE FROM roles WHERE key = $1", values![key]).await? == 1)
+    Ok(roles::Entity::delete_many()
+        .filter(roles::Column::Key.eq(key))
+        .exec(conn)
+        .await?
+        .rows_affected
+        == 1)
 }
 
 /// Whether any membership or pending invitation holds the role.
 pub async fn role_in_use(conn: &impl ConnectionTrait, key: &str) -> Result<bool, DbErr> {
-    let memberships = store::fetch_i64(
+    let memberships = query::count(
         conn,
-        "SELECT COUNT(*) FROM memberships WHERE role = $1",
-        values![key],
+        memberships::Entity::find().filter(memberships::Column::Role.eq(key)),
     )
     .await?;
-    let invitations = store::fetch_i64(
+    let invitations = query::count(
         conn,
-        "SELECT COUNT(*) FROM invitations WHERE role = $1 AND status = 'pending'",
-        values![key],
+        invitations::Entity::find()
+            .filter(invitations::Column::Role.eq(key))
+            .filter(eq_literal(invitations::Column::Status, "pending")),
     )
     .await?;
     Ok(memberships + invitations > 0)
@@ -223,12 +202,10 @@ pub async fn get_permission(
     conn: &impl ConnectionTrait,
     key: &str,
 ) -> Result<Option<PermissionRow>, DbErr> {
-    store::fetch_optional(
-        conn,
-        &format!("SELECT {PERMISSION_COLUMNS} FROM permissions WHERE key = $1"),
-        values![key],
-    )
-    .await
+    permissions::Entity::find()
+        .filter(permissions::Column::Key.eq(key))
+        .one(conn)
+        .await
 }
 
 /// The keys among `keys` that exist.
@@ -239,23 +216,13 @@ pub async fn existing_permissions(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    #[derive(FromQueryResult)]
-    struct Key {
-        key: String,
-    }
-    let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
-    let rows: Vec<Key> = store::fetch_all(
-        conn,
-        &format!(
-            "SELECT key FROM permissions WHERE key IN ({})",
-            placeholders.join(", ")
-        ),
-        keys.iter()
-            .map(|k| sea_orm::Value::from(k.clone()))
-            .collect(),
-    )
-    .await?;
-    Ok(rows.into_iter().map(|row| row.key).collect())
+    permissions::Entity::find()
+        .select_only()
+        .column(permissions::Column::Key)
+        .filter(permissions::Column::Key.is_in(keys.iter().map(String::as_str)))
+        .into_tuple()
+        .all(conn)
+        .await
 }
 
 pub async fn list_permissions(
@@ -263,67 +230,78 @@ pub async fn list_permissions(
     after: Option<&str>,
     limit: u64,
 ) -> Result<Vec<PermissionRow>, DbErr> {
-    store::fetch_all(
-        conn,
-        &format!(
-            "SELECT {PERMISSION_COLUMNS} FROM permissions WHERE key > $1 ORDER BY key LIMIT $2"
-        ),
-        values![after.unwrap_or(""), limit as i64],
-    )
-    .await
+    permissions::Entity::find()
+        .filter(permissions::Column::Key.gt(after.unwrap_or("")))
+        .order_by_asc(permissions::Column::Key)
+        .limit(limit)
+        .all(conn)
+        .await
 }
 
 pub async fn count_permissions(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
-    store::fetch_i64(conn, "SELECT COUNT(*) FROM permissions", vec![]).await
+    query::count(conn, permissions::Entity::find()).await
 }
 
 pub async fn insert_permission(
     conn: &impl ConnectionTrait,
     row: &PermissionRow,
 ) -> Result<(), DbErr> {
-    store::execute(
-        conn,
-        &format!("INSERT INTO permissions ({PERMISSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
-        values![
-            row.id.clone(),
-            row.key.clone(),
-            row.name.clone(),
-            row.description.clone(),
-            row.system,
-            row.create_time
-        ],
-    )
-    .await?;
+    permissions::Entity::insert(row.clone().into_active_model())
+        .exec_without_returning(conn)
+        .await?;
     Ok(())
 }
 
 pub async fn permission_in_use(conn: &impl ConnectionTrait, key: &str) -> Result<bool, DbErr> {
-    Ok(store::fetch_i64(
+    query::any(
         conn,
-        "SELECT COUNT(*) FROM role_permissions WHERE permission_key = $1",
-        values![key],
+        role_permissions::Entity::find().filter(role_permissions::Column::PermissionKey.eq(key)),
     )
-    .await?
-        > 0)
+    .await
 }
 
 pub async fn delete_permission(conn: &impl ConnectionTrait, key: &str) -> Result<bool, DbErr> {
-    Ok(store::execute(conn, "DELETE FROM permissions WHERE key = $1", values![key]).await? == 1)
+    Ok(permissions::Entity::delete_many()
+        .filter(permissions::Column::Key.eq(key))
+        .exec(conn)
+        .await?
+        .rows_affected
+        == 1)
 }
 
 /// Whether some organization has members holding `org:sys_memberships:manage`
 /// only through the role `key`: taking the permission from the role would
 /// leave it without one.
 pub async fn sole_managers_hold(conn: &impl ConnectionTrait, key: &str) -> Result<bool, DbErr> {
-    let count = store::fetch_i64(
+    use memberships::Column as M;
+    use role_permissions::Column as Rp;
+    // Another member of the same organization, with another role that grants
+    // the permission.
+    let other = Alias::new("other");
+    let other_manager = Query::select()
+        .expr(literal(1))
+        .from_as(memberships::Entity, other.clone())
+        .inner_join(
+            role_permissions::Entity,
+            Expr::col((role_permissions::Entity, Rp::RoleKey)).equals((other.clone(), M::Role)),
+        )
+        .and_where(
+            Expr::col((other.clone(), M::OrganizationId))
+                .equals((memberships::Entity, M::OrganizationId)),
+        )
+        .and_where(Expr::col((other, M::Role)).ne(key))
+        .and_where(
+            Expr::col((role_permissions::Entity, Rp::PermissionKey))
+                .eq(crate::domain::roles::MEMBERSHIPS_MANAGE),
+        )
+        .to_owned();
+    query::any(
         conn,
-        "SELECT COUNT(*) FROM memberships m WHERE m.role = $1 AND NOT EXISTS ( \
-             SELECT 1 FROM memberships other JOIN role_permissions rp ON rp.role_key = other.role \
-             WHERE other.organization_id = m.organization_id AND other.role <> $1 AND rp.permission_key = $2)",
-        values![key, crate::domain::roles::MEMBERSHIPS_MANAGE],
+        memberships::Entity::find()
+            .filter(M::Role.eq(key))
+            .filter(Expr::not_exists(other_manager)),
     )
-    .await?;
-    Ok(count > 0)
+    .await
 }
 
 /// Whether the role `role_key` grants `permission`.
@@ -332,11 +310,11 @@ pub async fn grants(
     role_key: &str,
     permission: &str,
 ) -> Result<bool, DbErr> {
-    Ok(store::fetch_i64(
+    query::any(
         conn,
-        "SELECT COUNT(*) FROM role_permissions WHERE role_key = $1 AND permission_key = $2",
-        values![role_key, permission],
+        role_permissions::Entity::find()
+            .filter(role_permissions::Column::RoleKey.eq(role_key))
+            .filter(role_permissions::Column::PermissionKey.eq(permission)),
     )
-    .await?
-        > 0)
+    .await
 }

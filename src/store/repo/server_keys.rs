@@ -1,14 +1,9 @@
 //! The `server_keys` table: named secrets shared by every replica.
 
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
 
-use crate::store;
-use crate::values;
-
-#[derive(FromQueryResult)]
-struct SecretRow {
-    secret: String,
-}
+use crate::store::entity::server_keys::{ActiveModel, Column, Entity};
 
 /// The secret named `name`, stored as `fresh` if there is none yet. Of
 /// replicas starting together, the first insert wins and all read its secret.
@@ -18,18 +13,17 @@ pub async fn get_or_create(
     fresh: &str,
     now: i64,
 ) -> Result<String, DbErr> {
-    store::execute(
-        conn,
-        "INSERT INTO server_keys (name, secret, create_time) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-        values![name, fresh, now],
-    )
+    Entity::insert(ActiveModel {
+        name: Set(name.to_string()),
+        secret: Set(fresh.to_string()),
+        create_time: Set(now),
+    })
+    .on_conflict(OnConflict::column(Column::Name).do_nothing().to_owned())
+    .exec_without_returning(conn)
     .await?;
-    let row: Option<SecretRow> = store::fetch_optional(
-        conn,
-        "SELECT secret FROM server_keys WHERE name = $1",
-        values![name],
-    )
-    .await?;
-    row.map(|row| row.secret)
+    Entity::find_by_id(name.to_string())
+        .one(conn)
+        .await?
+        .map(|row| row.secret)
         .ok_or_else(|| DbErr::RecordNotFound(format!("server key {name}")))
 }

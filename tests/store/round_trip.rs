@@ -1,0 +1,1232 @@
+//! Every entity, and every repository's write and read paths, on the
+//! backend under test: what goes in comes back equal.
+
+use super::*;
+use orgs::domain::invitations::{EnrollmentMode, InvitationStatus, MembershipRequestStatus};
+use orgs::store::entity;
+use orgs::store::repo::domains::{self, DomainRow};
+use orgs::store::repo::invitations::{self, InvitationFilter, InvitationRow};
+use orgs::store::repo::membership_requests::{self, MembershipRequestRow};
+use orgs::store::repo::roles::{self, PermissionRow, RoleRecord};
+use sea_orm::{EntityTrait, IntoActiveModel};
+
+/// Inserts a whole model through its entity and finds it among the rows.
+async fn entity_round_trip<E>(store: &Store, model: E::Model)
+where
+    E: EntityTrait,
+    E::Model: IntoActiveModel<E::ActiveModel> + Clone + PartialEq + std::fmt::Debug,
+{
+    E::insert(model.clone().into_active_model())
+        .exec_without_returning(store.conn())
+        .await
+        .expect("insert");
+    let rows = E::find().all(store.conn()).await.expect("read back");
+    assert!(rows.contains(&model), "{model:?} not in {rows:?}");
+}
+
+/// Each entity writes and reads every column of its table, NULLs,
+/// booleans and 64-bit times included.
+#[tokio::test]
+async fn every_entity_round_trips() {
+    use entity::*;
+    let store = Store::fresh(2).await;
+    entity_round_trip::<organizations::Entity>(&store, organization("org_e", 3)).await;
+    entity_round_trip::<organizations::Entity>(
+        &store,
+        OrganizationRow {
+            created_by: None,
+            ..organization("org_f", 0)
+        },
+    )
+    .await;
+    entity_round_trip::<roles::Entity>(
+        &store,
+        roles::Model {
+            id: "role_e".into(),
+            key: "org:e".into(),
+            name: "E".into(),
+            description: "a role".into(),
+            built_in: true,
+            create_time: NOW,
+            update_time: NOW + 1,
+            revision: 3,
+        },
+    )
+    .await;
+    entity_round_trip::<permissions::Entity>(
+        &store,
+        permissions::Model {
+            id: "perm_e".into(),
+            key: "org:e:do".into(),
+            name: "Do".into(),
+            description: String::new(),
+            system: false,
+            create_time: NOW,
+        },
+    )
+    .await;
+    entity_round_trip::<role_permissions::Entity>(
+        &store,
+        role_permissions::Model {
+            role_key: "org:e".into(),
+            permission_key: "org:e:do".into(),
+        },
+    )
+    .await;
+    entity_round_trip::<memberships::Entity>(&store, membership("org_e", "user_e", "org:e")).await;
+    entity_round_trip::<events::Entity>(
+        &store,
+        events::Model {
+            seq: 1,
+            id: "evt_e".into(),
+            action: "CreateOrganization".into(),
+            actor: "svc".into(),
+            on_behalf_of: "user_e".into(),
+            organization_id: "org_e".into(),
+            resource_id: "org_e".into(),
+            request_id: "req".into(),
+            audit: false,
+            payload: r#"{"a":1}"#.into(),
+            create_time: NOW,
+            kind: "organization.created".into(),
+        },
+    )
+    .await;
+    entity_round_trip::<event_sequence::Entity>(
+        &store,
+        event_sequence::Model {
+            id: 2,
+            last_seq: i64::MAX,
+        },
+    )
+    .await;
+    entity_round_trip::<idempotency_keys::Entity>(
+        &store,
+        idempotency_keys::Model {
+            principal: "svc".into(),
+            request_id: "req".into(),
+            method: "M".into(),
+            fingerprint: "fp".into(),
+            response: "{}".into(),
+            create_time: NOW,
+        },
+    )
+    .await;
+    for (id, organization_id) in [("inv_e", Some("org_e")), ("inv_app", None)] {
+        entity_round_trip::<invitations::Entity>(
+            &store,
+            invitations::Model {
+                id: id.into(),
+                organization_id: organization_id.map(str::to_string),
+                email_address: format!("{id}@example.com"),
+                role: "org:e".into(),
+                status: "pending".into(),
+                inviter_user_id: "user_e".into(),
+                redirect_url: "https://example.com".into(),
+                public_metadata: "{}".into(),
+                private_metadata: "{}".into(),
+                token_hash: format!("hash-{id}"),
+                expire_time: NOW + 10,
+                accepted_user_id: String::new(),
+                create_time: NOW,
+                update_time: NOW,
+            },
+        )
+        .await;
+    }
+    entity_round_trip::<domains::Entity>(
+        &store,
+        domains::Model {
+            id: "dom_e".into(),
+            organization_id: "org_e".into(),
+            name: "e.example".into(),
+            enrollment_mode: "manual_invitation".into(),
+            verified: true,
+            affiliation_email_address: "a@e.example".into(),
+            verify_time: Some(NOW),
+            code_hash: None,
+            code_expire_time: Some(NOW + 5),
+            code_attempts: 2,
+            create_time: NOW,
+            update_time: NOW,
+            revision: 1,
+        },
+    )
+    .await;
+    entity_round_trip::<membership_requests::Entity>(
+        &store,
+        membership_requests::Model {
+            id: "mrq_e".into(),
+            organization_id: "org_e".into(),
+            user_id: "user_r".into(),
+            email_address: "r@e.example".into(),
+            status: "pending".into(),
+            create_time: NOW,
+            update_time: NOW,
+        },
+    )
+    .await;
+    entity_round_trip::<billing_user_activity::Entity>(
+        &store,
+        billing_user_activity::Model {
+            period: PERIOD.into(),
+            user_id: "user_e".into(),
+            first_occur_time: NOW,
+            record_time: NOW + 1,
+        },
+    )
+    .await;
+    entity_round_trip::<billing_active_members::Entity>(
+        &store,
+        billing_active_members::Model {
+            period: PERIOD.into(),
+            organization_id: "org_gone".into(),
+            user_id: "user_e".into(),
+            create_time: NOW,
+        },
+    )
+    .await;
+    entity_round_trip::<billing_organization_usage::Entity>(
+        &store,
+        billing_organization_usage::Model {
+            organization_id: "org_gone".into(),
+            period: PERIOD.into(),
+            active_member_count: 2,
+            billable_since: Some(NOW),
+            billable_order: None,
+        },
+    )
+    .await;
+    entity_round_trip::<billing_periods::Entity>(
+        &store,
+        billing_periods::Model {
+            period: PERIOD.into(),
+            monthly_active_users: 1,
+            billable_organizations: 0,
+            create_time: NOW,
+        },
+    )
+    .await;
+    entity_round_trip::<billing_totals::Entity>(
+        &store,
+        billing_totals::Model {
+            id: 2,
+            total_organizations: 7,
+        },
+    )
+    .await;
+
+    // The rows the migrations seed read back through the entities too.
+    let admin = roles::Entity::find()
+        .all(store.conn())
+        .await
+        .expect("roles")
+        .into_iter()
+        .find(|role| role.key == ADMIN_ROLE)
+        .expect("built-in admin role");
+    assert!(admin.built_in);
+    let sequence = event_sequence::Entity::find_by_id(1)
+        .one(store.conn())
+        .await
+        .expect("sequence")
+        .expect("seeded");
+    assert_eq!(sequence.last_seq, 0);
+    let totals = billing_totals::Entity::find_by_id(1)
+        .one(store.conn())
+        .await
+        .expect("totals")
+        .expect("seeded");
+    assert_eq!(totals.total_organizations, 0);
+}
+
+#[tokio::test]
+async fn organizations_round_trip() {
+    let store = Store::fresh(2).await;
+    let conn = store.conn();
+    let row = store.organization("org_rt", 10).await;
+    assert_eq!(
+        organizations::get(conn, "org_rt").await.unwrap(),
+        Some(row.clone())
+    );
+    assert_eq!(
+        organizations::get_by_slug(conn, "org-rt").await.unwrap(),
+        Some(row.clone())
+    );
+    assert_eq!(
+        organizations::get_for_update(conn, "org_rt").await.unwrap(),
+        Some(row.clone())
+    );
+    assert!(organizations::slug_taken(conn, "org-rt").await.unwrap());
+    assert!(!organizations::slug_taken(conn, "org-other").await.unwrap());
+    assert_eq!(
+        organizations::count_created_by(conn, "user_creator")
+            .await
+            .unwrap(),
+        1
+    );
+    let duplicate = organizations::insert(conn, &row)
+        .await
+        .expect_err("same id");
+    assert!(store::is_unique_violation(&duplicate), "{duplicate}");
+
+    let changed = OrganizationRow {
+        name: "Renamed".into(),
+        slug: "renamed".into(),
+        max_allowed_memberships: 3,
+        public_metadata: r#"{"k":"v"}"#.into(),
+        update_time: NOW + 5,
+        ..row.clone()
+    };
+    assert!(
+        !organizations::update(conn, &changed, 2).await.unwrap(),
+        "stale revision"
+    );
+    assert!(organizations::update(conn, &changed, 1).await.unwrap());
+    let stored = organizations::get(conn, "org_rt").await.unwrap().unwrap();
+    assert_eq!(
+        stored,
+        OrganizationRow {
+            revision: 2,
+            ..changed.clone()
+        }
+    );
+    assert_eq!(stored.etag(), "\"r2\"");
+    assert!(
+        !organizations::update(conn, &changed, 1).await.unwrap(),
+        "stale after update"
+    );
+
+    store.member("org_rt", "user_m", MEMBER_ROLE).await;
+    let (found, role) = organizations::get_as_member(conn, true, "renamed", "user_m")
+        .await
+        .unwrap()
+        .expect("member");
+    assert_eq!((found.id.as_str(), role.as_str()), ("org_rt", MEMBER_ROLE));
+    assert!(
+        organizations::get_as_member(conn, false, "org_rt", "user_x")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    assert!(organizations::delete(conn, "org_rt").await.unwrap());
+    assert!(!organizations::delete(conn, "org_rt").await.unwrap());
+    assert_eq!(organizations::get(conn, "org_rt").await.unwrap(), None);
+    // Its memberships go with it.
+    assert_eq!(
+        memberships::get(conn, "org_rt", "user_m").await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn organization_lists_page_by_keyset() {
+    use organizations::{OrganizationFilter, OrganizationOrder};
+    let store = Store::fresh(2).await;
+    let conn = store.conn();
+    for (i, name) in ["Beta_1", "alpha%", "Gamma", "beta_2"].iter().enumerate() {
+        let row = OrganizationRow {
+            name: name.to_string(),
+            create_time: NOW + i as i64,
+            ..organization(&format!("org_{i}"), 0)
+        };
+        organizations::insert(conn, &row).await.unwrap();
+    }
+    store.member("org_2", "user_l", MEMBER_ROLE).await;
+    let names = |rows: Vec<OrganizationRow>| rows.into_iter().map(|r| r.name).collect::<Vec<_>>();
+
+    let all = OrganizationFilter::default();
+    let first = organizations::list(conn, &all, OrganizationOrder::Name, None, 2)
+        .await
+        .unwrap();
+    assert_eq!(names(first.clone()), ["Beta_1", "Gamma"]);
+    let after = OrganizationOrder::Name.key_of(&first[1].clone().into());
+    let next = organizations::list(conn, &all, OrganizationOrder::Name, Some(&after), 2)
+        .await
+        .unwrap();
+    assert_eq!(names(next), ["alpha%", "beta_2"]);
+    let newest = organizations::list(conn, &all, OrganizationOrder::CreateTimeDesc, None, 3)
+        .await
+        .unwrap();
+    let after = OrganizationOrder::CreateTimeDesc.key_of(&newest[2].clone().into());
+    let rest = organizations::list(
+        conn,
+        &all,
+        OrganizationOrder::CreateTimeDesc,
+        Some(&after),
+        3,
+    )
+    .await
+    .unwrap();
+    assert_eq!(names(rest), ["Beta_1"]);
+    let busiest = organizations::list(conn, &all, OrganizationOrder::MembersCountDesc, None, 1)
+        .await
+        .unwrap();
+    assert_eq!(names(busiest), ["Gamma"]);
+
+    // `_` and `%` in a query are characters, not wildcards; case does not matter.
+    let query = |q: &str| OrganizationFilter {
+        query: Some(q.into()),
+        member: None,
+    };
+    assert_eq!(
+        organizations::count(conn, &query("BETA_")).await.unwrap(),
+        2
+    );
+    assert_eq!(organizations::count(conn, &query("a%")).await.unwrap(), 1);
+    assert_eq!(organizations::count(conn, &query("a_")).await.unwrap(), 2);
+    let member = OrganizationFilter {
+        query: None,
+        member: Some(orgs::domain::ids::UserId::from_stored("user_l")),
+    };
+    assert_eq!(
+        names(
+            organizations::list(conn, &member, OrganizationOrder::CreateTime, None, 10)
+                .await
+                .unwrap()
+        ),
+        ["Gamma"]
+    );
+    assert_eq!(organizations::count(conn, &member).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn memberships_round_trip() {
+    let store = Store::fresh(2).await;
+    let conn = store.conn();
+    store.organization("org_m", 0).await;
+    let admin = store.member("org_m", "user_a", ADMIN_ROLE).await;
+    let member = store.member("org_m", "user_b", MEMBER_ROLE).await;
+    assert_eq!(
+        memberships::get(conn, "org_m", "user_a").await.unwrap(),
+        Some(admin.clone())
+    );
+    let duplicate = memberships::insert(
+        conn,
+        &MembershipRow {
+            id: "mem_other".into(),
+            ..admin.clone()
+        },
+    )
+    .await
+    .expect_err("one membership per user");
+    assert!(store::is_unique_violation(&duplicate), "{duplicate}");
+
+    let (role, permissions) = memberships::role_and_permissions(conn, "org_m", "user_b")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (role.as_str(), permissions),
+        (MEMBER_ROLE, vec![MEMBERSHIPS_READ.to_string()])
+    );
+    assert_eq!(
+        memberships::role_and_permissions(conn, "org_m", "user_x")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        memberships::count_with_permission(conn, "org_m", MEMBERSHIPS_MANAGE)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        memberships::count_with_permission(conn, "org_m", MEMBERSHIPS_READ)
+            .await
+            .unwrap(),
+        2
+    );
+
+    let promoted = MembershipRow {
+        role: ADMIN_ROLE.into(),
+        update_time: NOW + 1,
+        ..member.clone()
+    };
+    assert!(!memberships::update(conn, &promoted, 7).await.unwrap());
+    assert!(memberships::update(conn, &promoted, 1).await.unwrap());
+    assert_eq!(
+        memberships::get(conn, "org_m", "user_b").await.unwrap(),
+        Some(MembershipRow {
+            revision: 2,
+            ..promoted
+        })
+    );
+
+    let filter = MembershipFilter {
+        organization_id: Some(orgs::domain::ids::OrganizationId::from_stored("org_m")),
+        ..Default::default()
+    };
+    let page = memberships::list(conn, &filter, None, 1).await.unwrap();
+    let last = &page[0];
+    let rest = memberships::list(conn, &filter, Some((last.create_time, last.id.clone())), 10)
+        .await
+        .unwrap();
+    assert_eq!(page.len() + rest.len(), 2);
+    assert_ne!(page[0].id, rest[0].id);
+    let by_role = MembershipFilter {
+        role: Some(orgs::domain::ids::RoleKey::from_stored(ADMIN_ROLE)),
+        ..filter.clone()
+    };
+    assert_eq!(memberships::count(conn, &by_role).await.unwrap(), 2);
+
+    assert!(memberships::delete(conn, &admin.id).await.unwrap());
+    assert!(!memberships::delete(conn, &admin.id).await.unwrap());
+    assert_eq!(memberships::count(conn, &filter).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn roles_and_permissions_round_trip() {
+    let store = Store::fresh(2).await;
+    let conn = store.conn();
+    let permission = PermissionRow {
+        id: "perm_custom".into(),
+        key: "org:invoices:read".into(),
+        name: "Read invoices".into(),
+        description: "".into(),
+        system: false,
+        create_time: NOW,
+    };
+    roles::insert_permission(conn, &permission).await.unwrap();
+    assert_eq!(
+        roles::get_permission(conn, &permission.key).await.unwrap(),
+        Some(permission.clone())
+    );
+    let known = roles::existing_permissions(conn, &[permission.key.clone(), "org:nope".into()])
+        .await
+        .unwrap();
+    assert_eq!(known, vec![permission.key.clone()]);
+    let role = RoleRecord {
+        id: "role_billing".into(),
+        key: "org:billing".into(),
+        name: "Billing".into(),
+        description: "Reads invoices".into(),
+        built_in: false,
+        create_time: NOW,
+        update_time: NOW,
+        revision: 1,
+        permissions: vec![permission.key.clone(), MEMBERSHIPS_READ.into()],
+    };
+    roles::insert_role(conn, &role).await.unwrap();
+    let mut sorted = role.clone();
+    sorted.permissions.sort();
+    assert_eq!(
+        roles::get_role(conn, &role.key).await.unwrap(),
+        Some(sorted.clone())
+    );
+    assert!(
+        roles::grants(conn, &role.key, &permission.key)
+            .await
+            .unwrap()
+    );
+    assert!(
+        roles::permission_in_use(conn, &permission.key)
+            .await
+            .unwrap()
+    );
+    assert!(!roles::role_in_use(conn, &role.key).await.unwrap());
+    assert_eq!(roles::count_roles(conn).await.unwrap(), 3);
+    let listed = roles::list_roles(conn, Some("org:admin"), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+        ["org:billing", "org:member"]
+    );
+
+    let narrowed = RoleRecord {
+        name: "Invoices".into(),
+        permissions: vec![permission.key.clone()],
+        update_time: NOW + 1,
+        ..role.clone()
+    };
+    assert!(!roles::update_role(conn, &narrowed, 9).await.unwrap());
+    assert_eq!(
+        roles::get_role(conn, &role.key).await.unwrap(),
+        Some(sorted),
+        "untouched"
+    );
+    assert!(roles::update_role(conn, &narrowed, 1).await.unwrap());
+    assert_eq!(
+        roles::get_role(conn, &role.key).await.unwrap(),
+        Some(RoleRecord {
+            revision: 2,
+            ..narrowed
+        })
+    );
+
+    store.organization("org_r", 0).await;
+    store.member("org_r", "user_r", &role.key).await;
+    assert!(roles::role_in_use(conn, &role.key).await.unwrap());
+    // Only admins hold the manage permission, through their role.
+    store.member("org_r", "user_admin", ADMIN_ROLE).await;
+    assert!(roles::sole_managers_hold(conn, ADMIN_ROLE).await.unwrap());
+    assert!(!roles::sole_managers_hold(conn, &role.key).await.unwrap());
+
+    assert!(!roles::delete_permission(conn, "org:nope").await.unwrap());
+    assert_eq!(roles::count_permissions(conn).await.unwrap(), 8);
+    let page = roles::list_permissions(conn, Some("org:invoices:read"), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(),
+        ["org:sys_billing:read", "org:sys_domains:manage"]
+    );
+    memberships::delete(conn, "mem_org_r_user_r").await.unwrap();
+    assert!(roles::delete_role(conn, &role.key).await.unwrap());
+    assert_eq!(roles::get_role(conn, &role.key).await.unwrap(), None);
+    assert!(
+        !roles::permission_in_use(conn, &permission.key)
+            .await
+            .unwrap(),
+        "grants went with the role"
+    );
+    assert!(
+        roles::delete_permission(conn, &permission.key)
+            .await
+            .unwrap()
+    );
+}
+
+fn invitation(
+    id: &str,
+    organization_id: Option<&str>,
+    email: &str,
+    create_time: i64,
+) -> InvitationRow {
+    InvitationRow {
+        id: id.into(),
+        organization_id: organization_id.map(str::to_string),
+        email_address: email.into(),
+        role: MEMBER_ROLE.into(),
+        status: "pending".into(),
+        inviter_user_id: "user_a".into(),
+        redirect_url: "".into(),
+        public_metadata: "{}".into(),
+        private_metadata: "{}".into(),
+        expire_time: NOW + 100,
+        accepted_user_id: "".into(),
+        create_time,
+        update_time: create_time,
+    }
+}
+
+#[tokio::test]
+async fn invitations_round_trip() {
+    let store = Store::fresh(2).await;
+    let conn = store.conn();
+    store.organization("org_i", 0).await;
+    let first = invitation("inv_1", Some("org_i"), "a@x.example", NOW);
+    invitations::insert(conn, &first, "hash-1").await.unwrap();
+    let app = invitation("inv_app", None, "a@x.example", NOW + 1);
+    invitations::insert(conn, &app, "hash-app").await.unwrap();
+    assert_eq!(
+        invitations::get(conn, "inv_1").await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        invitations::get_by_token_hash(conn, "hash-app")
+            .await
+            .unwrap(),
+        Some(app.clone())
+    );
+    let second = invitations::insert(
+        conn,
+        &invitation("inv_2", Some("org_i"), "a@x.example", NOW),
+        "hash-2",
+    )
+    .await
+    .expect_err("one pending invitation per address");
+    assert!(store::is_unique_violation(&second), "{second}");
+
+    assert_eq!(
+        invitations::find_pending(conn, Some("org_i"), "a@x.example", NOW)
+            .await
+            .unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        invitations::find_pending(conn, None, "a@x.example", NOW)
+            .await
+            .unwrap(),
+        Some(app.clone())
+    );
+    assert_eq!(
+        invitations::pending_for_email(conn, "a@x.example", NOW)
+            .await
+            .unwrap(),
+        vec![app.clone(), first.clone()]
+    );
+    invitations::refresh_pending_count(conn, "org_i", NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        organizations::get(conn, "org_i")
+            .await
+            .unwrap()
+            .unwrap()
+            .pending_invitations_count,
+        1
+    );
+
+    // Past its expiry it reads as expired, and the sweep stores it so.
+    let later = NOW + 100;
+    let pending = InvitationFilter {
+        organization_id: Some(orgs::domain::ids::OrganizationId::from_stored("org_i")),
+        status: Some(InvitationStatus::Pending),
+        email_address: None,
+    };
+    let expired = InvitationFilter {
+        status: Some(InvitationStatus::Expired),
+        ..pending.clone()
+    };
+    assert_eq!(invitations::count(conn, &pending, NOW).await.unwrap(), 1);
+    assert_eq!(invitations::count(conn, &expired, later).await.unwrap(), 1);
+    assert!(
+        !invitations::transition_from_pending(
+            conn,
+            "inv_1",
+            InvitationStatus::Accepted,
+            "user_b",
+            later
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(
+        invitations::sweep_expired(conn, Some("org_i"), Some("a@x.example"), later)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        invitations::get(conn, "inv_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "expired"
+    );
+    assert_eq!(invitations::count(conn, &expired, later).await.unwrap(), 1);
+    invitations::refresh_pending_count(conn, "org_i", later)
+        .await
+        .unwrap();
+    assert_eq!(
+        organizations::get(conn, "org_i")
+            .await
+            .unwrap()
+            .unwrap()
+            .pending_invitations_count,
+        0
+    );
+
+    // A fresh invitation to the same address, accepted once.
+    let third = invitation("inv_3", Some("org_i"), "a@x.example", NOW + 2);
+    invitations::insert(conn, &third, "hash-3").await.unwrap();
+    assert!(
+        invitations::transition_from_pending(
+            conn,
+            "inv_3",
+            InvitationStatus::Accepted,
+            "user_b",
+            NOW
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !invitations::transition_from_pending(conn, "inv_3", InvitationStatus::Revoked, "", NOW)
+            .await
+            .unwrap()
+    );
+    let accepted = invitations::get(conn, "inv_3").await.unwrap().unwrap();
+    assert_eq!(
+        (accepted.status.as_str(), accepted.accepted_user_id.as_str()),
+        ("accepted", "user_b")
+    );
+    assert!(
+        !invitations::email_is_member(conn, "org_i", "a@x.example")
+            .await
+            .unwrap()
+    );
+    store.member("org_i", "user_b", MEMBER_ROLE).await;
+    assert!(
+        invitations::email_is_member(conn, "org_i", "a@x.example")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !invitations::was_revoked(conn, "org_i", "a@x.example")
+            .await
+            .unwrap()
+    );
+
+    let all = InvitationFilter {
+        organization_id: Some(orgs::domain::ids::OrganizationId::from_stored("org_i")),
+        status: None,
+        email_address: Some(
+            orgs::domain::types::Email::parse("email_address", "a@x.example").unwrap(),
+        ),
+    };
+    let page = invitations::list(conn, &all, NOW, None, 1).await.unwrap();
+    assert_eq!(page, vec![accepted]);
+    let rest = invitations::list(
+        conn,
+        &all,
+        NOW,
+        Some((page[0].create_time, page[0].id.clone())),
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rest.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        ["inv_1"]
+    );
+    let apps = InvitationFilter::default();
+    assert_eq!(invitations::count(conn, &apps, NOW).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn domains_round_trip() {
+    let store = Store::fresh(2).await;
+    let conn = store.conn();
+    store.organization("org_d", 0).await;
+    let row = DomainRow {
+        id: "dom_1".into(),
+        organization_id: "org_d".into(),
+        name: "d.example".into(),
+        enrollment_mode: EnrollmentMode::ManualInvitation.as_str().into(),
+        verified: false,
+        affiliation_email_address: "".into(),
+        verify_time: None,
+        create_time: NOW,
+        update_time: NOW,
+        revision: 1,
+    };
+    domains::insert(conn, &row).await.unwrap();
+    assert_eq!(
+        domains::get(conn, "dom_1").await.unwrap(),
+        Some(row.clone())
+    );
+    assert_eq!(
+        domains::get_for_update(conn, "dom_1").await.unwrap(),
+        Some(row.clone())
+    );
+    assert!(domains::name_taken(conn, "d.example").await.unwrap());
+    assert_eq!(domains::count(conn, "org_d").await.unwrap(), 1);
+    let code = domains::get_code(conn, "dom_1").await.unwrap().unwrap();
+    assert_eq!(
+        (code.code_hash, code.code_expire_time, code.code_attempts),
+        (None, None, 0)
+    );
+
+    let mode = EnrollmentMode::AutomaticInvitation;
+    assert!(
+        !domains::update_mode(conn, "dom_1", mode, NOW + 1, 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        domains::update_mode(conn, "dom_1", mode, NOW + 1, 1)
+            .await
+            .unwrap()
+    );
+    domains::set_code(
+        conn,
+        "dom_1",
+        "it@d.example",
+        "code-hash",
+        NOW + 60,
+        NOW + 2,
+    )
+    .await
+    .unwrap();
+    let code = domains::get_code(conn, "dom_1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            code.code_hash.as_deref(),
+            code.code_expire_time,
+            code.code_attempts
+        ),
+        (Some("code-hash"), Some(NOW + 60), 0)
+    );
+    assert!(
+        !domains::record_wrong_attempt(conn, "dom_1", 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        domains::record_wrong_attempt(conn, "dom_1", 2)
+            .await
+            .unwrap(),
+        "voided at the limit"
+    );
+    let code = domains::get_code(conn, "dom_1").await.unwrap().unwrap();
+    assert_eq!(
+        (code.code_hash, code.code_expire_time, code.code_attempts),
+        (None, None, 2)
+    );
+    assert_eq!(
+        domains::verified_by_name(conn, "d.example", mode)
+            .await
+            .unwrap(),
+        None
+    );
+
+    domains::mark_verified(conn, "dom_1", NOW + 3)
+        .await
+        .unwrap();
+    let verified = domains::get(conn, "dom_1").await.unwrap().unwrap();
+    assert_eq!(
+        verified,
+        DomainRow {
+            enrollment_mode: mode.as_str().into(),
+            verified: true,
+            affiliation_email_address: "it@d.example".into(),
+            verify_time: Some(NOW + 3),
+            update_time: NOW + 3,
+            revision: 4,
+            ..row.clone()
+        }
+    );
+    assert_eq!(
+        domains::verified_by_name(conn, "d.example", mode)
+            .await
+            .unwrap(),
+        Some(verified.clone())
+    );
+    assert_eq!(
+        domains::list(conn, "org_d", None, 10).await.unwrap(),
+        vec![verified.clone()]
+    );
+    assert!(
+        domains::list(conn, "org_d", Some("d.example".into()), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(domains::delete(conn, "dom_1").await.unwrap());
+    assert!(!domains::delete(conn, "dom_1").await.unwrap());
+}
+
+#[tokio::test]
+async fn membership_requests_round_trip() {
+    let store = Store::fresh(2).await;
+    let conn = store.conn();
+    store.organization("org_q", 0).await;
+    let request = MembershipRequestRow {
+        id: "mrq_1".into(),
+        organization_id: "org_q".into(),
+        user_id: "user_q".into(),
+        email_address: "q@q.example".into(),
+        status: "pending".into(),
+        create_time: NOW,
+        update_time: NOW,
+    };
+    membership_requests::insert(conn, &request).await.unwrap();
+    assert_eq!(
+        membership_requests::get(conn, "mrq_1").await.unwrap(),
+        Some(request.clone())
+    );
+    assert!(
+        membership_requests::has_pending(conn, "org_q", "user_q")
+            .await
+            .unwrap()
+    );
+    let again = membership_requests::insert(
+        conn,
+        &MembershipRequestRow {
+            id: "mrq_2".into(),
+            ..request.clone()
+        },
+    )
+    .await
+    .expect_err("one pending request per user");
+    assert!(store::is_unique_violation(&again), "{again}");
+
+    assert!(
+        membership_requests::decide(conn, "mrq_1", MembershipRequestStatus::Rejected, NOW + 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !membership_requests::decide(conn, "mrq_1", MembershipRequestStatus::Accepted, NOW + 2)
+            .await
+            .unwrap()
+    );
+    let decided = membership_requests::get(conn, "mrq_1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(decided.status(), MembershipRequestStatus::Rejected);
+    assert!(
+        !membership_requests::has_pending(conn, "org_q", "user_q")
+            .await
+            .unwrap()
+    );
+
+    membership_requests::insert(
+        conn,
+        &MembershipRequestRow {
+            id: "mrq_2".into(),
+            create_time: NOW + 5,
+            ..request.clone()
+        },
+    )
+    .await
+    .unwrap();
+    let pending = Some(MembershipRequestStatus::Pending);
+    assert_eq!(
+        membership_requests::count(conn, "org_q", pending)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        membership_requests::count(conn, "org_q", None)
+            .await
+            .unwrap(),
+        2
+    );
+    let page = membership_requests::list(conn, "org_q", None, None, 1)
+        .await
+        .unwrap();
+    assert_eq!(page[0].id, "mrq_2");
+    let rest = membership_requests::list(
+        conn,
+        "org_q",
+        None,
+        Some((page[0].create_time, page[0].id.clone())),
+        5,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rest, vec![decided]);
+}
+
+#[tokio::test]
+async fn idempotency_keys_round_trip() {
+    let store = Store::fresh(2).await;
+    let conn = store.conn();
+    idempotency::claim(conn, "svc", "r1", "CreateOrganization", "fp1", NOW)
+        .await
+        .unwrap();
+    idempotency::claim(conn, "svc", "r2", "CreateOrganization", "fp2", NOW + 10)
+        .await
+        .unwrap();
+    let claim = idempotency::get(conn, "svc", "r1", NOW - 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            claim.method.as_str(),
+            claim.fingerprint.as_str(),
+            claim.response.as_str()
+        ),
+        ("CreateOrganization", "fp1", "")
+    );
+    assert_eq!(
+        idempotency::get(conn, "svc", "r1", NOW).await.unwrap(),
+        None,
+        "made at the cutoff: expired"
+    );
+    idempotency::store_response(conn, "svc", "r1", "answer")
+        .await
+        .unwrap();
+    assert_eq!(
+        idempotency::get(conn, "svc", "r1", 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .response,
+        "answer"
+    );
+
+    idempotency::delete_expired_claim(conn, "svc", "r2", NOW)
+        .await
+        .unwrap();
+    assert!(
+        idempotency::get(conn, "svc", "r2", 0)
+            .await
+            .unwrap()
+            .is_some(),
+        "younger than the cutoff"
+    );
+    idempotency::delete_expired_claim(conn, "svc", "r1", NOW)
+        .await
+        .unwrap();
+    assert_eq!(idempotency::get(conn, "svc", "r1", 0).await.unwrap(), None);
+    assert_eq!(idempotency::purge(conn, NOW + 10).await.unwrap(), 1);
+    assert_eq!(idempotency::get(conn, "svc", "r2", 0).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn billing_round_trip() {
+    let store = Store::fresh(2).await;
+    let conn = store.conn();
+    let users: Vec<String> = ["user_1", "user_2", "user_3"].map(String::from).to_vec();
+    store.organization("org_b", 0).await;
+    store.member("org_b", "user_1", MEMBER_ROLE).await;
+    store.member("org_b", "user_2", MEMBER_ROLE).await;
+
+    let rows: Vec<(String, String, i64)> = users
+        .iter()
+        .map(|u| (PERIOD.into(), u.clone(), NOW))
+        .collect();
+    assert_eq!(
+        billing::insert_activity(conn, &rows[..2], NOW)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let inserted = billing::insert_activity(conn, &rows, NOW).await.unwrap();
+    assert_eq!(inserted, vec![(PERIOD.to_string(), "user_3".to_string())]);
+    let mut known = billing::known_active(conn, PERIOD, &users).await.unwrap();
+    known.sort();
+    assert_eq!(known, users);
+    assert!(billing::is_active(conn, PERIOD, "user_1").await.unwrap());
+    assert!(!billing::is_active(conn, "2025-11", "user_1").await.unwrap());
+    let mut memberships_of = billing::memberships_of(conn, &users).await.unwrap();
+    memberships_of.sort();
+    assert_eq!(
+        memberships_of,
+        [
+            ("org_b".to_string(), "user_1".to_string()),
+            ("org_b".into(), "user_2".into())
+        ]
+    );
+
+    let members: Vec<(String, String, String)> = ["user_1", "user_2"]
+        .iter()
+        .map(|u| (PERIOD.into(), "org_b".into(), u.to_string()))
+        .collect();
+    assert_eq!(
+        billing::insert_active_members(conn, &members, NOW)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        billing::insert_active_members(conn, &members, NOW)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        billing::active_members(conn, PERIOD, &["org_b".into()])
+            .await
+            .unwrap(),
+        [
+            ("org_b".to_string(), "user_1".to_string()),
+            ("org_b".into(), "user_2".into())
+        ]
+    );
+
+    let after = billing::add_to_usage(
+        conn,
+        &[
+            ("org_b".into(), PERIOD.into(), 1),
+            ("org_c".into(), PERIOD.into(), 1),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(after.len(), 2);
+    let after = billing::add_to_usage(conn, &[("org_b".into(), PERIOD.into(), 1)])
+        .await
+        .unwrap();
+    assert_eq!(after[0].active_member_count, 2);
+    assert!(billing::has_history(conn, "org_c").await.unwrap());
+    assert!(
+        !billing::mark_billable(conn, "org_c", PERIOD, 2, NOW)
+            .await
+            .unwrap(),
+        "below the threshold"
+    );
+    assert!(
+        billing::mark_billable(conn, "org_b", PERIOD, 2, NOW)
+            .await
+            .unwrap()
+    );
+    billing::set_billable_order(conn, "org_b", PERIOD, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        billing::usage(conn, "org_b", PERIOD).await.unwrap(),
+        Some(billing::UsageRow {
+            organization_id: "org_b".into(),
+            period: PERIOD.into(),
+            active_member_count: 2,
+            billable_since: Some(NOW),
+            billable_order: Some(1),
+        })
+    );
+    assert_eq!(
+        billing::billable_page(conn, PERIOD, 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        billing::billable_page(conn, PERIOD, 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert_eq!(
+        billing::period_totals(conn, PERIOD).await.unwrap(),
+        Default::default()
+    );
+    assert!(billing::ensure_period(conn, PERIOD, NOW).await.unwrap());
+    assert!(!billing::ensure_period(conn, PERIOD, NOW).await.unwrap());
+    assert_eq!(billing::add_to_period(conn, PERIOD, 3, 1).await.unwrap(), 1);
+    let totals = billing::period_totals(conn, PERIOD).await.unwrap();
+    assert_eq!(
+        (totals.monthly_active_users, totals.billable_organizations),
+        (3, 1)
+    );
+
+    // user_1 and user_2 hold up org_b (2 active members, threshold 2).
+    let drivers = billing::cost_drivers(conn, PERIOD, 2, 1, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        drivers
+            .iter()
+            .map(|d| (
+                d.user_id.as_str(),
+                d.billable_organization_count,
+                d.sole_cause_count
+            ))
+            .collect::<Vec<_>>(),
+        [("user_1", 1, 1), ("user_2", 1, 1)]
+    );
+    let next = billing::cost_drivers(conn, PERIOD, 2, 1, Some((1, "user_1".into())), 10)
+        .await
+        .unwrap();
+    assert_eq!(next, drivers[1..]);
+    assert_eq!(
+        billing::count_cost_drivers(conn, PERIOD, 2, 1)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        billing::count_cost_drivers(conn, PERIOD, 2, 2)
+            .await
+            .unwrap(),
+        0
+    );
+
+    assert_eq!(billing::total_organizations(conn).await.unwrap(), 0);
+    billing::add_to_total_organizations(conn, 2).await.unwrap();
+    billing::add_to_total_organizations(conn, -1).await.unwrap();
+    assert_eq!(billing::total_organizations(conn).await.unwrap(), 1);
+}
