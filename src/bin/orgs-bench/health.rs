@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
+use tonic::transport::Channel;
+
+use crate::load::{self, Caller, Measured};
 use crate::target::Target;
 
 /// Health/Check calls per second with `concurrency` in flight for `seconds`,
@@ -55,4 +58,37 @@ pub async fn health_baseline(
     }
     round_trips.sort();
     Ok((rate, round_trips[round_trips.len() / 2]))
+}
+
+/// One caller of Health/Check.
+pub struct HealthCaller {
+    client: HealthClient<Channel>,
+}
+
+impl Caller for HealthCaller {
+    async fn call(&mut self) -> Result<(), String> {
+        self.client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|_| ())
+            .map_err(|status| status.to_string())
+    }
+}
+
+/// Health/Check with `concurrency` calls in flight on one connection for
+/// `duration`, as every other measurement of a run is made.
+pub async fn health_load(
+    target: &Target,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<Measured> {
+    let channel = target.channel().await?;
+    let callers = (0..concurrency)
+        .map(|_| HealthCaller {
+            client: HealthClient::new(channel.clone()),
+        })
+        .collect();
+    load::run(callers, duration).await
 }

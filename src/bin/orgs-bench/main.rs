@@ -1,17 +1,22 @@
 //! The load generator: connects to a running server and measures, in one run,
-//! a `grpc.health.v1.Health/Check` baseline and the billing paths, so results
-//! read as ratios to the baseline on whatever machine runs them.
+//! a `grpc.health.v1.Health/Check` baseline and the paths under test (writes,
+//! the billing paths), so results read as ratios to the baseline on whatever
+//! machine runs them. `bench/writes.sh` runs it against a fresh server.
 //!
 //! ```text
 //! orgs-bench --token "$(orgs token --sub bench --scope 'billing:write billing:read orgs:admin')" activity
 //! orgs-bench --token … watch --watchers 1000
+//! orgs-bench --token … writes --record-activity --database-url "$ORGS_DATABASE_URL"
 //! ```
 
 mod activity;
 mod health;
+mod load;
+mod raw;
 mod report;
 mod target;
 mod watch;
+mod writes;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +49,9 @@ enum Command {
     Activity(activity::ActivityArgs),
     /// Delivery latency of billable transitions to many open watches.
     Watch(watch::WatchArgs),
+    /// CreateOrganization and CreateMembership against Health/Check and
+    /// against the same statements run straight on the database.
+    Writes(writes::WritesArgs),
 }
 
 #[tokio::main]
@@ -58,5 +66,6 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Activity(args) => activity::activity(&target, &run, args).await,
         Command::Watch(args) => watch::watch(&target, &run, args).await,
+        Command::Writes(args) => writes::writes(&target, &run, args).await,
     }
 }
