@@ -1,19 +1,22 @@
 //! The load generator: connects to a running server and measures, in one run,
 //! a `grpc.health.v1.Health/Check` baseline and the paths under test (writes,
-//! the billing paths), so results read as ratios to the baseline on whatever
-//! machine runs them. `bench/writes.sh` runs it against a fresh server.
+//! hot reads, the billing paths), so results read as ratios to the baseline
+//! on whatever machine runs them. `bench/writes.sh` runs it against a fresh server.
 //!
 //! ```text
 //! orgs-bench --token "$(orgs token --sub bench --scope 'billing:write billing:read orgs:admin')" activity
 //! orgs-bench --token … watch --watchers 1000
 //! orgs-bench --token … writes --record-activity --database-url "$ORGS_DATABASE_URL"
+//! orgs-bench --token … reads --database-url "$ORGS_DATABASE_URL" --server-pid "$SERVER_PID"
 //! ```
 
 mod activity;
 mod health;
 mod load;
 mod raw;
+mod reads;
 mod report;
+mod seed;
 mod target;
 mod watch;
 mod writes;
@@ -52,6 +55,9 @@ enum Command {
     /// CreateOrganization and CreateMembership against Health/Check and
     /// against the same statements run straight on the database.
     Writes(writes::WritesArgs),
+    /// CheckPermission and GetOrganization with random keys over a seeded
+    /// data set against Health/Check, and the server's memory.
+    Reads(reads::ReadsArgs),
 }
 
 #[tokio::main]
@@ -67,5 +73,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Activity(args) => activity::activity(&target, &run, args).await,
         Command::Watch(args) => watch::watch(&target, &run, args).await,
         Command::Writes(args) => writes::writes(&target, &run, args).await,
+        Command::Reads(args) => reads::reads(&target, &run, args).await,
     }
 }

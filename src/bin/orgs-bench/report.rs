@@ -38,3 +38,22 @@ pub fn errors(name: &str, measured: &Measured) {
         );
     }
 }
+
+/// Resident memory of a process: `VmRSS` (now) and `VmHWM` (peak) from
+/// `/proc/PID/status`, in MiB.
+pub fn memory_of(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |key: &str| -> anyhow::Result<f64> {
+        let line = status
+            .lines()
+            .find(|line| line.starts_with(key))
+            .ok_or_else(|| anyhow::anyhow!("no {key} in /proc/{pid}/status"))?;
+        let value = line
+            .trim_start_matches(key)
+            .trim()
+            .trim_end_matches("kB")
+            .trim();
+        Ok(value.parse::<f64>()?)
+    };
+    Ok((kib("VmRSS:")? / 1024.0, kib("VmHWM:")? / 1024.0))
+}
