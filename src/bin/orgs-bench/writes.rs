@@ -297,10 +297,12 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
     ] {
         for &kind in &args.raw {
             for &count in &connections {
-                eprintln!(
-                    "measuring {call:?} raw {} on {count} connections",
-                    kind.name()
+                let name = format!(
+                    "{call:?}, raw {}, {count} connection{}",
+                    kind.name(),
+                    if count == 1 { "" } else { "s" }
                 );
+                eprintln!("measuring {name}");
                 let callers = (0..count.max(1))
                     .map(|_| RawCaller {
                         shared: shared.clone(),
@@ -310,12 +312,7 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
                     .collect();
                 let measured = load::run(callers, duration).await?;
                 let ratio = api.rate() / measured.rate().max(f64::MIN_POSITIVE);
-                let plural = if count == 1 { "" } else { "s" };
-                rows.push((
-                    format!("{call:?}, raw {}, {count} connection{plural}", kind.name()),
-                    measured,
-                    format!("{ratio:.2}"),
-                ));
+                rows.push((name, measured, format!("{ratio:.2}")));
             }
         }
     }
