@@ -94,7 +94,8 @@ start_server() {
 run_benches() {
   local name="$1" url="$2"
   echo
-  echo "=== $name ==="
+  # Other work on the machine moves every number; say how busy it was.
+  echo "=== $name === ($(uptime | sed 's/.*load average/load average/'))"
   if [[ " $benches " == *" writes "* ]]; then
     start_server "$url"
     "$bench" --addr "$addr" --token "$token" writes --seconds "$seconds" \
