@@ -1,0 +1,117 @@
+//! A data set for `orgs-bench reads`, written straight into the server's
+//! database with the store's own insert functions, the rows just as
+//! `CreateOrganization` and `CreateMembership` leave them (members_count,
+//! the creator as `org:admin`, the others `org:member`, the organization
+//! total of billing), a thousand organizations per transaction.
+//!
+//! Through the API the same data set takes one call per row (600,000 calls for
+//! 100,000 × 6, minutes at today's write rates), and each call appends an
+//! audit event that every server's cache invalidation then reads back from the
+//! log (1,000 per poll), which would keep invalidating caches during the
+//! measurement. The seeded rows have no audit events. A running server sees
+//! them: it reads through to the database for what it has not cached, and it
+//! has cached nothing about organizations that did not exist.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use orgs::domain::ids::{self, new_id};
+use orgs::domain::roles::{ADMIN_ROLE, MEMBER_ROLE};
+use orgs::domain::types::Slug;
+use orgs::store::Db;
+use orgs::store::repo::billing;
+use orgs::store::repo::memberships::{self, MembershipRow};
+use orgs::store::repo::organizations::{self, OrganizationRow};
+
+/// Organizations written per transaction.
+const PER_TRANSACTION: usize = 1000;
+
+/// The user id of member `m` of seeded organization `o`; member 0 created it.
+pub fn seeded_user(run: &str, o: usize, m: usize) -> String {
+    format!("bench_{run}_r{o}_{m}")
+}
+
+/// Writes `count` organizations with `members` members each over
+/// `connections` concurrent transactions; returns their ids, by index.
+pub async fn seed(
+    db: &Db,
+    run: &str,
+    count: usize,
+    members: usize,
+    connections: usize,
+) -> anyhow::Result<Vec<String>> {
+    let ids: Arc<Vec<String>> = Arc::new((0..count).map(|_| new_id(ids::ORGANIZATION)).collect());
+    let next_chunk = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections.max(1) {
+        let (db, ids, next_chunk, run) =
+            (db.clone(), ids.clone(), next_chunk.clone(), run.to_string());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let start = next_chunk.fetch_add(1, Ordering::Relaxed) * PER_TRANSACTION;
+                if start >= ids.len() {
+                    return anyhow::Ok(());
+                }
+                let end = (start + PER_TRANSACTION).min(ids.len());
+                write_chunk(&db, &run, &ids, start..end, members).await?;
+                if end % (PER_TRANSACTION * 10) == 0 {
+                    eprintln!("  {end} organizations");
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(Arc::unwrap_or_clone(ids))
+}
+
+async fn write_chunk(
+    db: &Db,
+    run: &str,
+    ids: &[String],
+    range: std::ops::Range<usize>,
+    members: usize,
+) -> anyhow::Result<()> {
+    let now = chrono::Utc::now().timestamp_micros();
+    let txn = db.begin().await?;
+    let written = range.len();
+    for o in range {
+        let name = format!("bench {run} r{o}");
+        let organization = OrganizationRow {
+            id: ids[o].clone(),
+            slug: Slug::derive_from(&name).as_str().to_string(),
+            name,
+            created_by: Some(seeded_user(run, o, 0)),
+            max_allowed_memberships: 0,
+            members_count: i32::try_from(members)?,
+            pending_invitations_count: 0,
+            public_metadata: "{}".into(),
+            private_metadata: "{}".into(),
+            create_time: now,
+            update_time: now,
+            revision: 1,
+        };
+        organizations::insert(&txn, &organization).await?;
+        for m in 0..members {
+            memberships::insert(
+                &txn,
+                &MembershipRow {
+                    id: new_id(ids::MEMBERSHIP),
+                    organization_id: organization.id.clone(),
+                    user_id: seeded_user(run, o, m),
+                    role: if m == 0 { ADMIN_ROLE } else { MEMBER_ROLE }.to_string(),
+                    public_metadata: "{}".into(),
+                    private_metadata: "{}".into(),
+                    create_time: now,
+                    update_time: now,
+                    revision: 1,
+                },
+            )
+            .await?;
+        }
+    }
+    billing::add_to_total_organizations(&txn, i64::try_from(written)?).await?;
+    txn.commit().await?;
+    Ok(())
+}
