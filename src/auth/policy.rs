@@ -8,7 +8,7 @@ use super::token::{
     scopes::{BILLING_READ as BILLING_READ_SCOPE, BILLING_WRITE, ORGS_ADMIN, ORGS_READ},
 };
 use crate::domain::roles::*;
-use crate::domain::{Actor, Error, Result};
+use crate::domain::{Actor, Error, Result, quote};
 
 /// Who may call an RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,7 +327,7 @@ impl Caller {
     pub fn denied(&self) -> Error {
         Error::permission_denied(format!(
             "{} is not allowed to call {}",
-            self.principal.sub,
+            quote(&self.principal.sub),
             self.action()
         ))
     }

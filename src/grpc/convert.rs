@@ -3,9 +3,9 @@
 use prost_types::{Struct, Timestamp, Value as ProstValue, value::Kind};
 use serde_json::{Map, Number, Value};
 
-use crate::domain::FieldViolation;
 use crate::domain::time::Micros;
 use crate::domain::types::Metadata;
+use crate::domain::{FieldViolation, quote};
 
 pub fn timestamp(micros: Micros) -> Option<Timestamp> {
     Some(Timestamp {
@@ -110,7 +110,8 @@ pub fn mask_paths(
         return Err(FieldViolation::new(
             field,
             format!(
-                "unknown path `{unknown}`; allowed paths: {}",
+                "unknown path `{}`; allowed paths: {}",
+                quote(unknown),
                 allowed.join(", ")
             ),
         ));
