@@ -5,6 +5,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
 
+mod limits;
+pub use limits::{DEFAULT_MAX_REQUEST_BYTES, LimitsConfig};
+
 /// The JWT signature algorithm the server accepts; tokens naming any other
 /// algorithm (`none` included) are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -197,6 +200,8 @@ pub struct ServeConfig {
     pub billing: BillingConfig,
     #[command(flatten)]
     pub rules: RulesConfig,
+    #[command(flatten)]
+    pub limits: LimitsConfig,
     /// How long in-flight calls may take to finish after SIGTERM, in seconds.
     #[arg(
         long = "shutdown-grace-period",
@@ -293,6 +298,7 @@ impl ServeConfig {
             },
             billing: BillingConfig::default(),
             rules: RulesConfig::default(),
+            limits: LimitsConfig::default(),
             shutdown_grace_period_secs: 5,
             watch_checkpoint_interval_secs: 15,
             watch_retention_days: 30,

@@ -8,7 +8,9 @@
 //! and are cut after it. Then the listener closes and the connections get
 //! GOAWAY.
 
+pub mod deadline;
 pub mod drain;
+pub mod limits;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -37,7 +39,9 @@ use crate::service::Services;
 use crate::store::Db;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::rpc::{KnownRpcs, RpcLayer};
+use deadline::DeadlineLayer;
 use drain::DrainLayer;
+use limits::{LimitsLayer, RpcShapes};
 
 /// How long the server waits for connections to close after cutting the calls
 /// that outlived the grace period.
@@ -52,6 +56,12 @@ pub const SERVICE_NAMES: &[&str] = &[
     "orgs.v1.InvitationService",
     "orgs.v1.BillingService",
 ];
+
+/// HTTP/2 pings on an idle connection, and how long an answer may take before
+/// the connection is closed; TCP keepalive for connections whose peer vanished.
+const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// A configured application, ready to serve.
 pub struct App {
@@ -213,21 +223,38 @@ impl App {
             tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
             tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
         ]);
+        let limits_config = &services.config.limits;
+        let shapes = RpcShapes::from_descriptor_set(proto::FILE_DESCRIPTOR_SET);
+        let limits = LimitsLayer::new(limits_config, shapes.clone());
+        let limits_upkeep = limits.spawn_upkeep();
+        let max_request_bytes = limits_config.max_request_bytes as usize;
         let server = Server::builder()
+            .max_concurrent_streams(limits_config.max_concurrent_streams)
+            .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+            .tcp_keepalive(Some(TCP_KEEPALIVE))
             // Outermost, so calls refused by the layers below are traced and counted too.
             .layer(RpcLayer::new(services.metrics.clone(), known_rpcs))
+            .layer(DeadlineLayer::new(limits_config.request_timeout(), shapes))
             .layer(drain)
             .layer(AuthLayer::new(self.verifier))
+            // After authentication: it limits by the verified principal.
+            .layer(limits)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(OrganizationServiceServer::new(OrganizationApi::new(
-                services.clone(),
-            )))
-            .add_service(InvitationServiceServer::new(InvitationApi::new(
-                services.clone(),
-            )))
-            .add_service(BillingServiceServer::new(BillingApi::new(services.clone())))
+            .add_service(
+                OrganizationServiceServer::new(OrganizationApi::new(services.clone()))
+                    .max_decoding_message_size(max_request_bytes),
+            )
+            .add_service(
+                InvitationServiceServer::new(InvitationApi::new(services.clone()))
+                    .max_decoding_message_size(max_request_bytes),
+            )
+            .add_service(
+                BillingServiceServer::new(BillingApi::new(services.clone()))
+                    .max_decoding_message_size(max_request_bytes),
+            )
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_signal);
         tokio::pin!(server);
 
@@ -259,6 +286,7 @@ impl App {
         }
         watchdog.abort();
         access_invalidation.abort();
+        limits_upkeep.abort();
         services.db.clone().close().await;
         result.map_err(Into::into)
     }
