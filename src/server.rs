@@ -57,6 +57,11 @@ pub const SERVICE_NAMES: &[&str] = &[
     "orgs.v1.BillingService",
 ];
 
+/// The health service name that says only whether the process works: SERVING
+/// from start to shutdown, whatever the database does. For liveness probes;
+/// readiness asks for `""` (or a service name), which follows the database.
+pub const LIVENESS_SERVICE: &str = "liveness";
+
 /// HTTP/2 pings on an idle connection, and how long an answer may take before
 /// the connection is closed; TCP keepalive for connections whose peer vanished.
 const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
@@ -164,6 +169,9 @@ impl App {
         reporter
             .set_service_status("", ServingStatus::Serving)
             .await;
+        reporter
+            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+            .await;
         let watchdog = tokio::spawn(watch_database(self.services.db.clone(), reporter.clone()));
         let access_invalidation = self.services.spawn_access_invalidation();
 
@@ -211,6 +219,9 @@ impl App {
             }
             shutdown_reporter
                 .set_service_status("", ServingStatus::NotServing)
+                .await;
+            shutdown_reporter
+                .set_service_status(LIVENESS_SERVICE, ServingStatus::NotServing)
                 .await;
             let _ = shutdown_sender.send(true);
             in_flight.drained().await;
