@@ -2,6 +2,7 @@
 //! policy check, the service call, domain → proto.
 
 pub mod billing;
+pub mod codec;
 pub mod convert;
 pub mod invitation;
 pub mod organization;
