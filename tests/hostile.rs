@@ -29,6 +29,17 @@ fn nested(levels: usize) -> Struct {
     }
 }
 
+fn number(n: f64) -> Struct {
+    Struct {
+        fields: BTreeMap::from([(
+            "n".to_string(),
+            Value {
+                kind: Some(Kind::NumberValue(n)),
+            },
+        )]),
+    }
+}
+
 fn create(metadata: Struct) -> pb::CreateOrganizationRequest {
     pb::CreateOrganizationRequest {
         name: "Deep Inc".into(),
@@ -76,4 +87,59 @@ async fn a_request_that_cannot_be_decoded_is_invalid_argument_naming_the_field()
     .await
     .expect_err("not protobuf");
     assert_status::<()>(Err(status.clone()), Code::InvalidArgument, "FIELD_INVALID");
+}
+
+#[tokio::test]
+async fn metadata_deeper_than_sixteen_levels_or_not_finite_is_refused() {
+    let app = TestApp::spawn().await;
+    let mut admin = app.admin();
+    // Decodable, but deeper than the documented limit.
+    assert_invalid(
+        admin.create_organization(create(nested(17))).await,
+        "public_metadata",
+    );
+    let organization = admin
+        .create_organization(create(nested(16)))
+        .await
+        .expect("16 levels are allowed")
+        .into_inner()
+        .organization
+        .expect("organization");
+
+    for n in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        assert_invalid(
+            admin.create_organization(create(number(n))).await,
+            "public_metadata",
+        );
+        assert_invalid(
+            admin
+                .update_organization_metadata(pb::UpdateOrganizationMetadataRequest {
+                    organization_id: organization.id.clone(),
+                    private_metadata: Some(number(n)),
+                    ..Default::default()
+                })
+                .await,
+            "private_metadata",
+        );
+    }
+    // Nothing was stored as null meanwhile.
+    let stored = admin
+        .get_organization(pb::GetOrganizationRequest {
+            lookup: Some(pb::get_organization_request::Lookup::OrganizationId(
+                organization.id.clone(),
+            )),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .organization
+        .expect("organization");
+    assert_eq!(stored.etag, organization.etag);
+    assert!(
+        stored
+            .private_metadata
+            .unwrap_or_default()
+            .fields
+            .is_empty()
+    );
 }
