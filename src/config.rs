@@ -278,7 +278,9 @@ impl ServeConfig {
     }
 
     /// A configuration for tests and embedding: defaults, the given database and
-    /// HS256 secret, gRPC and metrics listening on ephemeral ports.
+    /// HS256 secret, gRPC and metrics listening on ephemeral ports, and no
+    /// per-principal rate limits (tests set up their data from one principal
+    /// as fast as they can; the tests of the limits set them).
     pub fn for_tests(database_url: &str, hs256_secret: &str) -> Self {
         ServeConfig {
             config_file: None,
@@ -298,7 +300,11 @@ impl ServeConfig {
             },
             billing: BillingConfig::default(),
             rules: RulesConfig::default(),
-            limits: LimitsConfig::default(),
+            limits: LimitsConfig {
+                reads_per_second: 0,
+                writes_per_second: 0,
+                ..LimitsConfig::default()
+            },
             shutdown_grace_period_secs: 5,
             watch_checkpoint_interval_secs: 15,
             watch_retention_days: 30,

@@ -123,13 +123,31 @@ async fn a_limit_of_zero_switches_it_off() {
         config.limits.writes_per_second = 1;
     })
     .await;
-    let mut alice = app.user("user_alice");
+    let alice = app.user("user_alice");
     for _ in 0..50 {
         alice
+            .clone()
             .list_organizations(list_organizations())
             .await
             .expect("reads are not limited");
     }
+    // The writes of the same server are.
+    let mut created = 0;
+    let refused = first_refusal(20, || {
+        created += 1;
+        let mut alice = alice.clone();
+        async move {
+            alice
+                .create_organization(pb::CreateOrganizationRequest {
+                    name: format!("Alice {created}"),
+                    ..Default::default()
+                })
+                .await
+        }
+    })
+    .await
+    .expect("a burst of writes is limited");
+    assert_exhausted(refused, "RATE_LIMITED");
 }
 
 fn watch_request() -> pb::WatchBillableOrganizationsRequest {
