@@ -11,6 +11,7 @@ use orgs::proto::v1 as pb;
 use prost::Message;
 use prost_types::{Struct, Value, value::Kind};
 use tonic::Code;
+use tonic_types::StatusExt;
 
 /// `{"a": {"a": … 1 …}}` with `levels` levels of objects, the outer one included.
 fn nested(levels: usize) -> Struct {
@@ -142,4 +143,62 @@ async fn metadata_deeper_than_sixteen_levels_or_not_finite_is_refused() {
             .fields
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn a_huge_unknown_update_mask_path_gives_a_small_status() {
+    let app = TestApp::spawn().await;
+    let organization = create_org(&app, "Masked Inc", None).await;
+    let path = "x".repeat(1 << 20);
+    let status = app
+        .admin()
+        .update_organization(pb::UpdateOrganizationRequest {
+            organization: Some(pb::Organization {
+                id: organization.id.clone(),
+                name: "New".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask { paths: vec![path] }),
+        })
+        .await
+        .expect_err("unknown path");
+    assert_eq!(status.code(), Code::InvalidArgument, "{:?}", status.code());
+    assert_eq!(bad_fields(&status), ["update_mask"]);
+    assert!(status.message().len() < 1024, "{}", status.message().len());
+    assert!(status.details().len() < 1024, "{}", status.details().len());
+    let description = status
+        .get_details_bad_request()
+        .expect("BadRequest")
+        .field_violations[0]
+        .description
+        .clone();
+    assert!(description.contains("xxxx…"), "{description}");
+    assert!(description.contains("allowed paths: name"), "{description}");
+}
+
+#[tokio::test]
+async fn an_activity_event_before_1970_is_rejected_alone() {
+    let app = TestApp::spawn().await;
+    let now = chrono::Utc::now().timestamp();
+    let event = |user: &str, seconds: i64| pb::ActivityEvent {
+        user_id: user.into(),
+        occur_time: Some(prost_types::Timestamp { seconds, nanos: 0 }),
+    };
+    let recorded = app
+        .billing(Some(token("svc-billing", "billing:write")))
+        .record_activity(pb::RecordActivityRequest {
+            events: vec![
+                event("user_a", now),
+                event("user_b", -1),
+                event("user_c", i64::MIN),
+                event("user_d", i64::MAX),
+            ],
+        })
+        .await
+        .expect("the batch is recorded")
+        .into_inner();
+    assert_eq!(recorded.accepted_count, 1);
+    assert_eq!(recorded.rejected_count, 3);
+    let rejected: Vec<i32> = recorded.rejected.iter().map(|r| r.index).collect();
+    assert_eq!(rejected, [1, 2, 3]);
 }

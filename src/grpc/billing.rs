@@ -6,11 +6,11 @@ use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::convert::{micros, optional_timestamp, timestamp};
+use super::convert::{optional_timestamp, timestamp};
 use super::{authorize_in_organization, caller, money};
 use crate::all_valid;
 use crate::domain::billing::{BillingSummary, CostDriver, OrganizationUsage, WatchCursor};
-use crate::domain::time::BillingPeriod;
+use crate::domain::time::{BillingPeriod, Micros};
 use crate::domain::types::{page_size, resource_id, user_id};
 use crate::domain::{Error, FieldViolation, ids};
 use crate::proto::v1::{self as pb, billing_service_server::BillingService};
@@ -96,6 +96,20 @@ fn watch_message_to_proto(
     }
 }
 
+/// An event's time in microseconds. Seconds no `Timestamp` may hold (before
+/// 1970, after 9999) saturate: such a time lies outside the accepted window
+/// like any other, so the service rejects that one event instead of the whole
+/// batch failing. Nanos outside 0..1e9 are a malformed message, not a time.
+fn occur_micros(field: &str, ts: &prost_types::Timestamp) -> Result<Micros, FieldViolation> {
+    if !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err(FieldViolation::new(field, "must be a valid timestamp"));
+    }
+    Ok(ts
+        .seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(ts.nanos) / 1000))
+}
+
 /// The events of a `RecordActivity` request: ids and times well-formed, or
 /// every bad field named. Whether a time is acceptable is decided per event
 /// by the service.
@@ -121,7 +135,7 @@ fn activity_events(
         let occur = event
             .occur_time
             .as_ref()
-            .map(|ts| micros(&format!("events[{index}].occur_time"), ts))
+            .map(|ts| occur_micros(&format!("events[{index}].occur_time"), ts))
             .transpose();
         match (user, occur) {
             (Ok(user_id), Ok(occur_time)) => inputs.push(ActivityInput {
