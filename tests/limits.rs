@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use orgs::proto::v1 as pb;
+use prost::Message;
 use sea_orm::{ConnectionTrait, DbBackend};
 use tonic::{Code, Request, Status};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -377,9 +378,12 @@ async fn the_largest_requests_of_the_contract_fit_and_larger_ones_are_refused() 
             occur_time: Some(now),
         })
         .collect();
+    let request = pb::RecordActivityRequest { events };
+    let size = request.encoded_len();
+    assert!(size > 1_000_000, "{size}");
     let recorded = app
         .billing(Some(token("svc-billing", "billing:write")))
-        .record_activity(pb::RecordActivityRequest { events })
+        .record_activity(request)
         .await
         .expect("10,000 events fit")
         .into_inner();
@@ -407,9 +411,12 @@ async fn the_largest_requests_of_the_contract_fit_and_larger_ones_are_refused() 
             ..Default::default()
         })
         .collect();
+    let request = pb::CreateInvitationsRequest { requests };
+    let size = request.encoded_len();
+    assert!(size > 1_000_000, "{size}");
     let created = app
         .invitations(Some(token("svc-onboarding", "orgs:admin")))
-        .create_invitations(pb::CreateInvitationsRequest { requests })
+        .create_invitations(request)
         .await
         .expect("100 invitations fit")
         .into_inner();

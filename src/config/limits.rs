@@ -36,7 +36,7 @@ pub struct LimitsConfig {
     /// Concurrent HTTP/2 streams (calls) one connection may open.
     #[arg(long = "max-concurrent-streams", env = "ORGS_MAX_CONCURRENT_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_streams: u32,
-    /// Largest request message, in bytes (after decompression).
+    /// Largest request message, in bytes.
     #[arg(long = "max-request-bytes", env = "ORGS_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES, value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_request_bytes: u32,
     /// Deadline of a unary call, in seconds, when the client sends none or a
@@ -45,9 +45,10 @@ pub struct LimitsConfig {
     pub request_timeout_secs: u64,
 }
 
-/// 8 MiB: a `RecordActivity` of 10,000 events with 128-character user ids
-/// takes about 1.7 MB, 100 `CreateInvitations` items with 8 KiB of metadata
-/// each about 2 MB.
+/// 8 MiB: a `RecordActivity` of 10,000 events with 128-character user ids is
+/// 1.4 MB, 100 `CreateInvitations` items with 8 KiB of string metadata each
+/// 1.6 MB (metadata of many small numbers encodes up to about five times its
+/// JSON size, hence the headroom).
 pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 8 * 1024 * 1024;
 
 impl Default for LimitsConfig {
