@@ -1,6 +1,7 @@
-//! Builds and runs the tonic server: the telemetry, drain and auth layers, the
-//! three services, health, reflection, the `/metrics` listener and graceful
-//! shutdown.
+//! Builds and runs the tonic server: the telemetry, deadline, drain, auth and
+//! limits layers (in that order, outermost first), the HTTP/2 limits of a
+//! connection, the three services, health (readiness, and `liveness`),
+//! reflection, the `/metrics` listener and graceful shutdown.
 //!
 //! Shutdown: health turns NOT_SERVING and [`Services::shutdown`] turns true
 //! (watch streams end with `UNAVAILABLE`); new calls get `UNAVAILABLE`; calls
