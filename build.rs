@@ -1,5 +1,11 @@
 //! Compiles the protos with `protox` (no system `protoc`), generates the tonic
 //! code into OUT_DIR and writes the descriptor set that server reflection serves.
+//!
+//! The messages and the servers are generated once with the server codec
+//! (`crate::grpc::codec::RequestCodec`: a request that cannot be decoded is the
+//! caller's error); the clients a second time, into `OUT_DIR/clients`, with
+//! prost's codec and the messages of the first pass, so an undecodable
+//! response stays INTERNAL for them.
 
 use std::{env, fs, path::PathBuf};
 
@@ -18,8 +24,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&descriptors),
     )?;
     tonic_prost_build::configure()
-        .build_client(true)
+        .build_client(false)
         .build_server(true)
+        .codec_path("crate::grpc::codec::RequestCodec")
+        .compile_fds(descriptors.clone())?;
+    let clients_dir = out_dir.join("clients");
+    fs::create_dir_all(&clients_dir)?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(false)
+        .extern_path(".orgs.v1", "crate::proto::v1")
+        .out_dir(clients_dir)
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -13,6 +13,8 @@ use crate::domain::enrollment::InvitationRules;
 use crate::domain::ids::RoleKey;
 use crate::domain::organizations::OrganizationRules;
 use crate::service::billing::WatchSettings;
+mod limits;
+pub use limits::{DEFAULT_MAX_REQUEST_BYTES, LimitsConfig};
 
 /// The JWT signature algorithm the server accepts; tokens naming any other
 /// algorithm (`none` included) are refused.
@@ -289,6 +291,8 @@ pub struct ServeConfig {
     pub billing: BillingConfig,
     #[command(flatten)]
     pub rules: RulesConfig,
+    #[command(flatten)]
+    pub limits: LimitsConfig,
     /// How long in-flight calls may take to finish after SIGTERM, in seconds.
     #[arg(
         long = "shutdown-grace-period",
@@ -432,7 +436,9 @@ impl ServeConfig {
     }
 
     /// A configuration for tests and embedding: defaults, the given database and
-    /// HS256 secret, gRPC and metrics listening on ephemeral ports.
+    /// HS256 secret, gRPC and metrics listening on ephemeral ports, and no
+    /// per-principal rate limits (tests set up their data from one principal
+    /// as fast as they can; the tests of the limits set them).
     pub fn for_tests(database_url: &str, hs256_secret: &str) -> Self {
         ServeConfig {
             config_file: None,
@@ -461,6 +467,11 @@ impl ServeConfig {
             },
             billing: BillingConfig::default(),
             rules: RulesConfig::default(),
+            limits: LimitsConfig {
+                reads_per_second: 0,
+                writes_per_second: 0,
+                ..LimitsConfig::default()
+            },
             shutdown_grace_period_secs: 5,
             watch_checkpoint_interval_secs: 15,
             watch_retention_days: 30,

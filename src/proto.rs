@@ -4,6 +4,8 @@
 pub mod orgs {
     pub mod v1 {
         tonic::include_proto!("orgs.v1");
+        // The clients, generated separately with prost's own codec (build.rs).
+        include!(concat!(env!("OUT_DIR"), "/clients/orgs.v1.rs"));
     }
 }
 

@@ -1,6 +1,7 @@
-//! Builds and runs the tonic server: the telemetry, drain and auth layers, the
-//! three services, health, reflection, the `/metrics` listener and graceful
-//! shutdown.
+//! Builds and runs the tonic server: the telemetry, deadline, drain, auth and
+//! limits layers (in that order, outermost first), the HTTP/2 limits of a
+//! connection, the three services, health (readiness, and `liveness`),
+//! reflection, the `/metrics` listener and graceful shutdown.
 //!
 //! Shutdown: health turns NOT_SERVING and the shutdown flag turns true
 //! (watch streams end with `UNAVAILABLE`); new calls get `UNAVAILABLE`; calls
@@ -8,7 +9,9 @@
 //! and are cut after it. Then the listener closes and the connections get
 //! GOAWAY.
 
+pub mod deadline;
 pub mod drain;
+pub mod limits;
 pub mod wiring;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -39,7 +42,9 @@ use crate::store::Db;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::rpc::{KnownRpcs, RpcLayer};
 use crate::tls::ServerTls;
+use deadline::DeadlineLayer;
 use drain::DrainLayer;
+use limits::{LimitsLayer, RpcShapes};
 use wiring::{Handlers, ServerKeys, Shared};
 
 /// How long the server waits for connections to close after cutting the calls
@@ -55,6 +60,17 @@ pub const SERVICE_NAMES: &[&str] = &[
     "orgs.v1.InvitationService",
     "orgs.v1.BillingService",
 ];
+
+/// The health service name that says only whether the process works: SERVING
+/// from start to shutdown, whatever the database does. For liveness probes;
+/// readiness asks for `""` (or a service name), which follows the database.
+pub const LIVENESS_SERVICE: &str = "liveness";
+
+/// HTTP/2 pings on an idle connection, and how long an answer may take before
+/// the connection is closed; TCP keepalive for connections whose peer vanished.
+const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// A configured application, ready to serve.
 pub struct App {
@@ -180,6 +196,9 @@ impl App {
         reporter
             .set_service_status("", ServingStatus::Serving)
             .await;
+        reporter
+            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+            .await;
         let App {
             config,
             shared,
@@ -258,6 +277,9 @@ impl App {
             shutdown_reporter
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
+            shutdown_reporter
+                .set_service_status(LIVENESS_SERVICE, ServingStatus::NotServing)
+                .await;
             let _ = shutdown_sender.send(true);
             in_flight.drained().await;
             tracing::info!("no calls running; closing connections");
@@ -269,17 +291,38 @@ impl App {
             tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
             tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
         ]);
+        let limits_config = &config.limits;
+        let shapes = RpcShapes::from_descriptor_set(proto::FILE_DESCRIPTOR_SET);
+        let limits = LimitsLayer::new(limits_config, shapes.clone());
+        let limits_upkeep = limits.spawn_upkeep();
+        let max_request_bytes = limits_config.max_request_bytes as usize;
         let router = Server::builder()
+            .max_concurrent_streams(limits_config.max_concurrent_streams)
+            .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+            .tcp_keepalive(Some(TCP_KEEPALIVE))
             // Outermost, so calls refused by the layers below are traced and counted too.
             .layer(RpcLayer::new(shared.metrics.clone(), known_rpcs))
+            .layer(DeadlineLayer::new(limits_config.request_timeout(), shapes))
             .layer(drain)
             .layer(AuthLayer::new(verifier))
+            // After authentication: it limits by the verified principal.
+            .layer(limits)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(OrganizationServiceServer::new(handlers.organization))
-            .add_service(InvitationServiceServer::new(handlers.invitation))
-            .add_service(BillingServiceServer::new(handlers.billing));
+            .add_service(
+                OrganizationServiceServer::new(handlers.organization)
+                    .max_decoding_message_size(max_request_bytes),
+            )
+            .add_service(
+                InvitationServiceServer::new(handlers.invitation)
+                    .max_decoding_message_size(max_request_bytes),
+            )
+            .add_service(
+                BillingServiceServer::new(handlers.billing)
+                    .max_decoding_message_size(max_request_bytes),
+            );
         let server: BoxFuture<'static, Result<(), tonic::transport::Error>> = match tls {
             Some(tls) => {
                 tracing::info!(
@@ -328,6 +371,7 @@ impl App {
         }
         watchdog.abort();
         log_follower.abort();
+        limits_upkeep.abort();
         shared.db.close().await;
         result.map_err(Into::into)
     }

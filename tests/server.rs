@@ -19,6 +19,17 @@ async fn status(app: &TestApp) -> i32 {
         .unwrap_or(-1)
 }
 
+/// What health says for the liveness service name.
+async fn liveness(app: &TestApp) -> i32 {
+    HealthClient::new(app.channel())
+        .check(HealthCheckRequest {
+            service: orgs::server::LIVENESS_SERVICE.into(),
+        })
+        .await
+        .map(|r| r.into_inner().status)
+        .unwrap_or(-1)
+}
+
 async fn wait_for(app: &TestApp, expected: ServingStatus) {
     for _ in 0..150 {
         if status(app).await == expected as i32 {
@@ -52,6 +63,9 @@ async fn health_follows_the_database() {
         .await
         .unwrap();
     wait_for(&app, ServingStatus::NotServing).await;
+    // Readiness follows the database; liveness does not, so an outage does
+    // not restart every pod at once.
+    assert_eq!(liveness(&app).await, ServingStatus::Serving as i32);
     let refused = app
         .admin()
         .list_roles(orgs::proto::v1::ListRolesRequest::default())
@@ -70,6 +84,36 @@ async fn health_follows_the_database() {
         .await
         .unwrap();
     admin.close().await;
+}
+
+#[tokio::test]
+async fn liveness_says_serving_from_start_to_shutdown() {
+    let app = TestApp::spawn().await;
+    assert_eq!(liveness(&app).await, ServingStatus::Serving as i32);
+    assert_eq!(status(&app).await, ServingStatus::Serving as i32);
+    let mut watch = HealthClient::new(app.channel())
+        .watch(HealthCheckRequest {
+            service: orgs::server::LIVENESS_SERVICE.into(),
+        })
+        .await
+        .expect("watch liveness")
+        .into_inner();
+    let first = watch
+        .message()
+        .await
+        .expect("first status")
+        .expect("a status");
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    app.shutdown().await;
+    // The watch ends with shutdown; the last status it saw, if any, is
+    // NOT_SERVING.
+    let mut last = None;
+    while let Ok(Some(message)) = watch.message().await {
+        last = Some(message.status);
+    }
+    if let Some(last) = last {
+        assert_eq!(last, ServingStatus::NotServing as i32);
+    }
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::policy::{Caller, Rule};
 use crate::domain::ids::{OrganizationId, PermissionKey, UserId};
 use crate::domain::types::Email;
-use crate::domain::{Access, Actor, Error, Reason, Result};
+use crate::domain::{Access, Actor, Error, Reason, Result, quote};
 
 /// Who holds which permissions where.
 #[async_trait::async_trait]
@@ -97,7 +97,7 @@ fn holds_rule_scope(caller: &Caller) -> bool {
 fn denied(caller: &Caller) -> Error {
     Error::permission_denied(format!(
         "{} is not allowed to call {}",
-        caller.principal.sub,
+        quote(&caller.principal.sub),
         caller.action()
     ))
 }
@@ -182,7 +182,7 @@ impl Authorizer {
         match requested {
             Some(user) if user != itself => Err(Error::permission_denied(format!(
                 "{} may call {} only for itself",
-                caller.principal.sub,
+                quote(&caller.principal.sub),
                 caller.action()
             ))),
             _ => Ok((actor(caller, Access::Itself), Some(itself))),

@@ -13,7 +13,7 @@ use crate::domain::roles::*;
 /// Who may call an RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
-    /// Any authenticated principal.
+    /// Any authenticated principal; handlers narrow what end users see.
     Anyone,
     /// Principals holding one of these scopes.
     Scopes(&'static [&'static str]),
@@ -25,10 +25,7 @@ pub enum Rule {
         scopes: &'static [&'static str],
         self_service: bool,
     },
-    /// The user the call is about (`sub` = its `user_id`), or one of
-    /// `scopes`. For calls about "a user, by default the caller", principals
-    /// holding `scopes` may name any user or none, and anyone else acts for
-    /// itself.
+    /// The user the call is about (`sub` = its `user_id`), or one of `scopes`.
     SelfOr(&'static [&'static str]),
 }
 
@@ -44,191 +41,237 @@ const fn org(permission: &'static str, scopes: &'static [&'static str]) -> Rule 
     }
 }
 
-/// The policy table. A test checks that every RPC of the descriptor set has an entry.
-pub const POLICY: &[(&str, Rule)] = &[
+/// Whether an RPC reads or changes data: each kind has its own per-principal
+/// rate limit (`ORGS_RATE_LIMIT_READS_PER_SECOND`,
+/// `ORGS_RATE_LIMIT_WRITES_PER_SECOND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    Read,
+    Write,
+}
+
+/// One RPC's entry in the policy table: who may call it and what kind of call
+/// it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: CallKind,
+    pub rule: Rule,
+}
+
+const fn read(rule: Rule) -> Entry {
+    Entry {
+        kind: CallKind::Read,
+        rule,
+    }
+}
+
+const fn write(rule: Rule) -> Entry {
+    Entry {
+        kind: CallKind::Write,
+        rule,
+    }
+}
+
+/// The policy table. A test checks that every RPC of the descriptor set has an
+/// entry. `ResolveOnboarding` counts as a read: applications call it to gate
+/// every page, and it writes at most one invitation per user and domain.
+pub const POLICY: &[(&str, Entry)] = &[
     (
         "/orgs.v1.OrganizationService/CreateOrganization",
-        Rule::SelfOr(ADMIN),
+        write(Rule::SelfOr(ADMIN)),
     ),
     (
         "/orgs.v1.OrganizationService/GetOrganization",
-        Rule::Organization {
+        read(Rule::Organization {
             permission: None,
             scopes: ADMIN_OR_READ,
             self_service: false,
-        },
+        }),
     ),
     (
         "/orgs.v1.OrganizationService/ListOrganizations",
-        Rule::SelfOr(ADMIN_OR_READ),
+        read(Rule::SelfOr(ADMIN_OR_READ)),
     ),
     (
         "/orgs.v1.OrganizationService/UpdateOrganization",
-        org(PROFILE_MANAGE, ADMIN),
+        write(org(PROFILE_MANAGE, ADMIN)),
     ),
     (
         "/orgs.v1.OrganizationService/UpdateOrganizationMetadata",
-        org(PROFILE_MANAGE, ADMIN),
+        write(org(PROFILE_MANAGE, ADMIN)),
     ),
     (
         "/orgs.v1.OrganizationService/DeleteOrganization",
-        org(PROFILE_DELETE, ADMIN),
+        write(org(PROFILE_DELETE, ADMIN)),
     ),
     (
         "/orgs.v1.OrganizationService/CreateMembership",
-        org(MEMBERSHIPS_MANAGE, ADMIN),
+        write(org(MEMBERSHIPS_MANAGE, ADMIN)),
     ),
     (
         "/orgs.v1.OrganizationService/ListMemberships",
-        Rule::Organization {
+        read(Rule::Organization {
             permission: Some(MEMBERSHIPS_READ),
             scopes: ADMIN_OR_READ,
             self_service: true,
-        },
+        }),
     ),
     (
         "/orgs.v1.OrganizationService/UpdateMembership",
-        org(MEMBERSHIPS_MANAGE, ADMIN),
+        write(org(MEMBERSHIPS_MANAGE, ADMIN)),
     ),
     (
         "/orgs.v1.OrganizationService/DeleteMembership",
-        Rule::Organization {
+        write(Rule::Organization {
             permission: Some(MEMBERSHIPS_MANAGE),
             scopes: ADMIN,
             self_service: true,
-        },
+        }),
     ),
     (
         "/orgs.v1.OrganizationService/CreateRole",
-        Rule::Scopes(ADMIN),
+        write(Rule::Scopes(ADMIN)),
     ),
-    ("/orgs.v1.OrganizationService/GetRole", Rule::Anyone),
-    ("/orgs.v1.OrganizationService/ListRoles", Rule::Anyone),
+    ("/orgs.v1.OrganizationService/GetRole", read(Rule::Anyone)),
+    ("/orgs.v1.OrganizationService/ListRoles", read(Rule::Anyone)),
     (
         "/orgs.v1.OrganizationService/UpdateRole",
-        Rule::Scopes(ADMIN),
+        write(Rule::Scopes(ADMIN)),
     ),
     (
         "/orgs.v1.OrganizationService/DeleteRole",
-        Rule::Scopes(ADMIN),
+        write(Rule::Scopes(ADMIN)),
     ),
     (
         "/orgs.v1.OrganizationService/CreatePermission",
-        Rule::Scopes(ADMIN),
+        write(Rule::Scopes(ADMIN)),
     ),
-    ("/orgs.v1.OrganizationService/ListPermissions", Rule::Anyone),
+    (
+        "/orgs.v1.OrganizationService/ListPermissions",
+        read(Rule::Anyone),
+    ),
     (
         "/orgs.v1.OrganizationService/DeletePermission",
-        Rule::Scopes(ADMIN),
+        write(Rule::Scopes(ADMIN)),
     ),
     (
         "/orgs.v1.OrganizationService/CheckPermission",
-        Rule::SelfOr(ADMIN_OR_READ),
+        read(Rule::SelfOr(ADMIN_OR_READ)),
     ),
     (
         "/orgs.v1.OrganizationService/ListAuditEvents",
-        org(PROFILE_MANAGE, ADMIN_OR_READ),
+        read(org(PROFILE_MANAGE, ADMIN_OR_READ)),
     ),
     (
         "/orgs.v1.InvitationService/CreateInvitation",
-        org(MEMBERSHIPS_MANAGE, ADMIN),
+        write(org(MEMBERSHIPS_MANAGE, ADMIN)),
     ),
     (
         "/orgs.v1.InvitationService/CreateInvitations",
-        org(MEMBERSHIPS_MANAGE, ADMIN),
+        write(org(MEMBERSHIPS_MANAGE, ADMIN)),
     ),
     (
         "/orgs.v1.InvitationService/GetInvitation",
-        org(MEMBERSHIPS_READ, ADMIN_OR_READ),
+        read(org(MEMBERSHIPS_READ, ADMIN_OR_READ)),
     ),
     (
         "/orgs.v1.InvitationService/ListInvitations",
-        org(MEMBERSHIPS_READ, ADMIN_OR_READ),
+        read(org(MEMBERSHIPS_READ, ADMIN_OR_READ)),
     ),
     (
         "/orgs.v1.InvitationService/RevokeInvitation",
-        org(MEMBERSHIPS_MANAGE, ADMIN),
+        write(org(MEMBERSHIPS_MANAGE, ADMIN)),
     ),
     (
         "/orgs.v1.InvitationService/AcceptInvitation",
-        Rule::SelfOr(ADMIN),
+        write(Rule::SelfOr(ADMIN)),
     ),
     (
         "/orgs.v1.InvitationService/CreateDomain",
-        org(DOMAINS_MANAGE, ADMIN),
+        write(org(DOMAINS_MANAGE, ADMIN)),
     ),
     (
         "/orgs.v1.InvitationService/ListDomains",
-        org(DOMAINS_READ, ADMIN_OR_READ),
+        read(org(DOMAINS_READ, ADMIN_OR_READ)),
     ),
     (
         "/orgs.v1.InvitationService/UpdateDomain",
-        org(DOMAINS_MANAGE, ADMIN),
+        write(org(DOMAINS_MANAGE, ADMIN)),
     ),
     (
         "/orgs.v1.InvitationService/DeleteDomain",
-        org(DOMAINS_MANAGE, ADMIN),
+        write(org(DOMAINS_MANAGE, ADMIN)),
     ),
     (
         "/orgs.v1.InvitationService/PrepareDomainVerification",
-        org(DOMAINS_MANAGE, ADMIN),
+        write(org(DOMAINS_MANAGE, ADMIN)),
     ),
     (
         "/orgs.v1.InvitationService/AttemptDomainVerification",
-        org(DOMAINS_MANAGE, ADMIN),
+        write(org(DOMAINS_MANAGE, ADMIN)),
     ),
     (
         "/orgs.v1.InvitationService/CreateMembershipRequest",
-        Rule::SelfOr(ADMIN),
+        write(Rule::SelfOr(ADMIN)),
     ),
     (
         "/orgs.v1.InvitationService/ListMembershipRequests",
-        org(MEMBERSHIPS_MANAGE, ADMIN_OR_READ),
+        read(org(MEMBERSHIPS_MANAGE, ADMIN_OR_READ)),
     ),
     (
         "/orgs.v1.InvitationService/AcceptMembershipRequest",
-        org(MEMBERSHIPS_MANAGE, ADMIN),
+        write(org(MEMBERSHIPS_MANAGE, ADMIN)),
     ),
     (
         "/orgs.v1.InvitationService/RejectMembershipRequest",
-        org(MEMBERSHIPS_MANAGE, ADMIN),
+        write(org(MEMBERSHIPS_MANAGE, ADMIN)),
     ),
     (
         "/orgs.v1.InvitationService/ResolveOnboarding",
-        Rule::SelfOr(ADMIN),
+        read(Rule::SelfOr(ADMIN)),
     ),
     (
         "/orgs.v1.BillingService/RecordActivity",
-        Rule::Scopes(&[BILLING_WRITE, ORGS_ADMIN]),
+        write(Rule::Scopes(&[BILLING_WRITE, ORGS_ADMIN])),
     ),
     (
         "/orgs.v1.BillingService/GetOrganizationUsage",
-        org(BILLING_READ, BILLING_READERS),
+        read(org(BILLING_READ, BILLING_READERS)),
     ),
     (
         "/orgs.v1.BillingService/GetBillingSummary",
-        Rule::Scopes(BILLING_READERS),
+        read(Rule::Scopes(BILLING_READERS)),
     ),
     (
         "/orgs.v1.BillingService/ListBillableOrganizations",
-        Rule::Scopes(BILLING_READERS),
+        read(Rule::Scopes(BILLING_READERS)),
     ),
     (
         "/orgs.v1.BillingService/ListCostDrivers",
-        Rule::Scopes(BILLING_READERS),
+        read(Rule::Scopes(BILLING_READERS)),
     ),
     (
         "/orgs.v1.BillingService/WatchBillableOrganizations",
-        Rule::Scopes(BILLING_READERS),
+        read(Rule::Scopes(BILLING_READERS)),
     ),
 ];
 
-/// The rule of an RPC path, if it has one.
-pub fn rule_for(path: &str) -> Option<(&'static str, Rule)> {
+/// The entry of an RPC path, if it has one.
+pub fn entry_for(path: &str) -> Option<(&'static str, Entry)> {
     POLICY
         .iter()
         .find(|(p, _)| *p == path)
-        .map(|(p, rule)| (*p, *rule))
+        .map(|(p, entry)| (*p, *entry))
+}
+
+/// The rule of an RPC path, if it has one.
+pub fn rule_for(path: &str) -> Option<(&'static str, Rule)> {
+    entry_for(path).map(|(p, entry)| (p, entry.rule))
+}
+
+/// Whether an RPC path reads or writes, if it is in the table.
+pub fn kind_for(path: &str) -> Option<CallKind> {
+    entry_for(path).map(|(_, entry)| entry.kind)
 }
 
 /// The verified caller of one RPC, with the rule of that RPC. Put in the request
@@ -244,5 +287,31 @@ impl Caller {
     /// The RPC name, for example `CreateMembership`.
     pub fn action(&self) -> &'static str {
         self.method.rsplit('/').next().unwrap_or(self.method)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The verbs of the RPC names agree with the kinds in the table, so a new
+    /// entry copied from a neighbour cannot silently take the wrong limit.
+    #[test]
+    fn reads_and_writes_follow_the_rpc_names() {
+        for (path, entry) in POLICY {
+            let method = path.rsplit('/').next().unwrap_or(path);
+            let reads = ["Get", "List", "Check", "Watch", "Resolve"];
+            let expected = if reads.iter().any(|verb| method.starts_with(verb)) {
+                CallKind::Read
+            } else {
+                CallKind::Write
+            };
+            assert_eq!(entry.kind, expected, "{path}");
+        }
+        assert_eq!(
+            kind_for("/orgs.v1.BillingService/RecordActivity"),
+            Some(CallKind::Write)
+        );
+        assert_eq!(kind_for("/grpc.health.v1.Health/Check"), None);
     }
 }

@@ -48,9 +48,12 @@ pub enum Reason {
     DomainNotEligible,
     MembershipRequestNotPending,
     OrganizationLimitReached,
+    RateLimited,
+    TooManyWatches,
     CursorExpired,
     DatabaseUnavailable,
     ShuttingDown,
+    DeadlineExceeded,
     Internal,
     NotImplemented,
 }
@@ -100,9 +103,12 @@ impl Reason {
         Reason::DomainNotEligible,
         Reason::MembershipRequestNotPending,
         Reason::OrganizationLimitReached,
+        Reason::RateLimited,
+        Reason::TooManyWatches,
         Reason::CursorExpired,
         Reason::DatabaseUnavailable,
         Reason::ShuttingDown,
+        Reason::DeadlineExceeded,
         Reason::Internal,
         Reason::NotImplemented,
     ];
@@ -151,9 +157,12 @@ impl Reason {
             Reason::DomainNotEligible => "DOMAIN_NOT_ELIGIBLE",
             Reason::MembershipRequestNotPending => "MEMBERSHIP_REQUEST_NOT_PENDING",
             Reason::OrganizationLimitReached => "ORGANIZATION_LIMIT_REACHED",
+            Reason::RateLimited => "RATE_LIMITED",
+            Reason::TooManyWatches => "TOO_MANY_WATCHES",
             Reason::CursorExpired => "CURSOR_EXPIRED",
             Reason::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
             Reason::ShuttingDown => "SHUTTING_DOWN",
+            Reason::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Reason::Internal => "INTERNAL",
             Reason::NotImplemented => "NOT_IMPLEMENTED",
         }
@@ -210,6 +219,10 @@ pub enum Error {
     OutOfRange(Reason, String),
     #[error("{1}")]
     Unavailable(Reason, String),
+    /// The call's deadline passed before it finished; its work was dropped
+    /// and its transaction rolled back.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error("{0}")]
     Unimplemented(String),
     #[error("internal error: {0}")]

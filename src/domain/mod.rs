@@ -10,11 +10,13 @@ pub mod invitations;
 pub mod keys;
 pub mod organizations;
 pub mod paging;
+pub mod quote;
 pub mod roles;
 pub mod time;
 pub mod types;
 
 pub use error::{Error, FieldViolation, Reason, Result};
+pub use quote::quote;
 
 /// Who makes a change, for the rules that depend on it and for the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -276,15 +276,35 @@ pub fn resource_id(field: &str, value: &str, prefix: &str) -> Parsed<String> {
     Ok(value.to_string())
 }
 
-/// Free-form metadata: a JSON object of at most 8 KiB.
+/// Free-form metadata: a JSON object of at most 8 KiB, with objects and arrays
+/// nested at most 16 levels deep (the object itself is the first level).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Metadata(pub Map<String, Value>);
 
+/// Levels of objects and arrays in `value`: 0 for a scalar.
+fn nesting(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => 1 + map.values().map(nesting).max().unwrap_or(0),
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 impl Metadata {
     pub const MAX_BYTES: usize = 8 * 1024;
+    /// Levels of objects and arrays, the top-level object included. Well
+    /// below what the protobuf decoder refuses (about 33 levels), so deep
+    /// nesting gets this clear message rather than a decoding error.
+    pub const MAX_DEPTH: usize = 16;
 
     pub fn parse(field: &str, value: Map<String, Value>) -> Parsed<Metadata> {
         let metadata = Metadata(value);
+        if 1 + metadata.0.values().map(nesting).max().unwrap_or(0) > Self::MAX_DEPTH {
+            return Err(FieldViolation::new(
+                field,
+                "must not nest objects and arrays more than 16 levels deep",
+            ));
+        }
         if metadata.to_json().len() > Self::MAX_BYTES {
             return Err(FieldViolation::new(field, "must be at most 8 KiB as JSON"));
         }
@@ -396,6 +416,30 @@ mod tests {
         assert!(text("n", "   ", 1, 3).is_err());
         assert!(text("n", "abcd", 1, 3).is_err());
         assert!(text("n", "a\u{0}b", 1, 3).is_err());
+    }
+
+    #[test]
+    fn metadata_depth_is_limited() {
+        let nested = |levels: usize| {
+            let mut value = serde_json::json!(1);
+            for _ in 1..levels {
+                value = serde_json::json!({ "a": value });
+            }
+            let mut top = Map::new();
+            top.insert("a".into(), value);
+            top
+        };
+        // `levels` levels of objects, the top-level one included.
+        assert!(Metadata::parse("m", nested(Metadata::MAX_DEPTH)).is_ok());
+        let err = Metadata::parse("m", nested(Metadata::MAX_DEPTH + 1)).unwrap_err();
+        assert_eq!(err.field, "m");
+        assert!(err.description.contains("16 levels"), "{err:?}");
+        let mut arrays = Map::new();
+        arrays.insert(
+            "a".into(),
+            serde_json::json!([[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]),
+        );
+        assert!(Metadata::parse("m", arrays).is_err());
     }
 
     #[test]

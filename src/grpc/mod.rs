@@ -4,6 +4,7 @@
 //! [`convert`]; the one mapping of errors to statuses in [`status`].
 
 pub mod billing;
+pub mod codec;
 pub mod convert;
 pub mod invitation;
 pub mod organization;

@@ -3,6 +3,8 @@
 //! token helpers and typed clients.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::sync::Arc;
 
 use orgs::auth::token::{TokenRequest, mint_hs256};

@@ -1,9 +1,10 @@
 //! Billing at the gRPC border.
 
-use super::{clamp, micros, optional_timestamp, timestamp};
+use super::{clamp, optional_timestamp, timestamp};
 use crate::domain::FieldViolation;
 use crate::domain::billing::{ActivityEvent, BillingSummary, CostDriver, OrganizationUsage};
 use crate::domain::ids::UserId;
+use crate::domain::time::Micros;
 use crate::proto::v1 as pb;
 use crate::service::billing::{WatchEvent, WatchMessage};
 
@@ -72,6 +73,20 @@ impl From<WatchMessage> for pb::WatchBillableOrganizationsResponse {
     }
 }
 
+/// An event's time in microseconds. Seconds no `Timestamp` may hold (before
+/// 1970, after 9999) saturate: such a time lies outside the accepted window
+/// like any other, so the use case rejects that one event instead of the whole
+/// batch failing. Nanos outside 0..1e9 are a malformed message, not a time.
+fn occur_micros(field: &str, ts: &prost_types::Timestamp) -> Result<Micros, FieldViolation> {
+    if !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err(FieldViolation::new(field, "must be a valid timestamp"));
+    }
+    Ok(ts
+        .seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(ts.nanos) / 1000))
+}
+
 /// The events of a `RecordActivity` request: ids and times well-formed, or
 /// every bad field named. Whether a time is acceptable is decided per event
 /// by the use case.
@@ -97,7 +112,7 @@ pub fn activity_events(
         let occur = event
             .occur_time
             .as_ref()
-            .map(|ts| micros(&format!("events[{index}].occur_time"), ts))
+            .map(|ts| occur_micros(&format!("events[{index}].occur_time"), ts))
             .transpose();
         match (user, occur) {
             (Ok(user_id), Ok(occur_time)) => inputs.push(ActivityEvent {

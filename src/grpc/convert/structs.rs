@@ -4,9 +4,9 @@
 use prost_types::{Struct, Timestamp, Value as ProstValue, value::Kind};
 use serde_json::{Map, Number, Value};
 
-use crate::domain::FieldViolation;
 use crate::domain::time::Micros;
 use crate::domain::types::Metadata;
+use crate::domain::{FieldViolation, quote};
 
 pub fn timestamp(micros: Micros) -> Option<Timestamp> {
     Some(Timestamp {
@@ -27,23 +27,34 @@ pub fn micros(field: &str, ts: &Timestamp) -> Result<Micros, FieldViolation> {
     Ok(ts.seconds * 1_000_000 + i64::from(ts.nanos) / 1000)
 }
 
-fn to_json(value: &ProstValue) -> Value {
-    match &value.kind {
+/// A proto `Value` as JSON. JSON has no NaN or infinities: refused rather
+/// than stored as `null`.
+fn to_json(field: &str, value: &ProstValue) -> Result<Value, FieldViolation> {
+    Ok(match &value.kind {
         None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::NumberValue(n)) => Number::from_f64(*n)
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
+        Some(Kind::NumberValue(n)) => Number::from_f64(*n).map(Value::Number).ok_or_else(|| {
+            FieldViolation::new(
+                field,
+                "must not contain NaN or Infinity (JSON has no such numbers)",
+            )
+        })?,
         Some(Kind::StringValue(s)) => Value::String(s.clone()),
         Some(Kind::BoolValue(b)) => Value::Bool(*b),
-        Some(Kind::StructValue(s)) => Value::Object(struct_to_map(s)),
-        Some(Kind::ListValue(list)) => Value::Array(list.values.iter().map(to_json).collect()),
-    }
+        Some(Kind::StructValue(s)) => Value::Object(struct_to_map(field, s)?),
+        Some(Kind::ListValue(list)) => Value::Array(
+            list.values
+                .iter()
+                .map(|item| to_json(field, item))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
 }
 
-pub fn struct_to_map(s: &Struct) -> Map<String, Value> {
+/// A proto `Struct` as a JSON object; `field` names it in a violation.
+pub fn struct_to_map(field: &str, s: &Struct) -> Result<Map<String, Value>, FieldViolation> {
     s.fields
         .iter()
-        .map(|(k, v)| (k.clone(), to_json(v)))
+        .map(|(k, v)| Ok((k.clone(), to_json(field, v)?)))
         .collect()
 }
 
@@ -67,9 +78,14 @@ pub fn map_to_struct(map: &Map<String, Value>) -> Struct {
     }
 }
 
-/// Request metadata: absent means empty; at most 8 KiB as JSON.
+/// Request metadata: absent means empty; at most 8 KiB as JSON and 16 levels
+/// deep; finite numbers only.
 pub fn metadata(field: &str, value: Option<&Struct>) -> Result<Metadata, FieldViolation> {
-    Metadata::parse(field, value.map(struct_to_map).unwrap_or_default())
+    let map = match value {
+        Some(s) => struct_to_map(field, s)?,
+        None => Map::new(),
+    };
+    Metadata::parse(field, map)
 }
 
 /// A metadata patch (deep merge): absent means no change.
@@ -80,7 +96,7 @@ pub fn metadata_patch(
     match value {
         None => Ok(None),
         Some(s) => {
-            let map = struct_to_map(s);
+            let map = struct_to_map(field, s)?;
             Metadata::parse(field, map.clone())?;
             Ok(Some(map))
         }
@@ -111,7 +127,8 @@ pub fn mask_paths(
         return Err(FieldViolation::new(
             field,
             format!(
-                "unknown path `{unknown}`; allowed paths: {}",
+                "unknown path `{}`; allowed paths: {}",
+                quote(unknown),
                 allowed.join(", ")
             ),
         ));
