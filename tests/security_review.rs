@@ -789,6 +789,7 @@ async fn no_existence_leaks_create_membership_request() {
     let ask = |organization_id: &str| pb::CreateMembershipRequestRequest {
         organization_id: organization_id.into(),
         user_id: "user_outsider".into(),
+        email_address: "out@elsewhere.com".into(),
         ..Default::default()
     };
     let outsider = invitations_as(&app, verified_token("user_outsider", "out@elsewhere.com"));
