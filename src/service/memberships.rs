@@ -170,6 +170,7 @@ impl Memberships {
                                 format!("there is no role {role}"),
                             ));
                         };
+                        check_ceiling(tx.conn(), tx.actor(), &role).await?;
                         if !new_role.permissions.iter().any(|p| p == MEMBERSHIPS_MANAGE) {
                             guard_last_admin(tx.conn(), &current, false).await?;
                         }
