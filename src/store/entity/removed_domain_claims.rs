@@ -1,0 +1,36 @@
+//! `removed_domain_claims`: unverified claims deleted because another
+//! organization verified their name, remembered for a while so that a call
+//! on one can say why it is gone (pruned as new ones come in).
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "removed_domain_claims")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false, column_type = "Text")]
+    pub domain_id: String,
+    #[sea_orm(column_type = "Text")]
+    pub organization_id: String,
+    #[sea_orm(column_type = "Text")]
+    pub name: String,
+    pub remove_time: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::organizations::Entity",
+        from = "Column::OrganizationId",
+        to = "super::organizations::Column::Id",
+        on_delete = "Cascade"
+    )]
+    Organizations,
+}
+
+impl Related<super::organizations::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Organizations.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}
