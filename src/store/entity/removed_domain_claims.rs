@@ -16,21 +16,9 @@ pub struct Model {
     pub remove_time: i64,
 }
 
+/// No foreign key to `organizations` (see the migration): rows of a deleted
+/// organization are pruned with the others.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    #[sea_orm(
-        belongs_to = "super::organizations::Entity",
-        from = "Column::OrganizationId",
-        to = "super::organizations::Column::Id",
-        on_delete = "Cascade"
-    )]
-    Organizations,
-}
-
-impl Related<super::organizations::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Organizations.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

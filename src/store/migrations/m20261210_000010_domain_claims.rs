@@ -4,7 +4,11 @@
 //! challenge token and a lock; every prepared code and failed attempt is kept
 //! for the per-domain limits; claims removed because another organization
 //! verified their name are remembered for a while, so an attempt on one
-//! learns why it is gone. Outstanding codes hashed with plain SHA-256 are
+//! learns why it is gone. That table has no foreign key to `organizations` on
+//! purpose: a verification that records a removal must not need a lock on
+//! the other organization's row (PostgreSQL takes one for a reference), which
+//! a concurrent change of that organization may hold while it waits for the
+//! claim row the verification holds. Outstanding codes hashed with plain SHA-256 are
 //! voided (they live ten minutes; a new one is prepared with a keyed hash).
 //!
 //! PostgreSQL drops the `UNIQUE (name)` constraint in place. SQLite cannot
@@ -69,7 +73,7 @@ CREATE TABLE domain_verification_attempts (
 CREATE INDEX domain_verification_attempts_domain ON domain_verification_attempts (domain_id, kind, create_time);
 CREATE TABLE removed_domain_claims (
     domain_id TEXT PRIMARY KEY,
-    organization_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    organization_id TEXT NOT NULL,
     name TEXT NOT NULL,
     remove_time BIGINT NOT NULL
 );
