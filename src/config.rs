@@ -15,6 +15,10 @@ use crate::domain::organizations::OrganizationRules;
 use crate::service::billing::WatchSettings;
 mod limits;
 pub use limits::{DEFAULT_MAX_REQUEST_BYTES, LimitsConfig};
+mod domains;
+use crate::dns::DnsSettings;
+use crate::domain::verification::DomainRules;
+pub use domains::DomainsConfig;
 
 /// The JWT signature algorithm the server accepts; tokens naming any other
 /// algorithm (`none` included) are refused.
@@ -293,6 +297,8 @@ pub struct ServeConfig {
     pub rules: RulesConfig,
     #[command(flatten)]
     pub limits: LimitsConfig,
+    #[command(flatten)]
+    pub domains: DomainsConfig,
     /// How long in-flight calls may take to finish after SIGTERM, in seconds.
     #[arg(
         long = "shutdown-grace-period",
@@ -427,6 +433,22 @@ impl ServeConfig {
         }
     }
 
+    /// The rules domains follow.
+    pub fn domain_rules(&self) -> DomainRules {
+        DomainRules {
+            consumer_domains: self.rules.consumer_email_domains.clone(),
+            claim_ttl: i64::from(self.domains.claim_ttl_days) * 24 * 3600 * 1_000_000,
+        }
+    }
+
+    /// Where DNS TXT verification looks records up.
+    pub fn dns_settings(&self) -> DnsSettings {
+        DnsSettings {
+            resolver: self.domains.dns_resolver,
+            timeout: Duration::from_millis(self.domains.dns_timeout_ms),
+        }
+    }
+
     /// How watches behave.
     pub fn watch_settings(&self) -> WatchSettings {
         WatchSettings {
@@ -472,6 +494,7 @@ impl ServeConfig {
                 writes_per_second: 0,
                 ..LimitsConfig::default()
             },
+            domains: DomainsConfig::default(),
             shutdown_grace_period_secs: 5,
             watch_checkpoint_interval_secs: 15,
             watch_retention_days: 30,

@@ -9,6 +9,8 @@ mod common;
 // Entities against the schema, and round trips of every entity and
 // repository; their files sit in tests/store/ (a file directly in tests/
 // would be a test target of its own).
+#[path = "store/migration.rs"]
+mod migration;
 #[path = "store/round_trip.rs"]
 mod round_trip;
 #[path = "store/schema.rs"]

@@ -211,6 +211,10 @@ pub const POLICY: &[(&str, Entry)] = &[
         write(org(DOMAINS_MANAGE, ADMIN)),
     ),
     (
+        "/orgs.v1.InvitationService/LookupDomain",
+        read(Rule::Scopes(ADMIN_OR_READ)),
+    ),
+    (
         "/orgs.v1.InvitationService/CreateMembershipRequest",
         write(Rule::SelfOr(ADMIN)),
     ),
@@ -300,7 +304,7 @@ mod tests {
     fn reads_and_writes_follow_the_rpc_names() {
         for (path, entry) in POLICY {
             let method = path.rsplit('/').next().unwrap_or(path);
-            let reads = ["Get", "List", "Check", "Watch", "Resolve"];
+            let reads = ["Get", "List", "Check", "Watch", "Resolve", "Lookup"];
             let expected = if reads.iter().any(|verb| method.starts_with(verb)) {
                 CallKind::Read
             } else {

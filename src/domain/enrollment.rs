@@ -11,6 +11,7 @@ use super::invitations::{EnrollmentMode, InvitationStatus, MembershipRequestStat
 use super::organizations::{Membership, Organization, etag};
 use super::time::Micros;
 use super::types::{Email, Metadata};
+use super::verification::VerificationStrategy;
 
 /// An invitation, to an organization or (without one) to the application.
 /// Its secret token is never part of it.
@@ -135,6 +136,7 @@ pub struct Domain {
     pub create_time: Micros,
     pub update_time: Micros,
     pub revision: i64,
+    pub verification_strategy: VerificationStrategy,
 }
 
 impl Domain {
@@ -151,16 +153,45 @@ pub struct NewDomain {
     pub enrollment_mode: EnrollmentMode,
     /// Created already verified; only platform principals may ask for it.
     pub verified: bool,
+    pub verification_strategy: VerificationStrategy,
 }
 
-/// A verification code just issued. The code itself is never stored (not
-/// even with an idempotency record).
+/// What `UpdateDomain` changes: the fields its mask names.
+#[derive(Debug, Clone, Default)]
+pub struct DomainChanges {
+    pub enrollment_mode: Option<EnrollmentMode>,
+    pub verification_strategy: Option<VerificationStrategy>,
+}
+
+/// The DNS TXT record that proves ownership of a domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsChallenge {
+    /// `_orgs-challenge.<domain>`.
+    pub name: String,
+    /// The random value the record must hold.
+    pub value: String,
+}
+
+/// A verification just prepared: a 6-digit code (email strategy; the code
+/// itself is never stored, not even with an idempotency record) or the DNS
+/// record to publish.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PreparedVerification {
     pub domain: Domain,
+    /// Empty for the DNS strategy.
     #[serde(skip)]
     pub code: String,
-    pub expire_time: Micros,
+    /// When the code stops working; `None` for the DNS strategy, whose
+    /// record stays valid until the domain is verified.
+    pub expire_time: Option<Micros>,
+    pub dns_challenge: Option<DnsChallenge>,
+}
+
+/// A verified domain with the organization that owns it.
+#[derive(Debug, Clone)]
+pub struct OwnedDomain {
+    pub domain: Domain,
+    pub organization: Organization,
 }
 
 /// A request of a user to join an organization.

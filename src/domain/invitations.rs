@@ -131,16 +131,6 @@ pub fn new_verification_code() -> String {
     format!("{:06}", rand::random_range(0..1_000_000u32))
 }
 
-/// What is stored of a verification code: SHA-256 over the domain id and the
-/// code, so equal codes of two domains never share a hash.
-pub fn verification_code_hash(domain_id: &str, code: &str) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(domain_id.as_bytes());
-    hasher.update(b":");
-    hasher.update(code.as_bytes());
-    hex::encode(hasher.finalize())
-}
-
 /// `expires_in_days` of a request: 0 means the default, else 1–365.
 pub fn expires_in_days(field: &str, value: i32) -> Result<i32, FieldViolation> {
     match value {
@@ -310,10 +300,6 @@ mod tests {
         }
         assert!(verification_code("code", "12345").is_err());
         assert!(verification_code("code", "12345a").is_err());
-        assert_ne!(
-            verification_code_hash("dom_a", "123456"),
-            verification_code_hash("dom_b", "123456")
-        );
     }
 
     #[test]

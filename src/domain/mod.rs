@@ -14,6 +14,7 @@ pub mod quote;
 pub mod roles;
 pub mod time;
 pub mod types;
+pub mod verification;
 
 pub use error::{Error, FieldViolation, Reason, Result};
 pub use quote::quote;

@@ -7,6 +7,7 @@ use tokio::sync::watch;
 
 use crate::auth::Authorizer;
 use crate::config::ServeConfig;
+use crate::dns::HickoryTxtLookup;
 use crate::domain::keys::ServerKey;
 use crate::domain::paging::PageTokens;
 use crate::domain::time::Clock;
@@ -124,7 +125,9 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
             domains: Domains::new(
                 db.clone(),
                 writer.clone(),
-                config.rules.consumer_email_domains.clone(),
+                config.domain_rules(),
+                keys.verification_codes.clone(),
+                Arc::new(HickoryTxtLookup::new(&config.dns_settings())),
                 tokens.clone(),
             ),
             membership_requests: MembershipRequests::new(

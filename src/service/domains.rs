@@ -1,75 +1,110 @@
-//! Verified domains: claiming a domain for an organization, proving it, and
-//! its enrollment mode.
+//! Verified domains: claiming a domain for an organization, its settings, and
+//! who owns a name. Proving ownership is in [`super::domain_verification`].
+//!
+//! A name may be claimed by several organizations while unverified; once one
+//! verifies it, it is that organization's alone (a partial unique index holds
+//! this in the database). Changes that decide who holds a name (creating a
+//! claim, verifying one) first take a lock on the name, so they are
+//! serialized per name: no claim slips in next to a verification, and two
+//! verifications of one name never deadlock on each other's rows. An
+//! unverified claim expires after the claim TTL: it then counts for nothing
+//! (not found, not listed, not within the organization's limit) and is
+//! deleted when its name or organization is next claimed.
+
+use std::sync::Arc;
 
 use super::list::Listing;
 use super::unit_of_work::{Call, Idempotency, Tx, Writer};
-use crate::domain::enrollment::{Domain, NewDomain, PreparedVerification};
+use crate::dns::TxtLookup;
+use crate::domain::enrollment::{Domain, DomainChanges, NewDomain, OwnedDomain};
 use crate::domain::events::EventKind;
 use crate::domain::ids::{DomainId, OrganizationId};
-use crate::domain::invitations::{
-    EnrollmentMode, MAX_DOMAINS_PER_ORGANIZATION, MAX_VERIFICATION_ATTEMPTS,
-    VERIFICATION_CODE_VALIDITY_MICROS, is_consumer_domain, new_verification_code,
-    verification_code_hash,
-};
+use crate::domain::invitations::{MAX_DOMAINS_PER_ORGANIZATION, is_consumer_domain};
+use crate::domain::keys::ServerKey;
+use crate::domain::organizations::Organization;
 use crate::domain::paging::{Page, PageTokens};
-use crate::domain::types::Email;
+use crate::domain::verification::DomainRules;
 use crate::domain::{Actor, Error, Reason, Result};
 use crate::store::repo::domains::{self, DomainRow};
 use crate::store::repo::organizations;
-use crate::store::{Db, is_unique_violation};
+use crate::store::{Db, is_unique_violation, lock_key};
 
 pub fn domain_not_found() -> Error {
     Error::NotFound(Reason::DomainNotFound, "domain not found".into())
 }
 
-fn domain_exists(name: &str) -> Error {
+/// A verified domain of this name exists (in another organization, or this
+/// one), or this organization claimed it already.
+pub fn domain_exists(name: &str) -> Error {
     Error::AlreadyExists(
         Reason::DomainExists,
-        format!("the domain {name} belongs to an organization already"),
+        format!("the domain {name} is verified by an organization, or claimed by this one already"),
     )
 }
 
-fn already_verified() -> Error {
+pub(super) fn already_verified() -> Error {
     Error::FailedPrecondition(
         Reason::DomainAlreadyVerified,
         "the domain is verified already".into(),
     )
 }
 
-/// Reads a domain in `tx`, locked for the rest of it.
-async fn locked(tx: &Tx, id: &DomainId) -> Result<Domain> {
-    domains::get_for_update(tx.conn(), id.as_str())
-        .await?
-        .map(Domain::from)
-        .ok_or_else(domain_not_found)
-}
-
-/// Reads a domain in `tx`.
-async fn read(tx: &Tx, id: &DomainId) -> Result<Domain> {
-    domains::get(tx.conn(), id.as_str())
-        .await?
-        .map(Domain::from)
-        .ok_or_else(domain_not_found)
+/// Serializes, until the transaction ends, the changes that decide who holds
+/// `name`.
+pub(super) async fn lock_name(tx: &Tx, name: &str) -> Result<()> {
+    Ok(lock_key(tx.conn(), &format!("domain-name:{name}")).await?)
 }
 
 /// The domain use cases.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Domains {
-    db: Db,
-    writer: Writer,
-    /// Mail domains of consumer providers, which no organization may claim.
-    consumer_domains: Vec<String>,
+    pub(super) db: Db,
+    pub(super) writer: Writer,
+    pub(super) rules: DomainRules,
+    /// Keys the stored verification codes.
+    pub(super) code_key: ServerKey,
+    pub(super) dns: Arc<dyn TxtLookup>,
     tokens: PageTokens,
 }
 
+impl std::fmt::Debug for Domains {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Domains")
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Domains {
-    pub fn new(db: Db, writer: Writer, consumer_domains: Vec<String>, tokens: PageTokens) -> Self {
+    pub fn new(
+        db: Db,
+        writer: Writer,
+        rules: DomainRules,
+        code_key: ServerKey,
+        dns: Arc<dyn TxtLookup>,
+        tokens: PageTokens,
+    ) -> Self {
         Domains {
             db,
             writer,
-            consumer_domains,
+            rules,
+            code_key,
+            dns,
             tokens,
         }
+    }
+
+    /// The row as callers see it at `now`: an expired claim is gone.
+    pub(super) fn in_force(&self, row: Option<DomainRow>, now: i64) -> Result<Domain> {
+        row.filter(|row| self.rules.in_force(row.verified, row.create_time, now))
+            .map(Domain::from)
+            .ok_or_else(domain_not_found)
+    }
+
+    /// Reads a domain in `tx`, locked for the rest of it.
+    pub(super) async fn locked(&self, tx: &Tx, id: &DomainId) -> Result<Domain> {
+        let row = domains::get_for_update(tx.conn(), id.as_str()).await?;
+        self.in_force(row, tx.now)
     }
 
     pub async fn create(
@@ -85,7 +120,7 @@ impl Domains {
                 "only orgs:admin may create a domain already verified",
             ));
         }
-        if is_consumer_domain(&new.name, &self.consumer_domains) {
+        if is_consumer_domain(&new.name, &self.rules.consumer_domains) {
             return Err(Error::FailedPrecondition(
                 Reason::ConsumerDomain,
                 format!(
@@ -94,6 +129,7 @@ impl Domains {
                 ),
             ));
         }
+        let rules = self.rules.clone();
         self.writer
             .write(Call::idempotent(actor, idempotency, false), move |tx| {
                 Box::pin(async move {
@@ -102,11 +138,31 @@ impl Domains {
                     organizations::get_for_update(tx.conn(), new.organization_id.as_str())
                         .await?
                         .ok_or_else(Error::organization_not_found)?;
-                    if domains::name_taken(tx.conn(), &new.name).await? {
+                    lock_name(tx, &new.name).await?;
+                    let cutoff = rules.claim_cutoff(tx.now);
+                    let expired = domains::expired_claims(
+                        tx.conn(),
+                        new.organization_id.as_str(),
+                        &new.name,
+                        cutoff,
+                    )
+                    .await?;
+                    for row in &expired {
+                        domains::delete(tx.conn(), &row.id).await?;
+                    }
+                    if domains::verified_named(tx.conn(), &new.name).await?.is_some()
+                        || domains::claim_of(tx.conn(), new.organization_id.as_str(), &new.name)
+                            .await?
+                            .is_some()
+                    {
                         return Err(domain_exists(&new.name));
                     }
-                    if domains::count_in_organization(tx.conn(), new.organization_id.as_str())
-                        .await?
+                    if domains::count_in_organization(
+                        tx.conn(),
+                        new.organization_id.as_str(),
+                        cutoff,
+                    )
+                    .await?
                         >= MAX_DOMAINS_PER_ORGANIZATION
                     {
                         return Err(Error::FailedPrecondition(
@@ -127,6 +183,7 @@ impl Domains {
                         create_time: tx.now,
                         update_time: tx.now,
                         revision: 1,
+                        verification_strategy: new.verification_strategy.as_str().to_string(),
                     };
                     domains::insert(tx.conn(), &row).await.map_err(|err| {
                         if is_unique_violation(&err) {
@@ -142,6 +199,18 @@ impl Domains {
                         domain.id.as_str(),
                         &domain,
                     )?;
+                    for row in expired {
+                        let gone = Domain::from(row);
+                        tx.emit(
+                            EventKind::DomainDeleted,
+                            Some(&gone.organization_id),
+                            gone.id.as_str(),
+                            &gone,
+                        )?;
+                    }
+                    if domain.verified {
+                        super::domain_verification::remove_other_claims(tx, &domain).await?;
+                    }
                     Ok(domain)
                 })
             })
@@ -149,10 +218,8 @@ impl Domains {
     }
 
     pub async fn get(&self, id: &DomainId) -> Result<Domain> {
-        domains::get(self.db.conn(), id.as_str())
-            .await?
-            .map(Domain::from)
-            .ok_or_else(domain_not_found)
+        let row = domains::get(self.db.conn(), id.as_str()).await?;
+        self.in_force(row, self.writer.now())
     }
 
     pub async fn list(
@@ -170,17 +237,37 @@ impl Domains {
             page_token,
         )?;
         let conn = self.db.conn();
+        let cutoff = self.rules.claim_cutoff(self.writer.now());
         let rows = domains::list(
             conn,
             organization_id.as_str(),
+            cutoff,
             listing.after_text(0),
             listing.limit(),
         )
         .await?;
-        let total_size = domains::count(conn, organization_id.as_str()).await?;
+        let total_size = domains::count(conn, organization_id.as_str(), cutoff).await?;
         Ok(listing
             .finish(rows, total_size, |last| vec![last.name.clone()])
             .map(Domain::from))
+    }
+
+    /// The verified domain of `name` and the organization owning it.
+    /// Unverified claims are not ownership.
+    pub async fn lookup(&self, name: &str) -> Result<OwnedDomain> {
+        let conn = self.db.conn();
+        let domain: Domain = domains::verified_named(conn, name)
+            .await?
+            .ok_or_else(domain_not_found)?
+            .into();
+        let organization: Organization = organizations::get(conn, domain.organization_id.as_str())
+            .await?
+            .ok_or_else(domain_not_found)?
+            .into();
+        Ok(OwnedDomain {
+            domain,
+            organization,
+        })
     }
 
     pub async fn update(
@@ -188,21 +275,36 @@ impl Domains {
         actor: Actor,
         id: DomainId,
         etag: Option<String>,
-        mode: EnrollmentMode,
+        changes: DomainChanges,
     ) -> Result<Domain> {
+        let this = self.clone();
         self.writer
             .write(Call::new(actor), move |tx| {
                 Box::pin(async move {
-                    let current = locked(tx, &id).await?;
+                    let current = this.locked(tx, &id).await?;
                     if etag.is_some_and(|etag| etag != current.etag()) {
                         return Err(Error::EtagMismatch);
                     }
-                    if !domains::update_mode(tx.conn(), id.as_str(), mode, tx.now, current.revision)
-                        .await?
+                    let strategy = changes
+                        .verification_strategy
+                        .unwrap_or(current.verification_strategy);
+                    if strategy != current.verification_strategy && current.verified {
+                        return Err(already_verified());
+                    }
+                    let mode = changes.enrollment_mode.unwrap_or(current.enrollment_mode);
+                    if !domains::update_settings(
+                        tx.conn(),
+                        id.as_str(),
+                        mode,
+                        strategy,
+                        tx.now,
+                        current.revision,
+                    )
+                    .await?
                     {
                         return Err(Error::EtagMismatch);
                     }
-                    let updated = read(tx, &id).await?;
+                    let updated = this.locked(tx, &id).await?;
                     tx.emit(
                         EventKind::DomainUpdated,
                         Some(&updated.organization_id),
@@ -216,10 +318,11 @@ impl Domains {
     }
 
     pub async fn delete(&self, actor: Actor, id: DomainId) -> Result<()> {
+        let this = self.clone();
         self.writer
             .write(Call::new(actor), move |tx| {
                 Box::pin(async move {
-                    let current = locked(tx, &id).await?;
+                    let current = this.locked(tx, &id).await?;
                     domains::delete(tx.conn(), id.as_str()).await?;
                     tx.emit(
                         EventKind::DomainDeleted,
@@ -228,114 +331,6 @@ impl Domains {
                         &current,
                     )?;
                     Ok(())
-                })
-            })
-            .await
-    }
-
-    /// Issues a new 6-digit code for an address at the domain, replacing any
-    /// outstanding one. Only its hash is stored.
-    pub async fn prepare_verification(
-        &self,
-        actor: Actor,
-        id: DomainId,
-        affiliation_email_address: Email,
-    ) -> Result<PreparedVerification> {
-        self.writer
-            .write(Call::new(actor), move |tx| {
-                Box::pin(async move {
-                    let now = tx.now;
-                    let current = locked(tx, &id).await?;
-                    if current.verified {
-                        return Err(already_verified());
-                    }
-                    if affiliation_email_address.domain() != current.name {
-                        return Err(Error::invalid(
-                            "affiliation_email_address",
-                            format!("must be an address at {}", current.name),
-                        ));
-                    }
-                    let code = new_verification_code();
-                    let expire_time = now + VERIFICATION_CODE_VALIDITY_MICROS;
-                    domains::set_code(
-                        tx.conn(),
-                        id.as_str(),
-                        affiliation_email_address.as_str(),
-                        &verification_code_hash(id.as_str(), &code),
-                        expire_time,
-                        now,
-                    )
-                    .await?;
-                    let domain = read(tx, &id).await?;
-                    tx.emit(
-                        EventKind::DomainUpdated,
-                        Some(&domain.organization_id),
-                        domain.id.as_str(),
-                        &domain,
-                    )?;
-                    Ok(PreparedVerification {
-                        domain,
-                        code,
-                        expire_time,
-                    })
-                })
-            })
-            .await
-    }
-
-    /// Verifies the domain with its code. A wrong code counts as an attempt
-    /// (committed, so the count survives the error); the fifth voids the code.
-    pub async fn attempt_verification(
-        &self,
-        actor: Actor,
-        id: DomainId,
-        code: String,
-    ) -> Result<Domain> {
-        self.writer
-            .write(Call::new(actor), move |tx| {
-                Box::pin(async move {
-                    let now = tx.now;
-                    let current = locked(tx, &id).await?;
-                    if current.verified {
-                        return Err(already_verified());
-                    }
-                    let outstanding = domains::get_code(tx.conn(), id.as_str()).await?;
-                    let usable = outstanding.as_ref().and_then(|c| {
-                        let live = c.code_expire_time.is_some_and(|t| t > now)
-                            && c.code_attempts < MAX_VERIFICATION_ATTEMPTS;
-                        c.code_hash.as_deref().filter(|_| live)
-                    });
-                    let Some(stored_hash) = usable else {
-                        return Err(Error::FailedPrecondition(
-                            Reason::VerificationCodeExpired,
-                            "no usable verification code: prepare a new one".into(),
-                        ));
-                    };
-                    if stored_hash != verification_code_hash(id.as_str(), &code) {
-                        domains::record_wrong_attempt(
-                            tx.conn(),
-                            id.as_str(),
-                            MAX_VERIFICATION_ATTEMPTS,
-                        )
-                        .await?;
-                        // Keep the attempt count, and the attempt in the audit
-                        // trail; a failed attempt changes nothing else.
-                        tx.audit_only(Some(&current.organization_id), current.id.as_str());
-                        tx.commit_on_error();
-                        return Err(Error::FailedPrecondition(
-                            Reason::VerificationCodeInvalid,
-                            "the verification code is wrong".into(),
-                        ));
-                    }
-                    domains::mark_verified(tx.conn(), id.as_str(), now).await?;
-                    let verified = read(tx, &id).await?;
-                    tx.emit(
-                        EventKind::DomainVerified,
-                        Some(&verified.organization_id),
-                        verified.id.as_str(),
-                        &verified,
-                    )?;
-                    Ok(verified)
                 })
             })
             .await

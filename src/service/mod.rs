@@ -8,6 +8,7 @@
 pub mod access;
 pub mod audit;
 pub mod billing;
+pub mod domain_verification;
 pub mod domains;
 pub mod invitations;
 pub mod list;

@@ -11,6 +11,7 @@ use crate::domain::invitations::{EnrollmentMode, InvitationStatus, MembershipReq
 use crate::domain::organizations::{Membership, Organization};
 use crate::domain::roles::{Permission, Role};
 use crate::domain::types::Metadata;
+use crate::domain::verification::VerificationStrategy;
 
 use super::repo::domains::DomainRow;
 use super::repo::invitations::InvitationRow;
@@ -129,6 +130,7 @@ impl From<DomainRow> for Domain {
             create_time: row.create_time,
             update_time: row.update_time,
             revision: row.revision,
+            verification_strategy: VerificationStrategy::from_stored(&row.verification_strategy),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use super::*;
 use orgs::domain::invitations::{EnrollmentMode, InvitationStatus, MembershipRequestStatus};
+use orgs::domain::verification::VerificationStrategy;
 use orgs::store::entity;
 use orgs::store::repo::domains::{self, DomainRow};
 use orgs::store::repo::invitations::{self, InvitationFilter, InvitationRow};
@@ -150,6 +151,9 @@ async fn every_entity_round_trips() {
             create_time: NOW,
             update_time: NOW,
             revision: 1,
+            verification_strategy: "dns_txt".into(),
+            dns_token: Some("token".into()),
+            locked_until: Some(NOW + 9),
         },
     )
     .await;
@@ -804,6 +808,7 @@ async fn domains_round_trip() {
         create_time: NOW,
         update_time: NOW,
         revision: 1,
+        verification_strategy: "email_code".into(),
     };
     domains::insert(conn, &row).await.unwrap();
     assert_eq!(
@@ -814,8 +819,20 @@ async fn domains_round_trip() {
         domains::get_for_update(conn, "dom_1").await.unwrap(),
         Some(row.clone())
     );
-    assert!(domains::name_taken(conn, "d.example").await.unwrap());
-    assert_eq!(domains::count(conn, "org_d").await.unwrap(), 1);
+    assert_eq!(
+        domains::claim_of(conn, "org_d", "d.example").await.unwrap(),
+        Some(row.clone())
+    );
+    assert_eq!(
+        domains::verified_named(conn, "d.example").await.unwrap(),
+        None
+    );
+    assert_eq!(domains::count(conn, "org_d", NOW - 1).await.unwrap(), 1);
+    assert_eq!(
+        domains::count(conn, "org_d", NOW).await.unwrap(),
+        0,
+        "expired"
+    );
     let code = domains::get_code(conn, "dom_1").await.unwrap().unwrap();
     assert_eq!(
         (code.code_hash, code.code_expire_time, code.code_attempts),
@@ -824,14 +841,28 @@ async fn domains_round_trip() {
 
     let mode = EnrollmentMode::AutomaticInvitation;
     assert!(
-        !domains::update_mode(conn, "dom_1", mode, NOW + 1, 5)
-            .await
-            .unwrap()
+        !domains::update_settings(
+            conn,
+            "dom_1",
+            mode,
+            VerificationStrategy::EmailCode,
+            NOW + 1,
+            5
+        )
+        .await
+        .unwrap()
     );
     assert!(
-        domains::update_mode(conn, "dom_1", mode, NOW + 1, 1)
-            .await
-            .unwrap()
+        domains::update_settings(
+            conn,
+            "dom_1",
+            mode,
+            VerificationStrategy::EmailCode,
+            NOW + 1,
+            1
+        )
+        .await
+        .unwrap()
     );
     domains::set_code(
         conn,
@@ -898,15 +929,105 @@ async fn domains_round_trip() {
         Some(verified.clone())
     );
     assert_eq!(
-        domains::list(conn, "org_d", None, 10).await.unwrap(),
-        vec![verified.clone()]
+        domains::list(conn, "org_d", NOW + 100, None, 10)
+            .await
+            .unwrap(),
+        vec![verified.clone()],
+        "a verified domain never expires"
     );
     assert!(
-        domains::list(conn, "org_d", Some("d.example".into()), 10)
+        domains::list(conn, "org_d", NOW, Some("d.example".into()), 10)
             .await
             .unwrap()
             .is_empty()
     );
+
+    // Another organization may claim the name unverified, but the database
+    // refuses a second verified domain of it.
+    store.organization("org_d2", 0).await;
+    let claim = DomainRow {
+        id: "dom_2".into(),
+        organization_id: "org_d2".into(),
+        ..row.clone()
+    };
+    domains::insert(conn, &claim).await.unwrap();
+    assert_eq!(
+        domains::other_claims_for_update(conn, "d.example", "dom_1")
+            .await
+            .unwrap(),
+        vec![claim.clone()]
+    );
+    assert_eq!(
+        domains::expired_claims(conn, "org_x", "d.example", NOW)
+            .await
+            .unwrap(),
+        vec![claim.clone()]
+    );
+    let err = domains::mark_verified(conn, "dom_2", NOW + 4)
+        .await
+        .unwrap_err();
+    assert!(store::is_unique_violation(&err), "{err:?}");
+    let twice = domains::insert(
+        conn,
+        &DomainRow {
+            id: "dom_3".into(),
+            ..claim.clone()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        store::is_unique_violation(&twice),
+        "one claim per organization and name: {twice:?}"
+    );
+
+    // Attempts: counted after a time, pruned, and gone with their domain.
+    use orgs::domain::verification::AttemptKind;
+    use orgs::store::repo::domain_attempts;
+    for time in [NOW, NOW + 1, NOW + 2] {
+        domain_attempts::record(conn, "dom_2", AttemptKind::Failure, time)
+            .await
+            .unwrap();
+    }
+    domain_attempts::record(conn, "dom_2", AttemptKind::Prepare, NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        domain_attempts::since(conn, "dom_2", AttemptKind::Failure, NOW)
+            .await
+            .unwrap(),
+        (2, Some(NOW + 1))
+    );
+    assert_eq!(
+        domain_attempts::since(conn, "dom_2", AttemptKind::Prepare, NOW + 1)
+            .await
+            .unwrap(),
+        (0, None)
+    );
+    assert_eq!(
+        domain_attempts::prune(conn, "dom_2", NOW + 1)
+            .await
+            .unwrap(),
+        3
+    );
+    domains::lock(conn, "dom_2", NOW + 50).await.unwrap();
+    assert_eq!(
+        domains::get_code(conn, "dom_2")
+            .await
+            .unwrap()
+            .unwrap()
+            .locked_until,
+        Some(NOW + 50)
+    );
+    assert!(domains::delete(conn, "dom_2").await.unwrap());
+    assert_eq!(
+        domain_attempts::since(conn, "dom_2", AttemptKind::Failure, 0)
+            .await
+            .unwrap(),
+        (0, None),
+        "attempts cascade with their domain"
+    );
+
     assert!(domains::delete(conn, "dom_1").await.unwrap());
     assert!(!domains::delete(conn, "dom_1").await.unwrap());
 }

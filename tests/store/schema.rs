@@ -93,6 +93,7 @@ async fn entities_have_the_columns_of_their_tables() {
     check::<entity::idempotency_keys::Entity>(&store, &mut checked).await;
     check::<entity::invitations::Entity>(&store, &mut checked).await;
     check::<entity::domains::Entity>(&store, &mut checked).await;
+    check::<entity::domain_verification_attempts::Entity>(&store, &mut checked).await;
     check::<entity::membership_requests::Entity>(&store, &mut checked).await;
     check::<entity::billing_user_activity::Entity>(&store, &mut checked).await;
     check::<entity::billing_active_members::Entity>(&store, &mut checked).await;
@@ -100,6 +101,7 @@ async fn entities_have_the_columns_of_their_tables() {
     check::<entity::billing_periods::Entity>(&store, &mut checked).await;
     check::<entity::billing_totals::Entity>(&store, &mut checked).await;
     check::<entity::server_keys::Entity>(&store, &mut checked).await;
+    check::<entity::removed_domain_claims::Entity>(&store, &mut checked).await;
 
     let sql = if store.postgres() {
         "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name <> 'seaql_migrations'"

@@ -11,6 +11,7 @@ use crate::domain::invitations::{
     self as rules, EnrollmentMode, InvitationStatus, MembershipRequestStatus,
 };
 use crate::domain::types::{Email, domain_name};
+use crate::domain::verification::VerificationStrategy;
 use crate::domain::{Error, FieldViolation};
 use crate::proto::v1 as pb;
 
@@ -66,6 +67,35 @@ impl From<EnrollmentMode> for pb::EnrollmentMode {
     }
 }
 
+impl From<VerificationStrategy> for pb::DomainVerificationStrategy {
+    fn from(strategy: VerificationStrategy) -> Self {
+        match strategy {
+            VerificationStrategy::EmailCode => pb::DomainVerificationStrategy::EmailCode,
+            VerificationStrategy::DnsTxt => pb::DomainVerificationStrategy::DnsTxt,
+        }
+    }
+}
+
+/// A verification strategy; UNSPECIFIED is `default` when there is one, and
+/// unknown numbers are refused.
+pub fn verification_strategy(
+    field: &str,
+    value: i32,
+    default: Option<VerificationStrategy>,
+) -> Parsed<VerificationStrategy> {
+    match pb::DomainVerificationStrategy::try_from(value) {
+        Ok(pb::DomainVerificationStrategy::EmailCode) => Ok(VerificationStrategy::EmailCode),
+        Ok(pb::DomainVerificationStrategy::DnsTxt) => Ok(VerificationStrategy::DnsTxt),
+        Ok(pb::DomainVerificationStrategy::Unspecified) => {
+            default.ok_or_else(|| FieldViolation::new(field, "is required"))
+        }
+        Err(_) => Err(FieldViolation::new(
+            field,
+            format!("{value} is not a DomainVerificationStrategy"),
+        )),
+    }
+}
+
 impl From<Domain> for pb::Domain {
     fn from(domain: Domain) -> Self {
         pb::Domain {
@@ -79,6 +109,9 @@ impl From<Domain> for pb::Domain {
             verify_time: optional_timestamp(domain.verify_time),
             create_time: timestamp(domain.create_time),
             update_time: timestamp(domain.update_time),
+            verification_strategy: pb::DomainVerificationStrategy::from(
+                domain.verification_strategy,
+            ) as i32,
         }
     }
 }
@@ -229,12 +262,18 @@ impl TryFrom<&pb::CreateDomainRequest> for NewDomain {
         let org = OrganizationId::parse("organization_id", &req.organization_id);
         let name = domain_name("name", &req.name);
         let mode = enrollment_mode("enrollment_mode", req.enrollment_mode);
-        let (org, name, mode) = all_valid!(org, name, mode);
+        let strategy = verification_strategy(
+            "verification_strategy",
+            req.verification_strategy,
+            Some(VerificationStrategy::EmailCode),
+        );
+        let (org, name, mode, strategy) = all_valid!(org, name, mode, strategy);
         Ok(NewDomain {
             organization_id: org,
             name,
             enrollment_mode: mode,
             verified: req.verified,
+            verification_strategy: strategy,
         })
     }
 }

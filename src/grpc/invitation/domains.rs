@@ -5,15 +5,16 @@ use tonic::{Request, Response};
 use super::{Answer, InvitationApi};
 use crate::all_valid;
 use crate::auth::Target;
-use crate::domain::enrollment::NewDomain;
+use crate::domain::enrollment::{DomainChanges, NewDomain};
 use crate::domain::ids::{DomainId, OrganizationId};
 use crate::domain::invitations::verification_code;
-use crate::domain::types::{Email, page_size};
-use crate::grpc::convert::enrollment::enrollment_mode;
-use crate::grpc::convert::{clamp, mask_paths, timestamp};
+use crate::domain::types::{domain_name, page_size};
+use crate::grpc::convert::enrollment::{enrollment_mode, optional_email, verification_strategy};
+use crate::grpc::convert::organizations::organization;
+use crate::grpc::convert::{clamp, mask_paths, optional_timestamp};
 use crate::grpc::{caller, etag, idempotency, with_key};
 use crate::proto::v1 as pb;
-use crate::service::domains::domain_not_found;
+use crate::service::domains::{domain_exists, domain_not_found};
 
 pub async fn create(
     api: &InvitationApi,
@@ -65,13 +66,33 @@ pub async fn update(
         return Err(crate::domain::Error::invalid("domain", "is required").into());
     };
     let id = DomainId::parse("domain.id", &domain.id);
-    let paths = mask_paths(
+    let mask = mask_paths(
         "update_mask",
         req.update_mask.as_ref(),
-        &["enrollment_mode"],
+        &["enrollment_mode", "verification_strategy"],
     );
-    let mode = enrollment_mode("domain.enrollment_mode", domain.enrollment_mode);
-    let (id, _paths, mode) = all_valid!(id, paths, mode);
+    let paths = mask.clone().unwrap_or_default();
+    let has = |path: &str| paths.iter().any(|p| p == path);
+    let mode = if has("enrollment_mode") {
+        enrollment_mode("domain.enrollment_mode", domain.enrollment_mode).map(Some)
+    } else {
+        Ok(None)
+    };
+    let strategy = if has("verification_strategy") {
+        verification_strategy(
+            "domain.verification_strategy",
+            domain.verification_strategy,
+            None,
+        )
+        .map(Some)
+    } else {
+        Ok(None)
+    };
+    let (id, _mask, mode, strategy) = all_valid!(id, mask, mode, strategy);
+    let changes = DomainChanges {
+        enrollment_mode: mode,
+        verification_strategy: strategy,
+    };
     let current = api.domains.get(&id).await?;
     let actor = api
         .authorizer
@@ -82,7 +103,7 @@ pub async fn update(
         .await?;
     let updated = api
         .domains
-        .update(actor, id, etag(&domain.etag), mode)
+        .update(actor, id, etag(&domain.etag), changes)
         .await?;
     Ok(Response::new(pb::UpdateDomainResponse {
         domain: Some(updated.into()),
@@ -115,7 +136,8 @@ pub async fn prepare_verification(
     let caller = caller(&request)?;
     let req = request.into_inner();
     let id = DomainId::parse("domain_id", &req.domain_id);
-    let email = Email::parse("affiliation_email_address", &req.affiliation_email_address);
+    // Required for the email strategy, which the use case knows.
+    let email = optional_email("affiliation_email_address", &req.affiliation_email_address);
     let (id, email) = all_valid!(id, email);
     let current = api.domains.get(&id).await?;
     let actor = api
@@ -126,9 +148,14 @@ pub async fn prepare_verification(
         )
         .await?;
     // The code proves control of the mailbox: only the service that mails it
-    // (orgs:admin) sees it.
+    // (orgs:admin) sees it. The DNS record is published by whoever controls
+    // the zone, so every caller sees it.
     let show_code = actor.by_scope();
     let prepared = api.domains.prepare_verification(actor, id, email).await?;
+    let (dns_record_name, dns_record_value) = prepared
+        .dns_challenge
+        .map(|challenge| (challenge.name, challenge.value))
+        .unwrap_or_default();
     Ok(Response::new(pb::PrepareDomainVerificationResponse {
         domain: Some(prepared.domain.into()),
         verification_code: if show_code {
@@ -136,7 +163,9 @@ pub async fn prepare_verification(
         } else {
             String::new()
         },
-        expire_time: timestamp(prepared.expire_time),
+        expire_time: optional_timestamp(prepared.expire_time),
+        dns_record_name,
+        dns_record_value,
     }))
 }
 
@@ -147,9 +176,31 @@ pub async fn attempt_verification(
     let caller = caller(&request)?;
     let req = request.into_inner();
     let id = DomainId::parse("domain_id", &req.domain_id);
-    let code = verification_code("code", &req.code);
+    // Empty for the DNS strategy, which the use case knows.
+    let code = if req.code.trim().is_empty() {
+        Ok(None)
+    } else {
+        verification_code("code", &req.code).map(Some)
+    };
     let (id, code) = all_valid!(id, code);
-    let current = api.domains.get(&id).await?;
+    let current = match api.domains.get(&id).await {
+        Ok(current) => current,
+        Err(not_found) => {
+            // Removed because another organization verified the name
+            // (perhaps a moment ago, racing this call): say so to whoever may
+            // see the claim's organization.
+            let Some((organization_id, name)) = api.domains.removed_claim(&id).await? else {
+                return Err(not_found.into());
+            };
+            api.authorizer
+                .authorize(
+                    &caller,
+                    Target::Resource(Some(&organization_id), domain_not_found),
+                )
+                .await?;
+            return Err(domain_exists(&name).into());
+        }
+    };
     let actor = api
         .authorizer
         .authorize(
@@ -157,8 +208,26 @@ pub async fn attempt_verification(
             Target::Resource(Some(&current.organization_id), domain_not_found),
         )
         .await?;
-    let verified = api.domains.attempt_verification(actor, id, code).await?;
+    let verified = api
+        .domains
+        .attempt_verification(actor, current, code)
+        .await?;
     Ok(Response::new(pb::AttemptDomainVerificationResponse {
         domain: Some(verified.into()),
+    }))
+}
+
+pub async fn lookup(
+    api: &InvitationApi,
+    request: Request<pb::LookupDomainRequest>,
+) -> Answer<pb::LookupDomainResponse> {
+    let caller = caller(&request)?;
+    let name = domain_name("name", &request.get_ref().name);
+    let name = all_valid!(name);
+    let actor = api.authorizer.authorize(&caller, Target::Service).await?;
+    let owned = api.domains.lookup(&name).await?;
+    Ok(Response::new(pb::LookupDomainResponse {
+        domain: Some(owned.domain.into()),
+        organization: Some(organization(owned.organization, actor.platform)),
     }))
 }

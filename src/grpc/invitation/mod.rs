@@ -109,6 +109,13 @@ impl InvitationService for InvitationApi {
         domains::attempt_verification(self, request).await
     }
 
+    async fn lookup_domain(
+        &self,
+        request: Request<pb::LookupDomainRequest>,
+    ) -> Answer<pb::LookupDomainResponse> {
+        domains::lookup(self, request).await
+    }
+
     async fn create_membership_request(
         &self,
         request: Request<pb::CreateMembershipRequestRequest>,

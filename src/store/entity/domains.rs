@@ -1,5 +1,7 @@
-//! `domains`: an organization's domains; an outstanding verification code is
-//! stored only as a hash.
+//! `domains`: the domains organizations claim. A name is unique only among
+//! verified domains (the partial unique index `domains_verified_name`) and
+//! within one organization; an outstanding verification code is stored only
+//! as a keyed hash.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -11,7 +13,7 @@ pub struct Model {
     pub id: String,
     #[sea_orm(column_type = "Text")]
     pub organization_id: String,
-    #[sea_orm(column_type = "Text", unique)]
+    #[sea_orm(column_type = "Text")]
     pub name: String,
     #[sea_orm(column_type = "Text")]
     pub enrollment_mode: String,
@@ -28,6 +30,15 @@ pub struct Model {
     pub create_time: i64,
     pub update_time: i64,
     pub revision: i64,
+    /// `email_code` or `dns_txt`.
+    #[sea_orm(column_type = "Text")]
+    pub verification_strategy: String,
+    /// The value the DNS TXT challenge record must hold, once prepared.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub dns_token: Option<String>,
+    /// Verification is refused until then (too many failed attempts).
+    #[sea_orm(nullable)]
+    pub locked_until: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -39,6 +50,14 @@ pub enum Relation {
         on_delete = "Cascade"
     )]
     Organizations,
+    #[sea_orm(has_many = "super::domain_verification_attempts::Entity")]
+    Attempts,
+}
+
+impl Related<super::domain_verification_attempts::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Attempts.def()
+    }
 }
 
 impl Related<super::organizations::Entity> for Entity {

@@ -1,5 +1,7 @@
-//! The `domains` table. A verification code is stored only as a hash, and
-//! the rows read for callers leave it out.
+//! The `domains` table. A verification code is stored only as a keyed hash,
+//! and the rows read for callers leave it and the DNS challenge out. A name
+//! is unique among verified domains (a partial unique index) and within one
+//! organization; unverified claims of other organizations may share it.
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -9,10 +11,11 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use crate::domain::invitations::EnrollmentMode;
+use crate::domain::verification::VerificationStrategy;
 use crate::store::entity::domains::{self, ActiveModel, Column, Entity};
 use crate::store::query::{self, literal};
 
-/// A stored domain, without its verification code.
+/// A stored domain, without its verification code or DNS challenge.
 #[derive(Debug, Clone, PartialEq, DerivePartialModel, Serialize, Deserialize)]
 #[sea_orm(entity = "domains::Entity")]
 pub struct DomainRow {
@@ -26,6 +29,7 @@ pub struct DomainRow {
     pub create_time: i64,
     pub update_time: i64,
     pub revision: i64,
+    pub verification_strategy: String,
 }
 
 impl DomainRow {
@@ -38,13 +42,16 @@ impl DomainRow {
     }
 }
 
-/// The outstanding verification code of a domain.
+/// The outstanding verification code of a domain, its DNS challenge and its
+/// lock.
 #[derive(Debug, Clone, DerivePartialModel)]
 #[sea_orm(entity = "domains::Entity")]
 pub struct VerificationCode {
     pub code_hash: Option<String>,
     pub code_expire_time: Option<i64>,
     pub code_attempts: i32,
+    pub dns_token: Option<String>,
+    pub locked_until: Option<i64>,
 }
 
 /// Inserts a domain without an outstanding code.
@@ -60,6 +67,7 @@ pub async fn insert(conn: &impl ConnectionTrait, row: &DomainRow) -> Result<(), 
         create_time: Set(row.create_time),
         update_time: Set(row.update_time),
         revision: Set(row.revision),
+        verification_strategy: Set(row.verification_strategy.clone()),
         ..Default::default()
     })
     .exec_without_returning(conn)
@@ -84,31 +92,109 @@ pub async fn get_for_update(
         .await
 }
 
-pub async fn name_taken(conn: &impl ConnectionTrait, name: &str) -> Result<bool, DbErr> {
-    query::any(conn, Entity::find().filter(Column::Name.eq(name))).await
+/// The verified domain of this name, whichever organization owns it.
+pub async fn verified_named(
+    conn: &impl ConnectionTrait,
+    name: &str,
+) -> Result<Option<DomainRow>, DbErr> {
+    Entity::find()
+        .filter(Column::Name.eq(name))
+        .filter(query::eq_literal(Column::Verified, true))
+        .into_partial_model()
+        .one(conn)
+        .await
 }
 
+/// The organization's claim of this name, in force or expired.
+pub async fn claim_of(
+    conn: &impl ConnectionTrait,
+    organization_id: &str,
+    name: &str,
+) -> Result<Option<DomainRow>, DbErr> {
+    Entity::find()
+        .filter(Column::OrganizationId.eq(organization_id))
+        .filter(Column::Name.eq(name))
+        .into_partial_model()
+        .one(conn)
+        .await
+}
+
+/// Verified domains, and unverified claims created after `cutoff`.
+fn in_force(cutoff: i64) -> sea_orm::Condition {
+    sea_orm::Condition::any()
+        .add(query::eq_literal(Column::Verified, true))
+        .add(Column::CreateTime.gt(cutoff))
+}
+
+/// The organization's domains in force (unverified claims created after
+/// `cutoff`, and every verified one).
 pub async fn count_in_organization(
     conn: &impl ConnectionTrait,
     organization_id: &str,
+    cutoff: i64,
 ) -> Result<i64, DbErr> {
     query::count(
         conn,
-        Entity::find().filter(Column::OrganizationId.eq(organization_id)),
+        Entity::find()
+            .filter(Column::OrganizationId.eq(organization_id))
+            .filter(in_force(cutoff)),
     )
     .await
 }
 
-/// Writes the enrollment mode if the stored revision is `expected_revision`.
-pub async fn update_mode(
+/// Unverified claims of `name` by other domains than `except_id`, in force or
+/// expired, locked for the rest of the transaction, in id order.
+pub async fn other_claims_for_update(
+    conn: &impl ConnectionTrait,
+    name: &str,
+    except_id: &str,
+) -> Result<Vec<DomainRow>, DbErr> {
+    Entity::find()
+        .filter(Column::Name.eq(name))
+        .filter(Column::Id.ne(except_id))
+        .filter(query::eq_literal(Column::Verified, false))
+        .order_by_asc(Column::Id)
+        .lock_exclusive()
+        .into_partial_model()
+        .all(conn)
+        .await
+}
+
+/// Expired unverified claims (created at or before `cutoff`) of the
+/// organization or of the name, in id order.
+pub async fn expired_claims(
+    conn: &impl ConnectionTrait,
+    organization_id: &str,
+    name: &str,
+    cutoff: i64,
+) -> Result<Vec<DomainRow>, DbErr> {
+    Entity::find()
+        .filter(query::eq_literal(Column::Verified, false))
+        .filter(Column::CreateTime.lte(cutoff))
+        .filter(
+            sea_orm::Condition::any()
+                .add(Column::OrganizationId.eq(organization_id))
+                .add(Column::Name.eq(name)),
+        )
+        .order_by_asc(Column::Id)
+        .into_partial_model()
+        .all(conn)
+        .await
+}
+
+/// Writes the enrollment mode and verification strategy if the stored
+/// revision is `expected_revision`.
+pub async fn update_settings(
     conn: &impl ConnectionTrait,
     id: &str,
     mode: EnrollmentMode,
+    strategy: VerificationStrategy,
     now: i64,
     expected_revision: i64,
 ) -> Result<bool, DbErr> {
     let result = Entity::update_many()
         .col_expr(Column::EnrollmentMode, Expr::value(mode.as_str()))
+        .col_expr(Column::VerificationStrategy, Expr::value(strategy.as_str()))
         .col_expr(Column::UpdateTime, Expr::value(now))
         .col_expr(Column::Revision, Expr::col(Column::Revision).add(1))
         .filter(Column::Id.eq(id))
@@ -147,6 +233,35 @@ pub async fn set_code(
     Ok(())
 }
 
+/// Sets the DNS challenge value, kept until the domain is verified.
+pub async fn set_dns_token(
+    conn: &impl ConnectionTrait,
+    id: &str,
+    token: &str,
+    now: i64,
+) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::DnsToken, Expr::value(token))
+        .col_expr(Column::UpdateTime, Expr::value(now))
+        .col_expr(Column::Revision, Expr::col(Column::Revision).add(1))
+        .filter(Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Refuses verification of the domain until `until`, and voids its code.
+pub async fn lock(conn: &impl ConnectionTrait, id: &str, until: i64) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::LockedUntil, Expr::value(until))
+        .col_expr(Column::CodeHash, Expr::null())
+        .col_expr(Column::CodeExpireTime, Expr::null())
+        .filter(Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn get_code(
     conn: &impl ConnectionTrait,
     id: &str,
@@ -177,7 +292,8 @@ pub async fn record_wrong_attempt(
     Ok(voided.rows_affected > 0)
 }
 
-/// Marks the domain verified and spends its code.
+/// Marks the domain verified and spends its code and DNS challenge. Fails
+/// with a unique violation when another domain of the name is verified.
 pub async fn mark_verified(conn: &impl ConnectionTrait, id: &str, now: i64) -> Result<(), DbErr> {
     Entity::update_many()
         .col_expr(Column::Verified, literal(true))
@@ -185,6 +301,8 @@ pub async fn mark_verified(conn: &impl ConnectionTrait, id: &str, now: i64) -> R
         .col_expr(Column::CodeHash, Expr::null())
         .col_expr(Column::CodeExpireTime, Expr::null())
         .col_expr(Column::CodeAttempts, literal(0))
+        .col_expr(Column::DnsToken, Expr::null())
+        .col_expr(Column::LockedUntil, Expr::null())
         .col_expr(Column::UpdateTime, Expr::value(now))
         .col_expr(Column::Revision, Expr::col(Column::Revision).add(1))
         .filter(Column::Id.eq(id))
@@ -193,19 +311,27 @@ pub async fn mark_verified(conn: &impl ConnectionTrait, id: &str, now: i64) -> R
     Ok(())
 }
 
-pub async fn count(conn: &impl ConnectionTrait, organization_id: &str) -> Result<i64, DbErr> {
-    count_in_organization(conn, organization_id).await
+pub async fn count(
+    conn: &impl ConnectionTrait,
+    organization_id: &str,
+    cutoff: i64,
+) -> Result<i64, DbErr> {
+    count_in_organization(conn, organization_id, cutoff).await
 }
 
-/// One page ordered by name, after the keyset position `name` (names are unique).
+/// One page of the organization's domains in force (see
+/// [`count_in_organization`]) ordered by name, after the keyset position
+/// `name` (names are unique within an organization).
 pub async fn list(
     conn: &impl ConnectionTrait,
     organization_id: &str,
+    cutoff: i64,
     after: Option<String>,
     limit: u64,
 ) -> Result<Vec<DomainRow>, DbErr> {
     Entity::find()
         .filter(Column::OrganizationId.eq(organization_id))
+        .filter(in_force(cutoff))
         .apply_if(after, |select, name| select.filter(Column::Name.gt(name)))
         .order_by_asc(Column::Name)
         .limit(limit)
