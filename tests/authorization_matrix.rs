@@ -670,6 +670,13 @@ fn rows() -> Vec<Row> {
                 })
             })
         }),
+        row("LookupDomain", "UUUUU PPPPP OOPP", |_| {
+            Box::pin(async move {
+                enc(pb::LookupDomainRequest {
+                    name: DOMAIN.into(),
+                })
+            })
+        }),
         row("ListDomains", "UUUUU NPPNO OOPP", |c| {
             Box::pin(async move {
                 enc(pb::ListDomainsRequest {
