@@ -4,6 +4,7 @@
 
 pub mod follower;
 pub mod reader;
+pub mod view;
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};

@@ -8,6 +8,7 @@ mod m20261128_000002_invitations;
 mod m20261128_000003_billing;
 mod m20261201_000004_event_kinds;
 mod m20261201_000005_server_keys;
+mod m20261201_000013_external_ids;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_billing::Migration),
             Box::new(m20261201_000004_event_kinds::Migration),
             Box::new(m20261201_000005_server_keys::Migration),
+            Box::new(m20261201_000013_external_ids::Migration),
         ]
     }
 }
