@@ -200,6 +200,7 @@ async fn health_and_reflection_need_no_token() {
         "orgs.v1.OrganizationService",
         "orgs.v1.InvitationService",
         "orgs.v1.BillingService",
+        "orgs.v1.EventService",
     ] {
         let response = health
             .check(tonic_health::pb::HealthCheckRequest {
