@@ -28,7 +28,9 @@ use orgs::clients::EventServiceClient;
 use orgs::proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 use tonic::Code;
-use tonic::metadata::MetadataValue;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// The event types the mirror follows.
@@ -108,24 +110,27 @@ impl State {
     }
 }
 
-type Client = EventServiceClient<
-    tonic::service::interceptor::InterceptedService<
-        Channel,
-        Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>,
-    >,
->;
+/// Adds the bearer token to every call.
+#[derive(Clone)]
+struct Bearer(MetadataValue<Ascii>);
 
-fn client(channel: Channel, token: &str) -> anyhow::Result<Client> {
-    let bearer: MetadataValue<_> = format!("Bearer {token}").parse()?;
-    let add_token: Box<
-        dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send,
-    > = Box::new(move |mut request: tonic::Request<()>| {
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         request
             .metadata_mut()
-            .insert("authorization", bearer.clone());
+            .insert("authorization", self.0.clone());
         Ok(request)
-    });
-    Ok(EventServiceClient::with_interceptor(channel, add_token))
+    }
+}
+
+type Client = EventServiceClient<InterceptedService<Channel, Bearer>>;
+
+fn client(channel: Channel, token: &str) -> anyhow::Result<Client> {
+    let bearer = Bearer(format!("Bearer {token}").parse()?);
+    Ok(EventServiceClient::with_interceptor(channel, bearer))
 }
 
 fn types() -> Vec<String> {

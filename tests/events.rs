@@ -472,7 +472,7 @@ impl<'a> Workload<'a> {
             9 => {
                 self.domain().await;
             }
-            10 | 11 | 12 => {
+            10..=12 => {
                 if self.world.domains.is_empty() {
                     self.domain().await;
                 }
@@ -690,17 +690,17 @@ async fn a_random_workload_is_streamed_exactly_once_in_commit_order_from_any_rep
     for event in &log {
         use pb::event::Resource;
         let family = event.r#type.split('.').next().unwrap_or_default();
-        let matches = match (family, event.resource.as_ref()) {
+        let matches = matches!(
+            (family, event.resource.as_ref()),
             ("organization", Some(Resource::Organization(_)))
-            | ("membership", Some(Resource::Membership(_)))
-            | ("invitation", Some(Resource::Invitation(_)))
-            | ("domain", Some(Resource::Domain(_)))
-            | ("membership_request", Some(Resource::MembershipRequest(_)))
-            | ("role", Some(Resource::Role(_)))
-            | ("permission", Some(Resource::Permission(_))) => true,
-            ("billing", Some(Resource::Usage(_) | Resource::Period(_))) => true,
-            _ => false,
-        };
+                | ("membership", Some(Resource::Membership(_)))
+                | ("invitation", Some(Resource::Invitation(_)))
+                | ("domain", Some(Resource::Domain(_)))
+                | ("membership_request", Some(Resource::MembershipRequest(_)))
+                | ("role", Some(Resource::Role(_)))
+                | ("permission", Some(Resource::Permission(_)))
+                | ("billing", Some(Resource::Usage(_) | Resource::Period(_)))
+        );
         assert!(matches, "{} carries {:?}", event.r#type, event.resource);
     }
 

@@ -91,6 +91,16 @@ pub async fn append(
     Ok(Some(last))
 }
 
+/// What every watch of a process shares, billing and event streams alike: the
+/// wake-up on commits, the server's shutdown flag and the one tail of the log.
+#[derive(Debug, Clone)]
+pub struct WatchHub {
+    pub notifier: Notifier,
+    /// Becomes true when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    pub tail: std::sync::Arc<reader::SharedTail>,
+}
+
 /// Wakes in-process readers of the log when a transaction that appended events
 /// commits. Holds the highest sequence number known to be committed: by this
 /// process, or by another replica as the [`follower`] last saw it.

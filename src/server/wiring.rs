@@ -10,8 +10,8 @@ use crate::config::ServeConfig;
 use crate::domain::keys::ServerKey;
 use crate::domain::paging::PageTokens;
 use crate::domain::time::Clock;
-use crate::events::Notifier;
 use crate::events::reader::SharedTail;
+use crate::events::{Notifier, WatchHub};
 use crate::grpc::{
     billing::BillingApi, events::EventApi, invitation::InvitationApi, organization::OrganizationApi,
 };
@@ -95,7 +95,11 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
     let authorizer = Authorizer::new(Arc::new(DatabaseMembershipLookup::new(db.clone())));
     let billing_reads = BillingReads::new(db.clone(), pricing.clone(), tokens.clone());
     // One tail of the log for every watch of the process, whatever it streams.
-    let tail = Arc::new(SharedTail::default());
+    let hub = WatchHub {
+        notifier: notifier.clone(),
+        shutdown: shutdown.clone(),
+        tail: Arc::new(SharedTail::default()),
+    };
     Handlers {
         organization: OrganizationApi {
             authorizer: authorizer.clone(),
@@ -154,10 +158,8 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
                 db.clone(),
                 clock.clone(),
                 config.watch_settings(),
-                notifier.clone(),
-                shutdown.clone(),
+                hub.clone(),
                 tokens.clone(),
-                tail.clone(),
             ),
             metrics: metrics.clone(),
         },
@@ -170,10 +172,8 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
                 clock.clone(),
                 pricing,
                 config.watch_settings(),
-                notifier.clone(),
-                shutdown.clone(),
+                hub,
                 tokens.clone(),
-                tail.clone(),
             ),
             clock: clock.clone(),
             metrics: metrics.clone(),

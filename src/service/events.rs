@@ -17,7 +17,7 @@ use crate::domain::events::{Event, EventFilter};
 use crate::domain::paging::{Page, PageTokens};
 use crate::domain::time::{Clock, Micros};
 use crate::domain::{Error, Reason, Result};
-use crate::events::{Notifier, reader, view};
+use crate::events::{Notifier, WatchHub, reader, view};
 use crate::store::Db;
 
 /// Events read from the log at a time by one watch.
@@ -67,11 +67,14 @@ impl Events {
         db: Db,
         clock: Arc<dyn Clock>,
         settings: WatchSettings,
-        notifier: Notifier,
-        shutdown: watch::Receiver<bool>,
+        hub: WatchHub,
         tokens: PageTokens,
-        tail: Arc<reader::SharedTail>,
     ) -> Self {
+        let WatchHub {
+            notifier,
+            shutdown,
+            tail,
+        } = hub;
         Events {
             db,
             clock,

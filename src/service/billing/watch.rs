@@ -16,7 +16,7 @@ use crate::domain::events::{EventFilter, EventKind};
 use crate::domain::paging::PageTokens;
 use crate::domain::time::{BillingPeriod, Clock, Micros};
 use crate::domain::{Error, Reason, Result};
-use crate::events::{EventRow, Notifier, reader};
+use crate::events::{EventRow, Notifier, WatchHub, reader};
 use crate::store::{Db, repo::billing as repo};
 
 /// Events read from the log at a time by one watch.
@@ -134,11 +134,14 @@ impl BillingWatch {
         clock: Arc<dyn Clock>,
         pricing: Pricing,
         settings: WatchSettings,
-        notifier: Notifier,
-        shutdown: watch::Receiver<bool>,
+        hub: WatchHub,
         tokens: PageTokens,
-        tail: Arc<reader::SharedTail>,
     ) -> Self {
+        let WatchHub {
+            notifier,
+            shutdown,
+            tail,
+        } = hub;
         BillingWatch {
             db,
             clock,
