@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/orgs/v1/organization_service.proto",
         "proto/orgs/v1/invitation_service.proto",
         "proto/orgs/v1/billing_service.proto",
+        "proto/orgs/v1/event_service.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(files, ["proto"])?;

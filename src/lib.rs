@@ -22,6 +22,7 @@ pub use server::{App, RunningServer};
 /// The generated gRPC clients, for other services and tests.
 pub mod clients {
     pub use crate::proto::v1::billing_service_client::BillingServiceClient;
+    pub use crate::proto::v1::event_service_client::EventServiceClient;
     pub use crate::proto::v1::invitation_service_client::InvitationServiceClient;
     pub use crate::proto::v1::organization_service_client::OrganizationServiceClient;
 }

@@ -32,7 +32,7 @@ use crate::events::{Notifier, follower};
 use crate::proto::{
     self,
     v1::{
-        billing_service_server::BillingServiceServer,
+        billing_service_server::BillingServiceServer, event_service_server::EventServiceServer,
         invitation_service_server::InvitationServiceServer,
         organization_service_server::OrganizationServiceServer,
     },
@@ -59,6 +59,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "orgs.v1.OrganizationService",
     "orgs.v1.InvitationService",
     "orgs.v1.BillingService",
+    "orgs.v1.EventService",
 ];
 
 /// The health service name that says only whether the process works: SERVING
@@ -321,6 +322,10 @@ impl App {
             )
             .add_service(
                 BillingServiceServer::new(handlers.billing)
+                    .max_decoding_message_size(max_request_bytes),
+            )
+            .add_service(
+                EventServiceServer::new(handlers.events)
                     .max_decoding_message_size(max_request_bytes),
             );
         let server: BoxFuture<'static, Result<(), tonic::transport::Error>> = match tls {

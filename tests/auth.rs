@@ -38,7 +38,7 @@ fn rpc_paths() -> Vec<String> {
 #[test]
 fn every_rpc_has_exactly_one_policy_entry() {
     let paths = rpc_paths();
-    assert_eq!(paths.len(), 44, "the three services define 44 RPCs");
+    assert_eq!(paths.len(), 47, "the four services define 47 RPCs");
     for path in &paths {
         let entries = POLICY.iter().filter(|(p, _)| p == path).count();
         assert_eq!(entries, 1, "{path} must have exactly one policy entry");
@@ -200,6 +200,7 @@ async fn health_and_reflection_need_no_token() {
         "orgs.v1.OrganizationService",
         "orgs.v1.InvitationService",
         "orgs.v1.BillingService",
+        "orgs.v1.EventService",
     ] {
         let response = health
             .check(tonic_health::pb::HealthCheckRequest {

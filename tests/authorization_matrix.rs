@@ -460,6 +460,13 @@ fn rows() -> Vec<Row> {
                 })
             })
         }),
+        row("BatchGetOrganizations", "UUUUU NOONO OOPP", |c| {
+            Box::pin(async move {
+                enc(pb::BatchGetOrganizationsRequest {
+                    organization_ids: vec![c.org()],
+                })
+            })
+        }),
         row("ListOrganizations", "UUUUU OOOOO OOPP", |_| {
             Box::pin(async move { enc(pb::ListOrganizationsRequest::default()) })
         }),
@@ -806,6 +813,24 @@ fn rows() -> Vec<Row> {
         }),
         row("WatchBillableOrganizations", "UUUUU PPPPP POOP", |_| {
             Box::pin(async move { enc(pb::WatchBillableOrganizationsRequest::default()) })
+        }),
+        // ---- EventService -------------------------------------------------
+        //                         none exp key alg iss | out mem man oth adm | read admin b:r b:w
+        row("ListEvents", "UUUUU NPPNO OOPP", |c| {
+            Box::pin(async move {
+                enc(pb::ListEventsRequest {
+                    organization_id: c.org(),
+                    ..Default::default()
+                })
+            })
+        }),
+        row("WatchEvents", "UUUUU NPPNO OOPP", |c| {
+            Box::pin(async move {
+                enc(pb::WatchEventsRequest {
+                    organization_id: c.org(),
+                    ..Default::default()
+                })
+            })
         }),
     ]
 }

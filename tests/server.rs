@@ -123,6 +123,7 @@ async fn reflection_v1_and_v1alpha_list_every_service() {
     let expected = [
         "grpc.health.v1.Health",
         "orgs.v1.BillingService",
+        "orgs.v1.EventService",
         "orgs.v1.InvitationService",
         "orgs.v1.OrganizationService",
     ];

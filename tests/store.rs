@@ -50,6 +50,7 @@ mod fixtures {
             create_time: NOW,
             update_time: NOW,
             revision: 1,
+            external_id: None,
         }
     }
 

@@ -89,6 +89,14 @@ pub const POLICY: &[(&str, Entry)] = &[
         }),
     ),
     (
+        "/orgs.v1.OrganizationService/BatchGetOrganizations",
+        read(Rule::Organization {
+            permission: None,
+            scopes: ADMIN_OR_READ,
+            self_service: false,
+        }),
+    ),
+    (
         "/orgs.v1.OrganizationService/ListOrganizations",
         read(Rule::SelfOr(ADMIN_OR_READ)),
     ),
@@ -258,6 +266,22 @@ pub const POLICY: &[(&str, Entry)] = &[
         "/orgs.v1.BillingService/WatchBillableOrganizations",
         read(Rule::Scopes(BILLING_READERS)),
     ),
+    (
+        "/orgs.v1.EventService/WatchEvents",
+        read(Rule::Organization {
+            permission: Some(PROFILE_MANAGE),
+            scopes: ADMIN_OR_READ,
+            self_service: false,
+        }),
+    ),
+    (
+        "/orgs.v1.EventService/ListEvents",
+        read(Rule::Organization {
+            permission: Some(PROFILE_MANAGE),
+            scopes: ADMIN_OR_READ,
+            self_service: false,
+        }),
+    ),
 ];
 
 /// The entry of an RPC path, if it has one.
@@ -304,7 +328,9 @@ mod tests {
     fn reads_and_writes_follow_the_rpc_names() {
         for (path, entry) in POLICY {
             let method = path.rsplit('/').next().unwrap_or(path);
-            let reads = ["Get", "List", "Check", "Watch", "Resolve", "Lookup"];
+            let reads = [
+                "Get", "BatchGet", "List", "Check", "Watch", "Resolve", "Lookup",
+            ];
             let expected = if reads.iter().any(|verb| method.starts_with(verb)) {
                 CallKind::Read
             } else {

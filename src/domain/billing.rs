@@ -195,6 +195,17 @@ pub struct PeriodStarted {
     pub period: String,
 }
 
+/// The payload of a `BudgetThresholdCrossed` log event: the amount due of a
+/// period first reached `percent` of the budget.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BudgetThresholdCrossed {
+    /// `YYYY-MM`.
+    pub period: String,
+    pub percent: i32,
+    pub amount_due: Money,
+    pub budget: Money,
+}
+
 /// A position in the stream of billing events: the log sequence number it
 /// follows. Opaque to clients and authenticated, so a forged or altered
 /// cursor is refused; its age is judged by the event it points at.
@@ -204,16 +215,34 @@ pub struct WatchCursor {
 }
 
 const CURSOR_QUERY: &str = "watch_billable_organizations";
+/// The stream of `orgs.v1.EventService`: its cursors are positions in the
+/// same log, but a cursor of one stream is not taken by the other.
+pub const EVENTS_CURSOR_QUERY: &str = "watch_events";
 
 impl WatchCursor {
     pub fn encode(&self, tokens: &super::paging::PageTokens) -> String {
-        let fingerprint = tokens.fingerprint(CURSOR_QUERY, &[]);
-        tokens.encode(&fingerprint, vec![self.seq.to_string()])
+        self.encode_for(tokens, CURSOR_QUERY)
     }
 
     /// Decodes a cursor; empty means none.
     pub fn decode(
         tokens: &super::paging::PageTokens,
+        field: &'static str,
+        value: &str,
+    ) -> Result<Option<WatchCursor>, super::Error> {
+        Self::decode_for(tokens, CURSOR_QUERY, field, value)
+    }
+
+    /// The cursor as a token of the stream `stream`.
+    pub fn encode_for(&self, tokens: &super::paging::PageTokens, stream: &str) -> String {
+        let fingerprint = tokens.fingerprint(stream, &[]);
+        tokens.encode(&fingerprint, vec![self.seq.to_string()])
+    }
+
+    /// Decodes a cursor of the stream `stream`; empty means none.
+    pub fn decode_for(
+        tokens: &super::paging::PageTokens,
+        stream: &str,
         field: &'static str,
         value: &str,
     ) -> Result<Option<WatchCursor>, super::Error> {
@@ -224,7 +253,7 @@ impl WatchCursor {
                 format!("{field} is not a cursor of this stream"),
             )
         };
-        let fingerprint = tokens.fingerprint(CURSOR_QUERY, &[]);
+        let fingerprint = tokens.fingerprint(stream, &[]);
         let Some(key) = tokens.decode(&fingerprint, value, 1).map_err(|_| bad())? else {
             return Ok(None);
         };

@@ -30,6 +30,7 @@ pub enum Reason {
     InvitationExists,
     DomainExists,
     MembershipRequestExists,
+    ExternalIdTaken,
     EtagMismatch,
     RequestIdReused,
     MembershipLimitReached,
@@ -90,6 +91,7 @@ impl Reason {
         Reason::InvitationExists,
         Reason::DomainExists,
         Reason::MembershipRequestExists,
+        Reason::ExternalIdTaken,
         Reason::EtagMismatch,
         Reason::RequestIdReused,
         Reason::MembershipLimitReached,
@@ -149,6 +151,7 @@ impl Reason {
             Reason::InvitationExists => "INVITATION_EXISTS",
             Reason::DomainExists => "DOMAIN_EXISTS",
             Reason::MembershipRequestExists => "MEMBERSHIP_REQUEST_EXISTS",
+            Reason::ExternalIdTaken => "EXTERNAL_ID_TAKEN",
             Reason::EtagMismatch => "ETAG_MISMATCH",
             Reason::RequestIdReused => "REQUEST_ID_REUSED",
             Reason::MembershipLimitReached => "MEMBERSHIP_LIMIT_REACHED",
@@ -222,6 +225,10 @@ pub enum Error {
     PermissionDenied(Reason, String),
     #[error("{1}")]
     NotFound(Reason, String),
+    /// NOT_FOUND naming what was not found in the `ErrorInfo` metadata too:
+    /// the reason, the message, the metadata key and its value.
+    #[error("{1}")]
+    NotFoundNamed(Reason, String, &'static str, String),
     #[error("{1}")]
     AlreadyExists(Reason, String),
     #[error("the etag does not match the stored one; read the resource again")]
@@ -265,6 +272,17 @@ impl Error {
         Error::NotFound(
             Reason::OrganizationNotFound,
             "organization not found".into(),
+        )
+    }
+
+    /// NOT_FOUND for one organization of several, named in the message and
+    /// in the `ErrorInfo` metadata `organization_id`.
+    pub fn organization_not_found_named(id: &str) -> Self {
+        Error::NotFoundNamed(
+            Reason::OrganizationNotFound,
+            format!("organization {} not found", crate::domain::quote::quote(id)),
+            "organization_id",
+            crate::domain::quote::shorten(id, 128),
         )
     }
 

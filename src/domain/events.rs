@@ -159,6 +159,48 @@ pub struct AuditEvent {
     pub create_time: super::time::Micros,
 }
 
+/// Which events of the log a reader wants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events of these kinds; empty: every kind.
+    pub kinds: Vec<EventKind>,
+    /// Only events of this organization.
+    pub organization_id: Option<super::ids::OrganizationId>,
+}
+
+/// The resource an event carries: its state after the change (its last state
+/// for a deletion), or the billing fact.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventResource {
+    Organization(super::organizations::Organization),
+    Membership(super::organizations::Membership),
+    Invitation(super::enrollment::Invitation),
+    Domain(super::enrollment::Domain),
+    MembershipRequest(super::enrollment::MembershipRequest),
+    Role(super::roles::Role),
+    Permission(super::roles::Permission),
+    Usage(super::billing::OrganizationUsage),
+    PeriodStarted(String),
+    Budget(super::billing::BudgetThresholdCrossed),
+}
+
+/// One event of the log, as `EventService` hands it out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Its position in the log.
+    pub seq: i64,
+    pub id: String,
+    pub kind: EventKind,
+    /// Empty for changes outside any organization.
+    pub organization_id: String,
+    /// Empty for billing events.
+    pub actor: String,
+    pub on_behalf_of: String,
+    pub request_id: String,
+    pub create_time: super::time::Micros,
+    pub resource: EventResource,
+}
+
 /// Filters of the audit trail.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {

@@ -31,7 +31,13 @@ pub struct Organization {
     pub update_time: Micros,
     /// Bumped by every change; the etag is made from it.
     pub revision: i64,
+    /// The organization's id in another system; unique when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
 }
+
+/// The most characters of an `external_id`.
+pub const EXTERNAL_ID_MAX_LEN: usize = 128;
 
 impl Organization {
     pub fn etag(&self) -> String {
@@ -52,6 +58,12 @@ pub struct Membership {
     pub create_time: Micros,
     pub update_time: Micros,
     pub revision: i64,
+    /// The organization's name and slug when the membership was read, for an
+    /// organization switcher.
+    #[serde(default)]
+    pub organization_name: String,
+    #[serde(default)]
+    pub organization_slug: String,
 }
 
 impl Membership {
@@ -71,6 +83,8 @@ pub struct NewOrganization {
     pub max_allowed_memberships: i32,
     pub public_metadata: Metadata,
     pub private_metadata: Metadata,
+    /// `None`: not set.
+    pub external_id: Option<String>,
 }
 
 /// An organization just created, with its creator's membership and the
@@ -87,6 +101,8 @@ pub struct CreatedOrganization {
 pub struct OrganizationChanges {
     pub name: Option<String>,
     pub slug: Option<Slug>,
+    /// `Some(None)` clears it.
+    pub external_id: Option<Option<String>>,
     pub max_allowed_memberships: Option<i32>,
     pub public_metadata: Option<Metadata>,
     pub private_metadata: Option<Metadata>,
@@ -104,6 +120,7 @@ pub struct MetadataPatch {
 pub enum OrganizationLookup {
     Id(OrganizationId),
     Slug(Slug),
+    ExternalId(String),
 }
 
 /// How organization lists are ordered.

@@ -4,6 +4,7 @@
 
 pub mod follower;
 pub mod reader;
+pub mod view;
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
@@ -88,6 +89,16 @@ pub async fn append(
         .exec_without_returning(conn)
         .await?;
     Ok(Some(last))
+}
+
+/// What every watch of a process shares, billing and event streams alike: the
+/// wake-up on commits, the server's shutdown flag and the one tail of the log.
+#[derive(Debug, Clone)]
+pub struct WatchHub {
+    pub notifier: Notifier,
+    /// Becomes true when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    pub tail: std::sync::Arc<reader::SharedTail>,
 }
 
 /// Wakes in-process readers of the log when a transaction that appended events

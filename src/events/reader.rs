@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use super::EventRow;
-use crate::domain::events::{AuditEvent, AuditFilter, EventKind};
+use crate::domain::events::{AuditEvent, AuditFilter, EventFilter, EventKind};
 use crate::store::entity::{event_sequence, events as log};
 use crate::store::query;
 
@@ -21,17 +21,43 @@ pub async fn head(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
         .map_or(0, |row| row.last_seq))
 }
 
-/// Events of one of `kinds` with a sequence number in `(after, up_to]`, in
+/// The events `filter` selects: only events with a kind (entries recorded
+/// before kinds existed have none and are never read here).
+fn matching(filter: &EventFilter) -> Select<log::Entity> {
+    let kinds: &[EventKind] = if filter.kinds.is_empty() {
+        EventKind::ALL
+    } else {
+        &filter.kinds
+    };
+    log::Entity::find()
+        .filter(log::Column::Kind.is_in(kinds.iter().map(|kind| kind.as_str())))
+        .apply_if(filter.organization_id.as_deref(), |select, id| {
+            select.filter(log::Column::OrganizationId.eq(id))
+        })
+}
+
+/// Whether `filter` selects the stored event `row`.
+pub fn matches(filter: &EventFilter, row: &EventRow) -> bool {
+    let Some(kind) = EventKind::parse(&row.kind) else {
+        return false;
+    };
+    (filter.kinds.is_empty() || filter.kinds.contains(&kind))
+        && filter
+            .organization_id
+            .as_deref()
+            .is_none_or(|id| row.organization_id == id)
+}
+
+/// Events `filter` selects with a sequence number in `(after, up_to]`, in
 /// order, at most `limit`.
-pub async fn read_kinds(
+pub async fn read_matching(
     conn: &impl ConnectionTrait,
-    kinds: &[EventKind],
+    filter: &EventFilter,
     after: i64,
     up_to: i64,
     limit: u64,
 ) -> Result<Vec<EventRow>, DbErr> {
-    log::Entity::find()
-        .filter(log::Column::Kind.is_in(kinds.iter().map(|kind| kind.as_str())))
+    matching(filter)
         .filter(log::Column::Seq.gt(after))
         .filter(log::Column::Seq.lte(up_to))
         .order_by_asc(log::Column::Seq)
@@ -40,18 +66,42 @@ pub async fn read_kinds(
         .await
 }
 
+/// Events `filter` selects after `after`, oldest first, at most `limit`: a
+/// page of `ListEvents`.
+pub async fn event_page(
+    conn: &impl ConnectionTrait,
+    filter: &EventFilter,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<EventRow>, DbErr> {
+    matching(filter)
+        .filter(log::Column::Seq.gt(after))
+        .order_by_asc(log::Column::Seq)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
+/// How many events `filter` selects.
+pub async fn count_matching(
+    conn: &impl ConnectionTrait,
+    filter: &EventFilter,
+) -> Result<i64, DbErr> {
+    query::count(conn, matching(filter)).await
+}
+
 /// Events most recently read, kept for the next reader.
 const TAIL_CAPACITY: usize = 4096;
 
-/// The recent tail of the log, filtered to some kinds, shared by the
-/// readers of one process: when many watches wake for the same commit, one
-/// of them reads the log and the others are served from memory. It covers a
-/// contiguous range of sequence numbers `(from, to]` and holds every event of
-/// those kinds in it; a reader further back than the tail reads the log
-/// itself.
-#[derive(Debug)]
+/// The recent tail of the log, shared by every reader of one process (the
+/// billing watches and the event watches, whatever their filters): when many
+/// watches wake for the same commit, one of them reads the log and the others
+/// are served from memory. It covers a contiguous range of sequence numbers
+/// `(from, to]` and holds every event with a kind in it; each reader filters
+/// it. A reader further back than the tail reads the log itself, with its
+/// own filter.
+#[derive(Debug, Default)]
 pub struct SharedTail {
-    kinds: &'static [EventKind],
     tail: tokio::sync::Mutex<Option<Tail>>,
 }
 
@@ -63,19 +113,14 @@ struct Tail {
 }
 
 impl SharedTail {
-    pub fn new(kinds: &'static [EventKind]) -> Self {
-        SharedTail {
-            kinds,
-            tail: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    /// The events in `(after, head]`, at most `limit`, and the position they
-    /// reach: the last one's sequence number when `limit` cut them short,
-    /// else `head`. Every event up to `head` must be committed.
+    /// The events `filter` selects in `(after, head]`, at most `limit`, and
+    /// the position they reach: the last one's sequence number when `limit`
+    /// cut them short, else `head`. Every event up to `head` must be
+    /// committed.
     pub async fn read(
         &self,
         conn: &impl ConnectionTrait,
+        filter: &EventFilter,
         after: i64,
         head: i64,
         limit: usize,
@@ -96,12 +141,13 @@ impl SharedTail {
         }
         if after < tail.from {
             drop(guard);
-            let events = read_kinds(conn, self.kinds, after, head, limit as u64).await?;
+            let events = read_matching(conn, filter, after, head, limit as u64).await?;
             return Ok(reached(events, head, limit));
         }
         if head > tail.to {
             // One reader fills the tail while the others wait for it.
-            let fresh = read_kinds(conn, self.kinds, tail.to, head, TAIL_CAPACITY as u64).await?;
+            let every = EventFilter::default();
+            let fresh = read_matching(conn, &every, tail.to, head, TAIL_CAPACITY as u64).await?;
             tail.to = match fresh.last() {
                 Some(last) if fresh.len() >= TAIL_CAPACITY => last.seq,
                 _ => head,
@@ -114,7 +160,7 @@ impl SharedTail {
             }
             if after < tail.from {
                 drop(guard);
-                let events = read_kinds(conn, self.kinds, after, head, limit as u64).await?;
+                let events = read_matching(conn, filter, after, head, limit as u64).await?;
                 return Ok(reached(events, head, limit));
             }
         }
@@ -122,7 +168,7 @@ impl SharedTail {
         let events: Vec<EventRow> = tail
             .events
             .iter()
-            .filter(|event| event.seq > after && event.seq <= end)
+            .filter(|event| event.seq > after && event.seq <= end && matches(filter, event))
             .take(limit)
             .cloned()
             .collect();

@@ -6,6 +6,7 @@
 pub mod billing;
 pub mod codec;
 pub mod convert;
+pub mod events;
 pub mod invitation;
 pub mod organization;
 pub mod status;

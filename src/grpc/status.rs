@@ -67,6 +67,15 @@ impl From<Error> for Status {
                 with_reason(Code::PermissionDenied, reason, message)
             }
             Error::NotFound(reason, message) => with_reason(Code::NotFound, reason, message),
+            Error::NotFoundNamed(reason, message, key, value) => Status::with_error_details(
+                Code::NotFound,
+                shorten(&message, MAX_MESSAGE_CHARS),
+                ErrorDetails::with_error_info(
+                    reason.as_str(),
+                    ERROR_DOMAIN,
+                    HashMap::from([(key.to_string(), shorten(&value, MAX_FIELD_CHARS))]),
+                ),
+            ),
             Error::AlreadyExists(reason, message) => {
                 with_reason(Code::AlreadyExists, reason, message)
             }

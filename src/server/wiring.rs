@@ -11,8 +11,12 @@ use crate::dns::HickoryTxtLookup;
 use crate::domain::keys::ServerKey;
 use crate::domain::paging::PageTokens;
 use crate::domain::time::Clock;
-use crate::events::Notifier;
-use crate::grpc::{billing::BillingApi, invitation::InvitationApi, organization::OrganizationApi};
+use crate::events::reader::SharedTail;
+use crate::events::{Notifier, WatchHub};
+use crate::grpc::{
+    billing::BillingApi, events::EventApi, invitation::InvitationApi, organization::OrganizationApi,
+};
+use crate::service::Events;
 use crate::service::{
     AccessCache, Activity, Audit, BillingCounters, BillingReads, BillingWatch,
     DatabaseMembershipLookup, Domains, Invitations, Members, MembershipRequests, Memberships,
@@ -21,11 +25,12 @@ use crate::service::{
 use crate::store::{Db, repo::server_keys};
 use crate::telemetry::metrics::Metrics;
 
-/// The handlers of the three services.
+/// The handlers of the four services.
 pub struct Handlers {
     pub organization: OrganizationApi,
     pub invitation: InvitationApi,
     pub billing: BillingApi,
+    pub events: EventApi,
     /// The billing reads, for the metrics scraped from the counters.
     pub billing_reads: BillingReads,
 }
@@ -90,6 +95,12 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
     let members = Members::new(BillingCounters::new(pricing.clone()));
     let authorizer = Authorizer::new(Arc::new(DatabaseMembershipLookup::new(db.clone())));
     let billing_reads = BillingReads::new(db.clone(), pricing.clone(), tokens.clone());
+    // One tail of the log for every watch of the process, whatever it streams.
+    let hub = WatchHub {
+        notifier: notifier.clone(),
+        shutdown: shutdown.clone(),
+        tail: Arc::new(SharedTail::default()),
+    };
     Handlers {
         organization: OrganizationApi {
             authorizer: authorizer.clone(),
@@ -144,6 +155,17 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
                 rules.default_role.clone(),
             ),
         },
+        events: EventApi {
+            authorizer: authorizer.clone(),
+            events: Events::new(
+                db.clone(),
+                clock.clone(),
+                config.watch_settings(),
+                hub.clone(),
+                tokens.clone(),
+            ),
+            metrics: metrics.clone(),
+        },
         billing: BillingApi {
             authorizer,
             activity: Activity::new(db.clone(), writer.clone(), members.counters().clone()),
@@ -153,8 +175,7 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
                 clock.clone(),
                 pricing,
                 config.watch_settings(),
-                notifier.clone(),
-                shutdown.clone(),
+                hub,
                 tokens.clone(),
             ),
             clock: clock.clone(),

@@ -97,8 +97,10 @@ impl Members {
             .counters
             .member_added(tx, organization_id, user_id)
             .await?;
+        let mut membership = membership_view(row, role_record.permissions);
+        name_organizations(tx.conn(), std::slice::from_mut(&mut membership)).await?;
         Ok(AddedMember {
-            membership: membership_view(row, role_record.permissions),
+            membership,
             billing_impact,
         })
     }
@@ -149,13 +151,40 @@ pub async fn with_permissions(
     keys.sort();
     keys.dedup();
     let by_role = roles::permissions_of(conn, &keys).await?;
-    Ok(rows
+    let mut memberships: Vec<Membership> = rows
         .into_iter()
         .map(|row| {
             let permissions = by_role.get(&row.role).cloned().unwrap_or_default();
             membership_view(row, permissions)
         })
-        .collect())
+        .collect();
+    name_organizations(conn, &mut memberships).await?;
+    Ok(memberships)
+}
+
+/// Memberships with the name and slug of their organizations, read in one
+/// query for all of them.
+async fn name_organizations(
+    conn: &impl ConnectionTrait,
+    memberships: &mut [Membership],
+) -> Result<()> {
+    let mut ids: Vec<&str> = memberships
+        .iter()
+        .map(|membership| membership.organization_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let names = organizations::names_of(conn, &ids).await?;
+    for membership in memberships.iter_mut() {
+        if let Some((name, slug)) = names.get(membership.organization_id.as_str()) {
+            membership.organization_name = name.clone();
+            membership.organization_slug = slug.clone();
+        }
+    }
+    Ok(())
 }
 
 /// One membership with the permissions of its role.
@@ -167,7 +196,9 @@ pub async fn with_permissions_one(
         .await?
         .remove(&row.role)
         .unwrap_or_default();
-    Ok(membership_view(row, permissions))
+    let mut membership = membership_view(row, permissions);
+    name_organizations(conn, std::slice::from_mut(&mut membership)).await?;
+    Ok(membership)
 }
 
 /// Refuses to remove (or demote) the last member holding

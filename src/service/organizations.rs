@@ -16,7 +16,8 @@ use crate::domain::organizations::{
 use crate::domain::paging::{Page, PageTokens};
 use crate::domain::types::{Metadata, Slug};
 use crate::domain::{Actor, Error, Reason, Result};
-use crate::store::repo::{billing, organizations, organizations::OrganizationRow};
+use crate::store::repo::organizations::{KeyColumn, OrganizationRow};
+use crate::store::repo::{billing, organizations};
 use crate::store::{Db, is_unique_violation};
 
 fn etag_matches(expected: Option<&str>, actual: &str) -> Result<()> {
@@ -24,6 +25,35 @@ fn etag_matches(expected: Option<&str>, actual: &str) -> Result<()> {
         Some(etag) if etag != actual => Err(Error::EtagMismatch),
         _ => Ok(()),
     }
+}
+
+fn external_id_taken(external_id: &str) -> Error {
+    Error::AlreadyExists(
+        Reason::ExternalIdTaken,
+        format!(
+            "another organization has the external_id {}",
+            crate::domain::quote::quote(external_id)
+        ),
+    )
+}
+
+/// What a unique index refused: the external id when another organization
+/// has it (checked again, as the refusal does not say which index), else the
+/// slug.
+async fn unique_violation(
+    tx: &Tx,
+    external_id: Option<&str>,
+    id: &str,
+    slug: impl FnOnce() -> Error,
+) -> Error {
+    if let Some(external_id) = external_id {
+        match organizations::external_id_taken(tx.conn(), external_id, Some(id)).await {
+            Ok(true) => return external_id_taken(external_id),
+            Ok(false) => {}
+            Err(err) => return err.into(),
+        }
+    }
+    slug()
 }
 
 fn slug_taken(slug: &Slug) -> Error {
@@ -125,6 +155,11 @@ impl Organizations {
                 candidate
             }
         };
+        if let Some(external_id) = &new.external_id
+            && organizations::external_id_taken(tx.conn(), external_id, None).await?
+        {
+            return Err(external_id_taken(external_id));
+        }
         let id = OrganizationId::new();
         let row = OrganizationRow {
             id: id.to_string(),
@@ -139,16 +174,18 @@ impl Organizations {
             create_time: tx.now,
             update_time: tx.now,
             revision: 1,
+            external_id: new.external_id.clone(),
         };
-        organizations::insert(tx.conn(), &row)
-            .await
-            .map_err(|err| {
-                if is_unique_violation(&err) {
+        if let Err(err) = organizations::insert(tx.conn(), &row).await {
+            return Err(if is_unique_violation(&err) {
+                unique_violation(tx, row.external_id.as_deref(), &row.id, || {
                     slug_taken(&slug)
-                } else {
-                    err.into()
-                }
-            })?;
+                })
+                .await
+            } else {
+                err.into()
+            });
+        }
         let added = match &new.created_by {
             Some(creator) => Some(
                 self.members
@@ -198,14 +235,18 @@ impl Organizations {
     /// cache when it has it, else one query. Writes never use the cache: they
     /// read inside their transaction.
     pub async fn get(&self, lookup: &OrganizationLookup) -> Result<Organization> {
-        let organization_id = match lookup {
-            OrganizationLookup::Id(id) => id,
-            OrganizationLookup::Slug(slug) => {
-                return organizations::get_by_slug(self.db.conn(), slug.as_str())
-                    .await?
-                    .map(Organization::from)
-                    .ok_or_else(Error::organization_not_found);
+        let (by, key) = match lookup {
+            OrganizationLookup::Id(id) => (KeyColumn::Id, id.as_str()),
+            OrganizationLookup::Slug(slug) => (KeyColumn::Slug, slug.as_str()),
+            OrganizationLookup::ExternalId(external_id) => {
+                (KeyColumn::ExternalId, external_id.as_str())
             }
+        };
+        let OrganizationLookup::Id(organization_id) = lookup else {
+            return organizations::get_by(self.db.conn(), by, key)
+                .await?
+                .map(Organization::from)
+                .ok_or_else(Error::organization_not_found);
         };
         let generation = match self.access.organization(organization_id.as_str()) {
             Ok(organization) => return Ok(organization.as_ref().clone()),
@@ -229,14 +270,18 @@ impl Organizations {
         lookup: &OrganizationLookup,
         user_id: &str,
     ) -> Result<Organization> {
-        let organization_id = match lookup {
-            OrganizationLookup::Id(id) => id,
-            OrganizationLookup::Slug(slug) => {
-                return organizations::get_as_member(self.db.conn(), true, slug.as_str(), user_id)
-                    .await?
-                    .map(|(row, _)| Organization::from(row))
-                    .ok_or_else(Error::organization_not_found);
+        let (by, key) = match lookup {
+            OrganizationLookup::Id(id) => (KeyColumn::Id, id.as_str()),
+            OrganizationLookup::Slug(slug) => (KeyColumn::Slug, slug.as_str()),
+            OrganizationLookup::ExternalId(external_id) => {
+                (KeyColumn::ExternalId, external_id.as_str())
             }
+        };
+        let OrganizationLookup::Id(organization_id) = lookup else {
+            return organizations::get_as_member(self.db.conn(), by, key, user_id)
+                .await?
+                .map(|(row, _)| Organization::from(row))
+                .ok_or_else(Error::organization_not_found);
         };
         let member_generation = match self.access.is_member(organization_id.as_str(), user_id) {
             Ok(false) => return Err(Error::organization_not_found()),
@@ -250,10 +295,14 @@ impl Organizations {
             Ok(_) => None,
             Err(generation) => Some(generation),
         };
-        let (row, role) =
-            organizations::get_as_member(self.db.conn(), false, organization_id.as_str(), user_id)
-                .await?
-                .ok_or_else(Error::organization_not_found)?;
+        let (row, role) = organizations::get_as_member(
+            self.db.conn(),
+            KeyColumn::Id,
+            organization_id.as_str(),
+            user_id,
+        )
+        .await?
+        .ok_or_else(Error::organization_not_found)?;
         let organization = Organization::from(row);
         if let Some(generation) = member_generation {
             self.access
@@ -264,6 +313,36 @@ impl Organizations {
                 .fill_organization(generation, organization.clone());
         }
         Ok(organization)
+    }
+
+    /// Organizations by id, in the order of `ids` (a repeated id answered
+    /// again), in one query. With `member`, only organizations that user
+    /// belongs to count as found. The first id not found is NOT_FOUND naming
+    /// it.
+    pub async fn batch_get(
+        &self,
+        ids: &[OrganizationId],
+        member: Option<&str>,
+    ) -> Result<Vec<Organization>> {
+        let keys: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+        let rows = match member {
+            None => organizations::get_many(self.db.conn(), &keys).await?,
+            Some(user_id) => {
+                organizations::get_many_as_member(self.db.conn(), &keys, user_id).await?
+            }
+        };
+        let found: std::collections::HashMap<String, Organization> = rows
+            .into_iter()
+            .map(|row| (row.id.clone(), Organization::from(row)))
+            .collect();
+        ids.iter()
+            .map(|id| {
+                found
+                    .get(id.as_str())
+                    .cloned()
+                    .ok_or_else(|| Error::organization_not_found_named(id))
+            })
+            .collect()
     }
 
     pub async fn list(
@@ -360,6 +439,10 @@ impl Organizations {
                         id: current.id.to_string(),
                         name: changes.name.unwrap_or_else(|| current.name.clone()),
                         slug: current.slug.clone(),
+                        external_id: changes
+                            .external_id
+                            .clone()
+                            .unwrap_or_else(|| current.external_id.clone()),
                         created_by: current.created_by.as_ref().map(UserId::to_string),
                         max_allowed_memberships: changes
                             .max_allowed_memberships
@@ -388,15 +471,36 @@ impl Organizations {
                         }
                         row.slug = slug.as_str().to_string();
                     }
-                    let written = organizations::update(tx.conn(), &row, current.revision)
-                        .await
-                        .map_err(|err| {
-                            if is_unique_violation(&err) {
-                                Error::AlreadyExists(Reason::SlugTaken, "the slug is taken".into())
-                            } else {
-                                err.into()
+                    if let Some(external_id) = &row.external_id
+                        && current.external_id.as_ref() != Some(external_id)
+                        && organizations::external_id_taken(
+                            tx.conn(),
+                            external_id,
+                            Some(row.id.as_str()),
+                        )
+                        .await?
+                    {
+                        return Err(external_id_taken(external_id));
+                    }
+                    let written =
+                        match organizations::update(tx.conn(), &row, current.revision).await {
+                            Ok(written) => written,
+                            Err(err) if is_unique_violation(&err) => {
+                                return Err(unique_violation(
+                                    tx,
+                                    row.external_id.as_deref(),
+                                    &row.id,
+                                    || {
+                                        Error::AlreadyExists(
+                                            Reason::SlugTaken,
+                                            "the slug is taken".into(),
+                                        )
+                                    },
+                                )
+                                .await);
                             }
-                        })?;
+                            Err(err) => return Err(err.into()),
+                        };
                     if !written {
                         return Err(Error::EtagMismatch);
                     }

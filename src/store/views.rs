@@ -39,11 +39,13 @@ impl From<OrganizationRow> for Organization {
             create_time: row.create_time,
             update_time: row.update_time,
             revision: row.revision,
+            external_id: row.external_id,
         }
     }
 }
 
-/// A membership with the permissions of its role.
+/// A membership with the permissions of its role; the organization's name
+/// and slug are the caller's to fill (one query for a whole page).
 pub fn membership(row: MembershipRow, permissions: Vec<String>) -> Membership {
     Membership {
         id: MembershipId::from_stored(row.id),
@@ -59,6 +61,8 @@ pub fn membership(row: MembershipRow, permissions: Vec<String>) -> Membership {
         create_time: row.create_time,
         update_time: row.update_time,
         revision: row.revision,
+        organization_name: String::new(),
+        organization_slug: String::new(),
     }
 }
 

@@ -8,7 +8,9 @@ pub mod raw;
 use std::sync::Arc;
 
 use orgs::auth::token::{TokenRequest, mint_hs256};
-use orgs::clients::{BillingServiceClient, InvitationServiceClient, OrganizationServiceClient};
+use orgs::clients::{
+    BillingServiceClient, EventServiceClient, InvitationServiceClient, OrganizationServiceClient,
+};
 use orgs::config::ServeConfig;
 use orgs::domain::time::ManualClock;
 use orgs::proto::v1 as pb;
@@ -51,6 +53,7 @@ impl Interceptor for Bearer {
 pub type Orgs = OrganizationServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Invitations = InvitationServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Billing = BillingServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Events = EventServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Which database the suite runs on.
 pub fn backend_url() -> Option<String> {
@@ -157,6 +160,10 @@ impl TestApp {
 
     pub fn billing(&self, token: Option<String>) -> Billing {
         BillingServiceClient::with_interceptor(self.channel(), Bearer(token))
+    }
+
+    pub fn events(&self, token: Option<String>) -> Events {
+        EventServiceClient::with_interceptor(self.channel(), Bearer(token))
     }
 
     /// A client acting as the end user `sub`.

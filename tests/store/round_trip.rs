@@ -36,6 +36,7 @@ async fn every_entity_round_trips() {
         &store,
         OrganizationRow {
             created_by: None,
+            external_id: Some("crm-f".into()),
             ..organization("org_f", 0)
         },
     )
@@ -279,6 +280,7 @@ async fn organizations_round_trip() {
         max_allowed_memberships: 3,
         public_metadata: r#"{"k":"v"}"#.into(),
         update_time: NOW + 5,
+        external_id: Some("crm-rt".into()),
         ..row.clone()
     };
     assert!(
@@ -301,13 +303,14 @@ async fn organizations_round_trip() {
     );
 
     store.member("org_rt", "user_m", MEMBER_ROLE).await;
-    let (found, role) = organizations::get_as_member(conn, true, "renamed", "user_m")
-        .await
-        .unwrap()
-        .expect("member");
+    let (found, role) =
+        organizations::get_as_member(conn, organizations::KeyColumn::Slug, "renamed", "user_m")
+            .await
+            .unwrap()
+            .expect("member");
     assert_eq!((found.id.as_str(), role.as_str()), ("org_rt", MEMBER_ROLE));
     assert!(
-        organizations::get_as_member(conn, false, "org_rt", "user_x")
+        organizations::get_as_member(conn, organizations::KeyColumn::Id, "org_rt", "user_x")
             .await
             .unwrap()
             .is_none()

@@ -6,6 +6,7 @@
 //! ```text
 //! orgs-bench --token "$(orgs token --sub bench --scope 'billing:write billing:read orgs:admin')" activity
 //! orgs-bench --token … watch --watchers 1000
+//! orgs-bench --token … watch-events --streams 1000 --rate 20 --server-pid "$SERVER_PID"
 //! orgs-bench --token … writes --record-activity --database-url "$ORGS_DATABASE_URL"
 //! orgs-bench --token … reads --database-url "$ORGS_DATABASE_URL" --server-pid "$SERVER_PID"
 //! ```
@@ -19,6 +20,7 @@ mod report;
 mod seed;
 mod target;
 mod watch;
+mod watch_events;
 mod writes;
 
 use clap::{Parser, Subcommand};
@@ -52,6 +54,9 @@ enum Command {
     Activity(activity::ActivityArgs),
     /// Delivery latency of billable transitions to many open watches.
     Watch(watch::WatchArgs),
+    /// Delivery latency of changes to many open WatchEvents streams under a
+    /// CreateMembership load, against Health/Check, and the server's memory.
+    WatchEvents(watch_events::WatchEventsArgs),
     /// CreateOrganization and CreateMembership against Health/Check and
     /// against the same statements run straight on the database.
     Writes(writes::WritesArgs),
@@ -72,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Activity(args) => activity::activity(&target, &run, args).await,
         Command::Watch(args) => watch::watch(&target, &run, args).await,
+        Command::WatchEvents(args) => watch_events::watch_events(&target, &run, args).await,
         Command::Writes(args) => writes::writes(&target, &run, args).await,
         Command::Reads(args) => reads::reads(&target, &run, args).await,
     }

@@ -195,6 +195,7 @@ impl RawCaller {
             create_time: now,
             update_time: now,
             revision: 1,
+            external_id: None,
         };
         if statements {
             organizations::slug_taken(txn, &organization.slug).await?;

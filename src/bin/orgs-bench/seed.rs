@@ -91,6 +91,7 @@ async fn write_chunk(
             create_time: now,
             update_time: now,
             revision: 1,
+            external_id: None,
         };
         organizations::insert(&txn, &organization).await?;
         for m in 0..members {

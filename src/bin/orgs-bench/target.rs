@@ -6,7 +6,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
-use orgs::clients::{BillingServiceClient, OrganizationServiceClient};
+use orgs::clients::{BillingServiceClient, EventServiceClient, OrganizationServiceClient};
 
 #[derive(Clone)]
 pub struct Bearer(pub MetadataValue<tonic::metadata::Ascii>);
@@ -22,6 +22,7 @@ impl Interceptor for Bearer {
 
 pub type Billing = BillingServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Orgs = OrganizationServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Events = EventServiceClient<InterceptedService<Channel, Bearer>>;
 
 pub struct Target {
     pub addr: String,
@@ -35,6 +36,10 @@ impl Target {
 
     pub fn billing(&self, channel: Channel) -> Billing {
         BillingServiceClient::with_interceptor(channel, self.bearer.clone())
+    }
+
+    pub fn events(&self, channel: Channel) -> Events {
+        EventServiceClient::with_interceptor(channel, self.bearer.clone())
     }
 
     pub fn orgs(&self, channel: Channel) -> Orgs {

@@ -3,6 +3,7 @@
 
 pub mod billing;
 pub mod enrollment;
+pub mod events;
 pub mod organizations;
 pub mod structs;
 

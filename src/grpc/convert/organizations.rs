@@ -5,12 +5,13 @@ use super::{mask_paths, metadata, metadata_struct, timestamp};
 use crate::all_valid;
 use crate::domain::events::AuditEvent;
 use crate::domain::ids::{OrganizationId, PermissionKey, RoleKey, UserId};
+use crate::domain::organizations::EXTERNAL_ID_MAX_LEN;
 use crate::domain::organizations::{
     Membership, MembershipChanges, NewMembership, NewOrganization, Organization,
     OrganizationChanges, OrganizationOrder,
 };
 use crate::domain::roles::{NewPermission, NewRole, Permission, Role, RoleChanges};
-use crate::domain::types::{Slug, text};
+use crate::domain::types::{Slug, optional_text, text};
 use crate::domain::{Error, FieldViolation};
 use crate::proto::v1 as pb;
 
@@ -37,6 +38,7 @@ pub fn organization(organization: Organization, show_private: bool) -> pb::Organ
         max_allowed_memberships: organization.max_allowed_memberships,
         members_count: organization.members_count,
         pending_invitations_count: organization.pending_invitations_count,
+        external_id: organization.external_id.unwrap_or_default(),
     }
 }
 
@@ -60,6 +62,8 @@ pub fn membership(membership: Membership, show_private: bool) -> pb::Membership 
             .into_iter()
             .map(PermissionKey::into_string)
             .collect(),
+        organization_name: membership.organization_name,
+        organization_slug: membership.organization_slug,
     }
 }
 
@@ -171,6 +175,12 @@ pub fn order_by(field: &str, value: &str) -> Parsed<OrganizationOrder> {
 }
 
 /// A slug of a request: empty means none (derive one).
+/// An organization's `external_id`: at most 128 characters after trimming,
+/// no control characters; empty means none.
+pub fn external_id(field: &str, value: &str) -> Parsed<Option<String>> {
+    optional_text(field, value, EXTERNAL_ID_MAX_LEN)
+}
+
 fn optional_slug(field: &str, value: &str) -> Parsed<Option<Slug>> {
     if value.trim().is_empty() {
         Ok(None)
@@ -189,11 +199,13 @@ impl TryFrom<&pb::CreateOrganizationRequest> for NewOrganization {
         let max = max_memberships("max_allowed_memberships", req.max_allowed_memberships);
         let public = metadata("public_metadata", req.public_metadata.as_ref());
         let private = metadata("private_metadata", req.private_metadata.as_ref());
-        let (name, slug, created_by, max, public, private) =
-            all_valid!(name, slug, created_by, max, public, private);
+        let external = external_id("external_id", &req.external_id);
+        let (name, slug, created_by, max, public, private, external) =
+            all_valid!(name, slug, created_by, max, public, private, external);
         Ok(NewOrganization {
             name,
             slug,
+            external_id: external,
             created_by,
             max_allowed_memberships: max,
             public_metadata: public,
@@ -217,6 +229,7 @@ pub fn organization_update(
         &[
             "name",
             "slug",
+            "external_id",
             "max_allowed_memberships",
             "public_metadata",
             "private_metadata",
@@ -229,6 +242,9 @@ pub fn organization_update(
         .transpose();
     let slug = has("slug")
         .then(|| Slug::parse("organization.slug", &organization.slug))
+        .transpose();
+    let external = has("external_id")
+        .then(|| external_id("organization.external_id", &organization.external_id))
         .transpose();
     let max = has("max_allowed_memberships")
         .then(|| {
@@ -254,12 +270,14 @@ pub fn organization_update(
             )
         })
         .transpose();
-    let (name, slug, max, public, private) = all_valid!(name, slug, max, public, private);
+    let (name, slug, external, max, public, private) =
+        all_valid!(name, slug, external, max, public, private);
     Ok((
         id,
         super::super::etag(&organization.etag),
         OrganizationChanges {
             name,
+            external_id: external,
             slug,
             max_allowed_memberships: max,
             public_metadata: public,

@@ -40,6 +40,13 @@ impl OrganizationService for OrganizationApi {
         organizations::get(self, request).await
     }
 
+    async fn batch_get_organizations(
+        &self,
+        request: Request<pb::BatchGetOrganizationsRequest>,
+    ) -> Answer<pb::BatchGetOrganizationsResponse> {
+        organizations::batch_get(self, request).await
+    }
+
     async fn list_organizations(
         &self,
         request: Request<pb::ListOrganizationsRequest>,

@@ -62,10 +62,20 @@ pub async fn get(
         Some(Lookup::Slug(slug)) => OrganizationLookup::Slug(
             Slug::parse("slug", &slug).map_err(|v| Error::InvalidArgument(vec![v]))?,
         ),
+        Some(Lookup::ExternalId(external_id)) => {
+            match convert::external_id("external_id", &external_id)
+                .map_err(|v| Error::InvalidArgument(vec![v]))?
+            {
+                Some(external_id) => OrganizationLookup::ExternalId(external_id),
+                None => return Err(Error::invalid("external_id", "is required").into()),
+            }
+        }
         None => {
-            return Err(
-                Error::invalid("organization_id", "organization_id or slug is required").into(),
-            );
+            return Err(Error::invalid(
+                "organization_id",
+                "organization_id, slug or external_id is required",
+            )
+            .into());
         }
     };
     // Platform principals read any organization; end users only their own,
@@ -81,6 +91,56 @@ pub async fn get(
     };
     Ok(Response::new(pb::GetOrganizationResponse {
         organization: Some(convert::organization(organization, show_private)),
+    }))
+}
+
+/// The most ids `BatchGetOrganizations` takes.
+const BATCH_GET_MAX: usize = 100;
+
+pub async fn batch_get(
+    api: &OrganizationApi,
+    request: Request<pb::BatchGetOrganizationsRequest>,
+) -> Answer<pb::BatchGetOrganizationsResponse> {
+    let caller = caller(&request)?;
+    let req = request.into_inner();
+    if req.organization_ids.is_empty() || req.organization_ids.len() > BATCH_GET_MAX {
+        return Err(Error::invalid(
+            "organization_ids",
+            format!("must name 1 to {BATCH_GET_MAX} organizations"),
+        )
+        .into());
+    }
+    let mut ids = Vec::with_capacity(req.organization_ids.len());
+    let mut violations = Vec::new();
+    for (index, id) in req.organization_ids.iter().enumerate() {
+        match OrganizationId::parse(&format!("organization_ids[{index}]"), id) {
+            Ok(id) => ids.push(id),
+            Err(violation) => violations.push(violation),
+        }
+    }
+    if !violations.is_empty() {
+        return Err(Error::InvalidArgument(violations).into());
+    }
+    // As GetOrganization: platform principals read any organization, end
+    // users only their own (one query either way); the first id not found
+    // is NOT_FOUND, whether it does not exist or is not the caller's.
+    let (organizations, show_private) = match api.authorizer.reader(&caller)? {
+        Reader::Platform(actor) => (
+            api.organizations.batch_get(&ids, None).await?,
+            actor.platform,
+        ),
+        Reader::Member(actor) => (
+            api.organizations
+                .batch_get(&ids, Some(actor.sub.as_str()))
+                .await?,
+            actor.platform,
+        ),
+    };
+    Ok(Response::new(pb::BatchGetOrganizationsResponse {
+        organizations: organizations
+            .into_iter()
+            .map(|organization| convert::organization(organization, show_private))
+            .collect(),
     }))
 }
 

@@ -12,11 +12,11 @@ use super::reads::{summary_in, with_members};
 use crate::domain::billing::{
     BecameBillable, BillingSummary, OrganizationUsage, PeriodStarted, Pricing, WatchCursor,
 };
-use crate::domain::events::EventKind;
+use crate::domain::events::{EventFilter, EventKind};
 use crate::domain::paging::PageTokens;
 use crate::domain::time::{BillingPeriod, Clock, Micros};
 use crate::domain::{Error, Reason, Result};
-use crate::events::{EventRow, Notifier, reader};
+use crate::events::{EventRow, Notifier, WatchHub, reader};
 use crate::store::{Db, repo::billing as repo};
 
 /// Events read from the log at a time by one watch.
@@ -65,7 +65,10 @@ pub struct WatchMessage {
 /// What all the watches of a process share.
 #[derive(Debug)]
 struct Shared {
-    tail: reader::SharedTail,
+    /// The log's tail, shared with every other watch of the process.
+    tail: Arc<reader::SharedTail>,
+    /// What the tail is read for: billing events.
+    filter: EventFilter,
     summary: tokio::sync::Mutex<Option<SharedSummary>>,
     initial: tokio::sync::Mutex<Option<SharedInitialState>>,
 }
@@ -117,7 +120,8 @@ pub async fn check_age(db: &Db, seq: i64, now: Micros, retention: Duration) -> R
     }
 }
 
-fn shutting_down() -> Error {
+/// How a watch ends when the server shuts down.
+pub(crate) fn shutting_down() -> Error {
     Error::Unavailable(
         Reason::ShuttingDown,
         "the server is shutting down; resume from the last cursor".into(),
@@ -130,10 +134,14 @@ impl BillingWatch {
         clock: Arc<dyn Clock>,
         pricing: Pricing,
         settings: WatchSettings,
-        notifier: Notifier,
-        shutdown: watch::Receiver<bool>,
+        hub: WatchHub,
         tokens: PageTokens,
     ) -> Self {
+        let WatchHub {
+            notifier,
+            shutdown,
+            tail,
+        } = hub;
         BillingWatch {
             db,
             clock,
@@ -143,7 +151,11 @@ impl BillingWatch {
             shutdown,
             tokens,
             shared: Arc::new(Shared {
-                tail: reader::SharedTail::new(WATCHED_KINDS),
+                tail,
+                filter: EventFilter {
+                    kinds: WATCHED_KINDS.to_vec(),
+                    organization_id: None,
+                },
                 summary: tokio::sync::Mutex::new(None),
                 initial: tokio::sync::Mutex::new(None),
             }),
@@ -384,8 +396,11 @@ impl WatchTask {
                 return Ok(sent);
             }
             let conn = self.watch.db.conn();
-            let tail = &self.watch.shared.tail;
-            let (events, reached) = tail.read(conn, self.after, head, WATCH_READ_LIMIT).await?;
+            let shared = &self.watch.shared;
+            let (events, reached) = shared
+                .tail
+                .read(conn, &shared.filter, self.after, head, WATCH_READ_LIMIT)
+                .await?;
             if let Some(last) = events.last() {
                 let summary = self.watch.summary(last.seq).await?;
                 for event in events {

@@ -26,6 +26,9 @@ pub struct Model {
     pub create_time: i64,
     pub update_time: i64,
     pub revision: i64,
+    /// The organization's id in another system; unique when set.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub external_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

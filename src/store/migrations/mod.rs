@@ -8,7 +8,8 @@ mod m20261128_000002_invitations;
 mod m20261128_000003_billing;
 mod m20261201_000004_event_kinds;
 mod m20261201_000005_server_keys;
-mod m20261210_000010_domain_claims;
+mod m20261201_000006_domain_claims;
+mod m20261201_000007_external_ids;
 
 pub struct Migrator;
 
@@ -21,7 +22,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_billing::Migration),
             Box::new(m20261201_000004_event_kinds::Migration),
             Box::new(m20261201_000005_server_keys::Migration),
-            Box::new(m20261210_000010_domain_claims::Migration),
+            Box::new(m20261201_000006_domain_claims::Migration),
+            Box::new(m20261201_000007_external_ids::Migration),
         ]
     }
 }

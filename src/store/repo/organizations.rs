@@ -56,11 +56,115 @@ impl FromQueryResult for AsMember {
     }
 }
 
-/// The organization with id or slug `key` and the role of `user_id` in it, if
-/// it is a member: one indexed query.
+/// Which unique column names an organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyColumn {
+    Id,
+    Slug,
+    ExternalId,
+}
+
+impl KeyColumn {
+    fn column(self) -> Column {
+        match self {
+            KeyColumn::Id => Column::Id,
+            KeyColumn::Slug => Column::Slug,
+            KeyColumn::ExternalId => Column::ExternalId,
+        }
+    }
+}
+
+/// The organization whose `by` column is `key`.
+pub async fn get_by(
+    conn: &impl ConnectionTrait,
+    by: KeyColumn,
+    key: &str,
+) -> Result<Option<OrganizationRow>, DbErr> {
+    Entity::find().filter(by.column().eq(key)).one(conn).await
+}
+
+/// The organizations with these ids that exist, in no particular order: one
+/// query.
+pub async fn get_many(
+    conn: &impl ConnectionTrait,
+    ids: &[&str],
+) -> Result<Vec<OrganizationRow>, DbErr> {
+    Entity::find()
+        .filter(Column::Id.is_in(ids.iter().copied()))
+        .all(conn)
+        .await
+}
+
+/// The organizations with these ids that `user_id` is a member of, in no
+/// particular order: one query.
+pub async fn get_many_as_member(
+    conn: &impl ConnectionTrait,
+    ids: &[&str],
+    user_id: &str,
+) -> Result<Vec<OrganizationRow>, DbErr> {
+    Entity::find()
+        .filter(Column::Id.is_in(ids.iter().copied()))
+        .filter(
+            Column::Id.in_subquery(
+                memberships::Entity::find()
+                    .select_only()
+                    .column(memberships::Column::OrganizationId)
+                    .filter(memberships::Column::UserId.eq(user_id))
+                    .into_query(),
+            ),
+        )
+        .all(conn)
+        .await
+}
+
+/// The name and slug of each of these organizations that exists, by id: one
+/// query, for the memberships that carry them.
+pub async fn names_of(
+    conn: &impl ConnectionTrait,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, (String, String)>, DbErr> {
+    let rows: Vec<(String, String, String)> = Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .column(Column::Name)
+        .column(Column::Slug)
+        .filter(Column::Id.is_in(ids.iter().copied()))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, slug)| (id, (name, slug)))
+        .collect())
+}
+
+pub async fn get_by_slug(
+    conn: &impl ConnectionTrait,
+    slug: &str,
+) -> Result<Option<OrganizationRow>, DbErr> {
+    get_by(conn, KeyColumn::Slug, slug).await
+}
+
+/// Whether another organization than `except` has this external id.
+pub async fn external_id_taken(
+    conn: &impl ConnectionTrait,
+    external_id: &str,
+    except: Option<&str>,
+) -> Result<bool, DbErr> {
+    query::any(
+        conn,
+        Entity::find()
+            .filter(Column::ExternalId.eq(external_id))
+            .apply_if(except, |select, id| select.filter(Column::Id.ne(id))),
+    )
+    .await
+}
+
+/// The organization whose `by` column is `key` and the role of `user_id` in
+/// it, if it is a member: one indexed query.
 pub async fn get_as_member(
     conn: &impl ConnectionTrait,
-    by_slug: bool,
+    by: KeyColumn,
     key: &str,
     user_id: &str,
 ) -> Result<Option<(OrganizationRow, String)>, DbErr> {
@@ -73,22 +177,14 @@ pub async fn get_as_member(
                     .eq(member.clone())
                     .into()
             });
-    let column = if by_slug { Column::Slug } else { Column::Id };
     let found = Entity::find()
         .join(JoinType::InnerJoin, membership)
         .column_as(memberships::Column::Role, "member_role")
-        .filter(column.eq(key))
+        .filter(by.column().eq(key))
         .into_model::<AsMember>()
         .one(conn)
         .await?;
     Ok(found.map(|found| (found.organization, found.role)))
-}
-
-pub async fn get_by_slug(
-    conn: &impl ConnectionTrait,
-    slug: &str,
-) -> Result<Option<OrganizationRow>, DbErr> {
-    Entity::find().filter(Column::Slug.eq(slug)).one(conn).await
 }
 
 pub async fn slug_taken(conn: &impl ConnectionTrait, slug: &str) -> Result<bool, DbErr> {
@@ -116,6 +212,7 @@ pub async fn update(
     let result = Entity::update_many()
         .col_expr(Column::Name, Expr::value(row.name.clone()))
         .col_expr(Column::Slug, Expr::value(row.slug.clone()))
+        .col_expr(Column::ExternalId, Expr::value(row.external_id.clone()))
         .col_expr(
             Column::MaxAllowedMemberships,
             Expr::value(row.max_allowed_memberships),

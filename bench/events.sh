@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Delivery latency of changes to many open WatchEvents streams under a
+# CreateMembership load, next to the Health/Check round trip of the same run,
+# and the server's memory with the streams open: builds release, starts a
+# server on a fresh SQLite file and, when a PostgreSQL URL is given, on a
+# fresh PostgreSQL database too, runs `orgs-bench watch-events` against each,
+# and removes the servers, the file and the database again.
+#
+# Usage: bench/events.sh [POSTGRES_URL]
+#   POSTGRES_URL names a database the script may connect to in order to create
+#   (and at the end drop) a fresh one next to it, for example
+#   postgres://postgres@127.0.0.1:5432/postgres
+# Settings (environment): STREAMS (1000), RATE (20 CreateMembership/s),
+#   SECONDS_PER (10 s of load), NO_BUILD=1 to use the binaries as they are,
+#   ORGS_BIN and ORGS_BENCH_BIN to name them.
+# Needs: cargo, python3 (free ports), psql for PostgreSQL.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
+if [[ -z "${NO_BUILD:-}" ]]; then
+  (cd "$repo_root" && cargo build --release --bins)
+fi
+orgs="${ORGS_BIN:-$target_dir/release/orgs}"
+bench="${ORGS_BENCH_BIN:-$target_dir/release/orgs-bench}"
+streams="${STREAMS:-1000}"
+rate="${RATE:-20}"
+seconds="${SECONDS_PER:-10}"
+postgres_url="${1:-}"
+
+export ORGS_AUTH_HS256_SECRET="bench-secret-0123456789abcdef-0123456789"
+# Every stream is opened by the bench principal: let it hold them all.
+export ORGS_WATCHES_PER_PRINCIPAL=$((streams + 16))
+token="$("$orgs" token --sub bench --scope "orgs:admin")"
+work="$(mktemp -d)"
+server=""
+pg_admin_url=""
+pg_database=""
+
+stop_server() {
+  if [[ -n "$server" ]]; then
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    server=""
+  fi
+}
+
+cleanup() {
+  local status=$?
+  stop_server
+  if [[ $status -ne 0 && -s "$work/server.log" ]]; then
+    echo "--- the end of the server log ---" >&2
+    tail -n 20 "$work/server.log" >&2
+  fi
+  if [[ -n "$pg_database" ]]; then
+    psql "$pg_admin_url" -qc "DROP DATABASE IF EXISTS \"$pg_database\" WITH (FORCE)" >/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts a server on database $1; sets $server and $addr.
+start_server() {
+  local url="$1" port metrics_port
+  port="$(free_port)"
+  metrics_port="$(free_port)"
+  "$orgs" serve --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" \
+    --database-url "$url" >>"$work/server.log" 2>&1 &
+  server=$!
+  addr="http://127.0.0.1:$port"
+  # The listener opens once migrations have run.
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      return 0
+    fi
+    if ! kill -0 "$server" 2>/dev/null; then
+      cat "$work/server.log" >&2
+      echo "the server did not start" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+  echo "the server did not listen within 20 s" >&2
+  exit 1
+}
+
+run_bench() {
+  local name="$1" url="$2"
+  echo
+  # Other work on the machine moves every number; say how busy it was.
+  echo "=== $name === ($(uptime | sed 's/.*load average/load average/'))"
+  start_server "$url"
+  "$bench" --addr "$addr" --token "$token" watch-events --streams "$streams" \
+    --rate "$rate" --seconds "$seconds" --server-pid "$server"
+  stop_server
+}
+
+echo "orgs-bench watch-events: $streams streams, $rate writes/s for $seconds s, $(nproc) cores, $(git -C "$repo_root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+run_bench "SQLite (WAL, synchronous=FULL)" "sqlite://$work/bench.db?mode=rwc"
+
+if [[ -n "$postgres_url" ]]; then
+  pg_admin_url="$postgres_url"
+  pg_database="orgs_bench_$(date +%s)_$$"
+  psql "$pg_admin_url" -qc "CREATE DATABASE \"$pg_database\"" >/dev/null
+  run_bench "PostgreSQL" "${postgres_url%/*}/$pg_database"
+fi

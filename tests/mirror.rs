@@ -1,0 +1,208 @@
+//! The example consumer `examples/mirror_memberships.rs`, run as a child
+//! process against a real server: killed (SIGKILL) mid-stream while writes go
+//! on, restarted, and finally its mirror equals `ListMemberships` of every
+//! organization.
+//!
+//! `cargo test` builds the examples; `cargo test --test mirror` alone does
+//! not (build it with `cargo build --example mirror_memberships`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use orgs::proto::v1 as pb;
+use prost_types::FieldMask;
+
+type Mirror = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The compiled example, beside the test executable's directory
+/// (`target/debug/deps/..` → `target/debug/examples/`).
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let debug = exe.parent().and_then(Path::parent).expect("target/debug");
+    let path = debug.join("examples").join(format!(
+        "mirror_memberships{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test` (which builds the examples) or `cargo build --example mirror_memberships`",
+        path.display()
+    );
+    path
+}
+
+fn start(app: &TestApp, state: &Path) -> Child {
+    Command::new(example())
+        .arg(format!("http://{}", app.addr))
+        .arg(token("svc-mirror", "orgs:read"))
+        .arg(state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the example")
+}
+
+fn stop(mut child: Child) {
+    // SIGKILL: no chance to tidy up.
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+}
+
+fn mirror(state: &Path) -> Option<Mirror> {
+    let bytes = std::fs::read(state).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).expect("the state file is whole");
+    serde_json::from_value(value["memberships"].clone()).ok()
+}
+
+/// Every membership of every organization, as the server lists them.
+async fn truth(app: &TestApp) -> Mirror {
+    let mut admin = app.admin();
+    let mut truth = Mirror::new();
+    let mut page_token = String::new();
+    loop {
+        let page = admin
+            .list_organizations(pb::ListOrganizationsRequest {
+                page_size: 500,
+                page_token: page_token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("list organizations")
+            .into_inner();
+        for organization in page.organizations {
+            let memberships = admin
+                .list_memberships(pb::ListMembershipsRequest {
+                    organization_id: organization.id.clone(),
+                    page_size: 500,
+                    ..Default::default()
+                })
+                .await
+                .expect("list memberships")
+                .into_inner()
+                .memberships;
+            for m in memberships {
+                truth
+                    .entry(m.organization_id)
+                    .or_default()
+                    .insert(m.user_id, m.role);
+            }
+        }
+        if page.next_page_token.is_empty() {
+            return truth;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Membership changes: adds, role changes, removals, a whole organization
+/// deleted now and then.
+async fn write(app: &TestApp, organizations: &mut Vec<String>, step: usize) {
+    let organization = organizations[step % organizations.len()].clone();
+    let user = format!("user_w{}", step / 3);
+    let admin = || app.admin();
+    match step % 9 {
+        0..=3 => {
+            add_member(app, &organization, &format!("user_s{step}"), "org:member").await;
+        }
+        4 | 5 => {
+            admin()
+                .update_membership(pb::UpdateMembershipRequest {
+                    membership: Some(pb::Membership {
+                        organization_id: organization.clone(),
+                        user_id: format!("user_s{}", step - 4),
+                        role: "org:admin".into(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(FieldMask {
+                        paths: vec!["role".into()],
+                    }),
+                })
+                .await
+                .ok();
+        }
+        6 | 7 => {
+            admin()
+                .delete_membership(pb::DeleteMembershipRequest {
+                    organization_id: organization.clone(),
+                    user_id: format!("user_s{}", step - 6),
+                    ..Default::default()
+                })
+                .await
+                .ok();
+        }
+        _ => {
+            admin()
+                .delete_organization(pb::DeleteOrganizationRequest {
+                    organization_id: organization.clone(),
+                    ..Default::default()
+                })
+                .await
+                .expect("delete organization");
+            organizations.retain(|o| *o != organization);
+            let created = create_org(app, &format!("Org {step}"), Some(&user)).await;
+            organizations.push(created.id);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_example_mirror_survives_kills_and_matches_list_memberships() {
+    let app = TestApp::spawn_with(|config| config.watch_checkpoint_interval_secs = 1).await;
+    let mut organizations = Vec::new();
+    for n in 0..3 {
+        let organization = create_org(&app, &format!("Org {n}"), Some(&format!("user_c{n}"))).await;
+        organizations.push(organization.id);
+    }
+    let dir = std::env::temp_dir().join(format!("orgs-mirror-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let state = dir.join("mirror.json");
+
+    let mut child = start(&app, &state);
+    let mut step = 0;
+    for round in 0..3 {
+        // Writes while the mirror follows…
+        for _ in 0..25 {
+            write(&app, &mut organizations, step).await;
+            step += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // …killed mid-stream, and restarted after more writes it did not see.
+        stop(child);
+        for _ in 0..10 {
+            write(&app, &mut organizations, step).await;
+            step += 1;
+        }
+        assert!(
+            mirror(&state).is_some(),
+            "round {round}: the state was saved"
+        );
+        child = start(&app, &state);
+    }
+    for _ in 0..20 {
+        write(&app, &mut organizations, step).await;
+        step += 1;
+    }
+
+    let expected = truth(&app).await;
+    assert!(expected.len() >= 3);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if mirror(&state).as_ref() == Some(&expected) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the mirror {:#?} never matched {expected:#?}",
+            mirror(&state)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop(child);
+    std::fs::remove_dir_all(&dir).ok();
+    app.shutdown().await;
+}
