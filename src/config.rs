@@ -19,6 +19,8 @@ mod domains;
 use crate::dns::DnsSettings;
 use crate::domain::verification::DomainRules;
 pub use domains::DomainsConfig;
+mod console;
+pub use console::ConsoleConfig;
 
 /// The JWT signature algorithm the server accepts; tokens naming any other
 /// algorithm (`none` included) are refused.
@@ -299,6 +301,8 @@ pub struct ServeConfig {
     pub limits: LimitsConfig,
     #[command(flatten)]
     pub domains: DomainsConfig,
+    #[command(flatten)]
+    pub console: ConsoleConfig,
     /// How long in-flight calls may take to finish after SIGTERM, in seconds.
     #[arg(
         long = "shutdown-grace-period",
@@ -495,6 +499,7 @@ impl ServeConfig {
                 ..LimitsConfig::default()
             },
             domains: DomainsConfig::default(),
+            console: ConsoleConfig::default(),
             shutdown_grace_period_secs: 5,
             watch_checkpoint_interval_secs: 15,
             watch_retention_days: 30,

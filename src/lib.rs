@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod dns;
 pub mod domain;
 pub mod events;

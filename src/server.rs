@@ -81,6 +81,8 @@ pub struct App {
     verifier: Arc<Verifier>,
     tls: Option<Arc<ServerTls>>,
     shutdown_sender: watch::Sender<bool>,
+    /// The console's listener, once bound (see [`App::bind_console`]).
+    console_listener: Option<TcpListener>,
 }
 
 impl App {
@@ -143,6 +145,7 @@ impl App {
             verifier,
             tls,
             shutdown_sender,
+            console_listener: None,
         })
     }
 
@@ -151,10 +154,13 @@ impl App {
     /// `health_listen_addr` until `signal` completes, then shuts down
     /// gracefully.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        if let Some(addr) = self.bind_console().await? {
+            tracing::info!(%addr, "serving the console");
+        }
         let metrics_addr = self.config.metrics_listen_addr;
         let metrics_listener = TcpListener::bind(metrics_addr)
             .await
@@ -166,6 +172,20 @@ impl App {
         }
         self.serve_with_metrics(listener, metrics_listener, health_listener, signal)
             .await
+    }
+
+    /// Binds the console's listener when `ORGS_CONSOLE_LISTEN_ADDR` is set;
+    /// [`App::serve_with_metrics`] serves the console on it.
+    pub async fn bind_console(&mut self) -> anyhow::Result<Option<SocketAddr>> {
+        let Some(addr) = self.config.console.listen_addr else {
+            return Ok(None);
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for the console on {addr}: {e}"))?;
+        let local = listener.local_addr()?;
+        self.console_listener = Some(listener);
+        Ok(Some(local))
     }
 
     /// The plaintext health-only listener, when one is configured.
@@ -207,6 +227,7 @@ impl App {
             verifier,
             tls,
             shutdown_sender,
+            console_listener,
         } = self;
         let watchdog = tokio::spawn(watch_database(shared.db.clone(), reporter.clone()));
         // One follower of the log: the caches forget what other replicas
@@ -296,6 +317,26 @@ impl App {
         let shapes = RpcShapes::from_descriptor_set(proto::FILE_DESCRIPTOR_SET);
         let limits = LimitsLayer::new(limits_config, shapes.clone());
         let limits_upkeep = limits.spawn_upkeep();
+        // The console stops taking requests when shutdown starts.
+        let console_server = console_listener.map(|console_listener| {
+            let console = crate::console::Console::new(
+                wiring::console_services(&config, &shared),
+                verifier.clone(),
+                shared.keys.console_csrf.clone(),
+                config.console.trust_authorization_header,
+                shared.clock.clone(),
+                limits.clone(),
+            );
+            let mut shutdown = shared.shutdown.clone();
+            tokio::spawn(crate::console::serve(
+                console_listener,
+                console,
+                async move {
+                    let _ = shutdown.wait_for(|started| *started).await;
+                },
+            ))
+        });
+
         let max_request_bytes = limits_config.max_request_bytes as usize;
         let router = Server::builder()
             .max_concurrent_streams(limits_config.max_concurrent_streams)
@@ -306,7 +347,7 @@ impl App {
             .layer(RpcLayer::new(shared.metrics.clone(), known_rpcs))
             .layer(DeadlineLayer::new(limits_config.request_timeout(), shapes))
             .layer(drain)
-            .layer(AuthLayer::new(verifier))
+            .layer(AuthLayer::new(verifier.clone()))
             // After authentication: it limits by the verified principal.
             .layer(limits)
             .add_service(health_service)
@@ -374,6 +415,11 @@ impl App {
         if let Ok(Err(err)) = metrics_server.await {
             tracing::warn!(error = %err, "metrics listener failed");
         }
+        if let Some(console_server) = console_server
+            && let Ok(Err(err)) = console_server.await
+        {
+            tracing::warn!(error = %err, "console listener failed");
+        }
         watchdog.abort();
         log_follower.abort();
         limits_upkeep.abort();
@@ -383,7 +429,8 @@ impl App {
 
     /// Binds `addr` (and the configured metrics and health addresses) and
     /// serves in the background; for tests and embedding.
-    pub async fn spawn(self, addr: SocketAddr) -> anyhow::Result<RunningServer> {
+    pub async fn spawn(mut self, addr: SocketAddr) -> anyhow::Result<RunningServer> {
+        let console_addr = self.bind_console().await?;
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let metrics_listener = TcpListener::bind(self.config.metrics_listen_addr).await?;
@@ -406,6 +453,7 @@ impl App {
             addr: local_addr,
             metrics_addr,
             health_addr,
+            console_addr,
             stop: Some(stop),
             handle,
         })
@@ -444,6 +492,8 @@ pub struct RunningServer {
     pub metrics_addr: SocketAddr,
     /// The bound address of the plaintext health listener, when configured.
     pub health_addr: Option<SocketAddr>,
+    /// The bound address of the console, when configured.
+    pub console_addr: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }

@@ -168,6 +168,16 @@ impl LimitsLayer {
     }
 }
 
+impl LimitsLayer {
+    /// Admits one call that does not pass through this layer (the console's
+    /// in-process calls), against the same per-principal buckets.
+    pub fn admit_call(&self, path: &str, caller: &Caller) -> Result<(), tonic::Status> {
+        self.admit(path, caller)
+            .map(drop)
+            .map_err(tonic::Status::from)
+    }
+}
+
 impl<S, B> Service<http::Request<B>> for LimitsService<S>
 where
     S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,

@@ -43,6 +43,8 @@ pub struct ServerKeys {
     pub page_tokens: ServerKey,
     /// Hashes domain verification codes.
     pub verification_codes: ServerKey,
+    /// Makes and checks the console's CSRF tokens.
+    pub console_csrf: ServerKey,
 }
 
 impl ServerKeys {
@@ -57,6 +59,7 @@ impl ServerKeys {
         Ok(ServerKeys {
             page_tokens: key("page_tokens").await?,
             verification_codes: key("verification_codes").await?,
+            console_csrf: key("console_csrf").await?,
         })
     }
 }
@@ -182,5 +185,23 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
             metrics: metrics.clone(),
         },
         billing_reads,
+    }
+}
+
+/// The console's own set of the three services' handlers, over the same use
+/// cases (cheap clones sharing the database, the access cache and the log's
+/// wake-up): the console calls them in-process with the caller the auth layer
+/// would make, so it can do nothing a token could not do over gRPC.
+pub fn console_services(config: &ServeConfig, shared: &Shared) -> crate::console::Services {
+    let Handlers {
+        organization,
+        invitation,
+        billing,
+        ..
+    } = handlers(config, shared);
+    crate::console::Services {
+        organization,
+        invitation,
+        billing,
     }
 }

@@ -3,6 +3,7 @@
 //! token helpers and typed clients.
 #![allow(dead_code)]
 
+pub mod console;
 pub mod raw;
 
 use std::sync::Arc;
@@ -96,6 +97,8 @@ pub struct TestApp {
     pub addr: std::net::SocketAddr,
     /// Where `/metrics` is served.
     pub metrics_addr: std::net::SocketAddr,
+    /// Where the console is served, when configured.
+    pub console_addr: Option<std::net::SocketAddr>,
     pub clock: ManualClock,
     pub database_url: String,
     server: Option<RunningServer>,
@@ -133,6 +136,7 @@ impl TestApp {
         TestApp {
             addr: server.addr,
             metrics_addr: server.metrics_addr,
+            console_addr: server.console_addr,
             clock,
             database_url: url.to_string(),
             server: Some(server),

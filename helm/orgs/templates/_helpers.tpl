@@ -199,6 +199,12 @@ says what to change.
 {{- if and .Values.autoscaling.enabled (not .Values.autoscaling.targetCPUUtilizationPercentage) (not .Values.autoscaling.targetMemoryUtilizationPercentage) }}
 {{- fail "autoscaling.enabled=true needs autoscaling.targetCPUUtilizationPercentage or autoscaling.targetMemoryUtilizationPercentage." }}
 {{- end }}
+{{- if and .Values.console.ingress.enabled (not .Values.console.enabled) }}
+{{- fail "console.ingress.enabled=true needs console.enabled=true: the Ingress routes to the console port." }}
+{{- end }}
+{{- if and .Values.console.enabled (or (eq (int .Values.ports.console) (int .Values.ports.grpc)) (eq (int .Values.ports.console) (int .Values.ports.metrics)) (and .Values.tls.enabled (eq (int .Values.ports.console) (int .Values.ports.health)))) }}
+{{- fail "ports.console must differ from the gRPC, metrics and health ports." }}
+{{- end }}
 {{- end }}
 
 {{/*
