@@ -9,6 +9,7 @@ pub mod dns;
 pub mod domain;
 pub mod events;
 pub mod grpc;
+pub mod middleware;
 pub mod proto;
 pub mod reload;
 pub mod server;

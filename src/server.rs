@@ -29,6 +29,7 @@ use crate::auth::{Verifier, layer::AuthLayer};
 use crate::config::ServeConfig;
 use crate::domain::time::{BillingPeriod, Clock};
 use crate::events::{Notifier, follower};
+use crate::middleware::AroundLayer;
 use crate::proto::{
     self,
     v1::{
@@ -344,12 +345,18 @@ impl App {
             .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
             .tcp_keepalive(Some(TCP_KEEPALIVE))
             // Outermost, so calls refused by the layers below are traced and counted too.
-            .layer(RpcLayer::new(shared.metrics.clone(), known_rpcs))
-            .layer(DeadlineLayer::new(limits_config.request_timeout(), shapes))
-            .layer(drain)
+            .layer(AroundLayer(RpcLayer::new(
+                shared.metrics.clone(),
+                known_rpcs,
+            )))
+            .layer(AroundLayer(DeadlineLayer::new(
+                limits_config.request_timeout(),
+                shapes,
+            )))
+            .layer(AroundLayer(drain))
             .layer(AuthLayer::new(verifier.clone()))
             // After authentication: it limits by the verified principal.
-            .layer(limits)
+            .layer(AroundLayer(limits))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

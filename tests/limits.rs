@@ -311,9 +311,23 @@ async fn a_call_whose_deadline_passes_on_a_held_lock_is_cancelled_and_leaves_not
     let audit_before = audit_actions(&app, &organization.id).await;
 
     let (db, txn) = hold_lock(&app.database_url, &organization.id).await;
-    let mut request = Request::new(add_bob(&organization.id));
-    request.set_timeout(Duration::from_millis(50));
-    let result = app.admin().create_membership(request).await;
+    // The server gives up a few milliseconds before the client's own timer;
+    // on a loaded machine the client's timer can still fire first (tonic
+    // then reports CANCELLED locally). Try a few times: the server's answer
+    // must be the documented one whenever it arrives first.
+    let mut result = None;
+    for _ in 0..5 {
+        let mut request = Request::new(add_bob(&organization.id));
+        request.set_timeout(Duration::from_millis(50));
+        match app.admin().create_membership(request).await {
+            Err(status) if status.code() == Code::Cancelled => continue,
+            other => {
+                result = Some(other);
+                break;
+            }
+        }
+    }
+    let result = result.expect("the server answered before the client gave up at least once");
     assert_status(result, Code::DeadlineExceeded, "DEADLINE_EXCEEDED");
     txn.rollback().await.expect("release the lock");
     db.close().await;

@@ -10,18 +10,16 @@
 //! outermost one, fires [`CLIENT_DEADLINE_MARGIN`] earlier so that callers
 //! see the documented status.
 
-use std::{
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use http::HeaderMap;
 use tonic::{Status, body::Body};
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::limits::RpcShapes;
 use crate::domain::Error;
+use crate::middleware::Around;
 
 /// How much earlier than the client's own deadline the server gives up.
 pub const CLIENT_DEADLINE_MARGIN: Duration = Duration::from_millis(5);
@@ -76,42 +74,18 @@ impl DeadlineLayer {
     }
 }
 
-impl<S> Layer<S> for DeadlineLayer {
-    type Service = DeadlineService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        DeadlineService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct DeadlineService<S> {
-    inner: S,
-    layer: DeadlineLayer,
-}
-
-impl<S, B> Service<http::Request<B>> for DeadlineService<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // The clone that was polled ready is the one to call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let Some(budget) = self.layer.budget(request.uri().path(), request.headers()) else {
+impl Around for DeadlineLayer {
+    fn around<S, B>(
+        &self,
+        mut inner: S,
+        request: http::Request<B>,
+    ) -> BoxFuture<'static, Result<http::Response<Body>, S::Error>>
+    where
+        S: Service<http::Request<B>, Response = http::Response<Body>> + Send + 'static,
+        S::Future: Send + 'static,
+        B: Send + 'static,
+    {
+        let Some(budget) = self.budget(request.uri().path(), request.headers()) else {
             return Box::pin(inner.call(request));
         };
         let path = request.uri().path().to_string();

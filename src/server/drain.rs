@@ -22,9 +22,10 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use http::HeaderMap;
 use tokio::sync::{Notify, watch};
 use tonic::{Status, body::Body, codegen::Bytes};
-use tower::{Layer, Service};
+use tower::Service;
 
 use crate::domain::{Error, Reason};
+use crate::middleware::Around;
 
 /// Completes once a `watch` flag turns true; never if its sender goes away
 /// without that.
@@ -118,55 +119,31 @@ impl DrainLayer {
     }
 }
 
-impl<S> Layer<S> for DrainLayer {
-    type Service = DrainService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        DrainService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct DrainService<S> {
-    inner: S,
-    layer: DrainLayer,
-}
-
-impl<S, B> Service<http::Request<B>> for DrainService<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // The clone that was polled ready is the one to call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl Around for DrainLayer {
+    fn around<S, B>(
+        &self,
+        mut inner: S,
+        request: http::Request<B>,
+    ) -> BoxFuture<'static, Result<http::Response<Body>, S::Error>>
+    where
+        S: Service<http::Request<B>, Response = http::Response<Body>> + Send + 'static,
+        S::Future: Send + 'static,
+        B: Send + 'static,
+    {
         let path = request.uri().path();
-        if *self.layer.shutdown.borrow() && !is_health(path) {
+        if *self.shutdown.borrow() && !is_health(path) {
             let status = shutting_down("the server is shutting down; retry on another replica");
             return Box::pin(async move { Ok(status.into_http()) });
         }
         // A health watch never ends by itself; it ends when shutdown starts,
         // other calls when the grace period is over.
         let end_stream = if path == "/grpc.health.v1.Health/Watch" {
-            self.layer.shutdown_started.clone()
+            self.shutdown_started.clone()
         } else {
-            self.layer.grace_over.clone()
+            self.grace_over.clone()
         };
-        let grace_over = self.layer.grace_over.clone();
-        let call = self.layer.in_flight.start();
+        let grace_over = self.grace_over.clone();
+        let call = self.in_flight.start();
         let response = inner.call(request);
         Box::pin(async move {
             tokio::select! {

@@ -23,12 +23,13 @@ use std::{
 use futures::future::BoxFuture;
 use prost::Message;
 use tonic::{Status, body::Body, codegen::Bytes};
-use tower::{Layer, Service};
+use tower::Service;
 
 use crate::auth::Caller;
 use crate::auth::policy::{CallKind, kind_for};
 use crate::config::LimitsConfig;
 use crate::domain::{Error, Reason};
+use crate::middleware::Around;
 use rate::RateLimits;
 use watches::{WatchPermit, WatchSlots};
 
@@ -114,23 +115,6 @@ impl LimitsLayer {
     }
 }
 
-impl<S> Layer<S> for LimitsLayer {
-    type Service = LimitsService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        LimitsService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct LimitsService<S> {
-    inner: S,
-    layer: LimitsLayer,
-}
-
 fn kind_name(kind: CallKind) -> &'static str {
     match kind {
         CallKind::Read => "read",
@@ -178,28 +162,21 @@ impl LimitsLayer {
     }
 }
 
-impl<S, B> Service<http::Request<B>> for LimitsService<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // The clone that was polled ready is the one to call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl Around for LimitsLayer {
+    fn around<S, B>(
+        &self,
+        mut inner: S,
+        request: http::Request<B>,
+    ) -> BoxFuture<'static, Result<http::Response<Body>, S::Error>>
+    where
+        S: Service<http::Request<B>, Response = http::Response<Body>> + Send + 'static,
+        S::Future: Send + 'static,
+        B: Send + 'static,
+    {
         let Some(caller) = request.extensions().get::<Caller>() else {
             return Box::pin(inner.call(request));
         };
-        let permit = match self.layer.admit(request.uri().path(), caller) {
+        let permit = match self.admit(request.uri().path(), caller) {
             Ok(permit) => permit,
             Err(err) => {
                 let status = Status::from(err);

@@ -22,11 +22,12 @@ use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use prost::Message;
 use tonic::{Code, Status, body::Body};
-use tower::{Layer, Service};
+use tower::Service;
 use tracing::{Instrument, Span, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::metrics::{MethodLabels, Metrics, RpcRecord, code_name};
+use crate::middleware::Around;
 
 /// The label value and span name of a path that is not a served RPC.
 const UNKNOWN: &str = "unknown";
@@ -102,43 +103,17 @@ impl RpcLayer {
     }
 }
 
-impl<S> Layer<S> for RpcLayer {
-    type Service = RpcService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RpcService {
-            inner,
-            metrics: self.metrics.clone(),
-            known: self.known.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct RpcService<S> {
-    inner: S,
-    metrics: Metrics,
-    known: Arc<KnownRpcs>,
-}
-
-impl<S, B> Service<http::Request<B>> for RpcService<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // The clone that was polled ready is the one to call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl Around for RpcLayer {
+    fn around<S, B>(
+        &self,
+        mut inner: S,
+        request: http::Request<B>,
+    ) -> BoxFuture<'static, Result<http::Response<Body>, S::Error>>
+    where
+        S: Service<http::Request<B>, Response = http::Response<Body>> + Send + 'static,
+        S::Future: Send + 'static,
+        B: Send + 'static,
+    {
         let labels = self.known.labels(request.uri().path());
         let span = rpc_span(&labels, request.headers());
         let call = Call {
