@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use super::lifecycle::lock_active;
 use super::list::Listing;
 use super::unit_of_work::{Call, Idempotency, Tx, Writer};
 use crate::dns::TxtLookup;
@@ -135,9 +136,7 @@ impl Domains {
                 Box::pin(async move {
                     // The lock makes the per-organization limit hold under
                     // concurrent creates.
-                    organizations::get_for_update(tx.conn(), new.organization_id.as_str())
-                        .await?
-                        .ok_or_else(Error::organization_not_found)?;
+                    lock_active(tx.conn(), new.organization_id.as_str()).await?;
                     lock_name(tx, &new.name).await?;
                     let cutoff = rules.claim_cutoff(tx.now);
                     let expired = domains::expired_claims(
