@@ -1890,7 +1890,12 @@ fn metric_value(text: &str, name: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_show_billable_organizations_and_open_watches() {
-    let app = TestApp::spawn_with(|config| config.billing.free_organizations = 0).await;
+    // Half of November gone: the one billable organization projects to two.
+    let app = spawn_at(at(2026, 11, 16, 0), |config| {
+        config.billing.free_organizations = 0;
+        config.billing.budget = 500;
+    })
+    .await;
     let organization = org_with(&app, "Gauged", "user_g1", &["user_g2"]).await;
     record(&app, &["user_g1", "user_g2"], None).await;
     assert!(usage(&app, &organization, "").await.billable);
@@ -1911,6 +1916,20 @@ async fn metrics_show_billable_organizations_and_open_watches() {
         Some(1.0),
         "{text}"
     );
+    assert_eq!(
+        metric_value(&text, "orgs_billing_budget_minor_units"),
+        Some(500.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&text, "orgs_billing_projected_amount_due_minor_units"),
+        Some(200.0),
+        "{text}"
+    );
+    let totals = summary(&app, "").await;
+    assert_eq!(cents(&totals.budget), 500);
+    assert_eq!(cents(&totals.amount_due), 100);
+    assert_eq!(cents(&totals.projected_amount_due), 200);
     drop(stream);
     let mut closed = false;
     for _ in 0..50 {

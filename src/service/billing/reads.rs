@@ -3,13 +3,14 @@
 //! reads one snapshot, so its numbers agree with each other.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use sea_orm::ConnectionTrait;
 
 use crate::domain::billing::{BillingSummary, CostDriver, OrganizationUsage, Pricing};
 use crate::domain::ids::{OrganizationId, UserId};
 use crate::domain::paging::{Page, PageTokens};
-use crate::domain::time::{BillingPeriod, Clock, Micros, SystemClock};
+use crate::domain::time::{BillingPeriod, Clock, Micros};
 use crate::domain::{Error, Result};
 use crate::service::list::Listing;
 use crate::store::Db;
@@ -22,14 +23,17 @@ pub struct BillingReads {
     db: Db,
     pricing: Pricing,
     tokens: PageTokens,
+    /// For the projection of the amount due.
+    clock: Arc<dyn Clock>,
 }
 
 impl BillingReads {
-    pub fn new(db: Db, pricing: Pricing, tokens: PageTokens) -> Self {
+    pub fn new(db: Db, pricing: Pricing, tokens: PageTokens, clock: Arc<dyn Clock>) -> Self {
         BillingReads {
             db,
             pricing,
             tokens,
+            clock,
         }
     }
 
@@ -74,7 +78,7 @@ impl BillingReads {
     /// The totals of a period, from its counters: no scan.
     pub async fn summary(&self, period: BillingPeriod) -> Result<BillingSummary> {
         let txn = self.db.begin_snapshot().await?;
-        let now = SystemClock.now_micros();
+        let now = self.clock.now_micros();
         let summary = summary_in(&txn, &self.pricing, period, now).await?;
         txn.commit().await?;
         Ok(summary)
