@@ -350,6 +350,20 @@ async fn a_deactivated_organization_refuses_changes_and_is_never_billed() {
     let org = create_org(&app, "Dormant", Some("user_owner")).await.id;
     add_member(&app, &org, "user_member", "org:member").await;
     let other = create_org(&app, "Busy", Some("user_busy")).await.id;
+    let domain = app
+        .invitations(Some(token("svc-admin", "orgs:admin")))
+        .create_domain(pb::CreateDomainRequest {
+            organization_id: org.clone(),
+            name: "dormant.example".into(),
+            enrollment_mode: pb::EnrollmentMode::ManualInvitation as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .domain
+        .unwrap()
+        .id;
 
     let deactivated = app
         .admin()
@@ -398,6 +412,15 @@ async fn a_deactivated_organization_refuses_changes_and_is_never_billed() {
         })
         .await;
     assert_status(invite, Code::FailedPrecondition, "ORGANIZATION_DEACTIVATED");
+    let domain_change = app
+        .invitations(Some(token("svc-admin", "orgs:admin")))
+        .delete_domain(pb::DeleteDomainRequest { domain_id: domain })
+        .await;
+    assert_status(
+        domain_change,
+        Code::FailedPrecondition,
+        "ORGANIZATION_DEACTIVATED",
+    );
     let member_change = deactivate_member(&app, &org, "user_member").await;
     assert_status(
         member_change,

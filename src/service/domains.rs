@@ -102,10 +102,20 @@ impl Domains {
             .ok_or_else(domain_not_found)
     }
 
-    /// Reads a domain in `tx`, locked for the rest of it.
+    /// Reads a domain in `tx`, locked for the rest of it. A domain of a
+    /// deactivated organization is not changed (`ORGANIZATION_DEACTIVATED`).
     pub(super) async fn locked(&self, tx: &Tx, id: &DomainId) -> Result<Domain> {
         let row = domains::get_for_update(tx.conn(), id.as_str()).await?;
-        self.in_force(row, tx.now)
+        let domain = self.in_force(row, tx.now)?;
+        // A plain read: the domain's lock is held, and taking the
+        // organization's after it would invert the order creates take.
+        if organizations::get(tx.conn(), domain.organization_id.as_str())
+            .await?
+            .is_some_and(|organization| organization.deactivate_time.is_some())
+        {
+            return Err(Error::organization_deactivated());
+        }
+        Ok(domain)
     }
 
     pub async fn create(
