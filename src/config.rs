@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 mod file;
 pub use file::file_variables;
 
-use crate::domain::billing::Pricing;
+use crate::domain::billing::{Budget, Pricing};
 use crate::domain::enrollment::InvitationRules;
 use crate::domain::ids::RoleKey;
 use crate::domain::organizations::OrganizationRules;
@@ -180,6 +180,32 @@ pub struct BillingConfig {
         default_value = "USD"
     )]
     pub currency: String,
+    /// The budget of a period, in minor units of the currency; 0: none.
+    #[arg(
+        long = "billing-budget",
+        env = "ORGS_BILLING_BUDGET",
+        default_value_t = 0
+    )]
+    pub budget: u64,
+    /// Percentages of the budget whose first crossing in a period records a
+    /// `billing.budget_threshold_crossed` event, comma-separated (1–1000).
+    #[arg(
+        long = "billing-budget-alert-percents",
+        env = "ORGS_BILLING_BUDGET_ALERT_PERCENTS",
+        default_value = "50,80,100",
+        value_delimiter = ',',
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub budget_alert_percents: Vec<u32>,
+    /// Refuse memberships that would make the amount due exceed the budget
+    /// (FAILED_PRECONDITION `BUDGET_EXCEEDED`); activity is never refused.
+    #[arg(
+        long = "billing-budget-enforce",
+        env = "ORGS_BILLING_BUDGET_ENFORCE",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub budget_enforce: bool,
 }
 
 impl Default for BillingConfig {
@@ -189,6 +215,9 @@ impl Default for BillingConfig {
             free_organizations: 100,
             price_per_organization: 100,
             currency: "USD".into(),
+            budget: 0,
+            budget_alert_percents: vec![50, 80, 100],
+            budget_enforce: false,
         }
     }
 }
@@ -411,6 +440,11 @@ impl ServeConfig {
             price_per_organization: i64::try_from(self.billing.price_per_organization)
                 .unwrap_or(i64::MAX),
             currency: self.billing.currency.clone(),
+            budget: Budget::new(
+                i64::try_from(self.billing.budget).unwrap_or(i64::MAX),
+                &self.billing.budget_alert_percents,
+                self.billing.budget_enforce,
+            ),
         }
     }
 

@@ -131,10 +131,16 @@ impl App {
             Box::pin(async move {
                 let period = BillingPeriod::containing(clock.now());
                 match reads.summary(period).await {
-                    Ok(summary) => gauges.set(
-                        summary.billable_organizations.max(0) as u64,
-                        summary.charged_organizations.max(0) as u64,
-                    ),
+                    Ok(summary) => {
+                        gauges.set(
+                            summary.billable_organizations.max(0) as u64,
+                            summary.charged_organizations.max(0) as u64,
+                        );
+                        gauges.set_budget(
+                            summary.budget.map_or(0, |budget| budget.minor_units),
+                            summary.projected_amount_due.minor_units,
+                        );
+                    }
                     Err(err) => tracing::warn!(error = %err, "billing gauges not refreshed"),
                 }
             })

@@ -498,6 +498,31 @@ fn rows() -> Vec<Row> {
                 })
             })
         }),
+        row("DeactivateOrganization", "UUUUU PPPPP POPP", |c| {
+            Box::pin(async move {
+                enc(pb::DeactivateOrganizationRequest {
+                    organization_id: c.world.organization("user_owner").await,
+                    ..Default::default()
+                })
+            })
+        }),
+        row("ReactivateOrganization", "UUUUU PPPPP POPP", |c| {
+            Box::pin(async move {
+                let org = c.world.organization("user_owner").await;
+                c.world
+                    .orgs()
+                    .deactivate_organization(pb::DeactivateOrganizationRequest {
+                        organization_id: org.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("deactivate organization");
+                enc(pb::ReactivateOrganizationRequest {
+                    organization_id: org,
+                    ..Default::default()
+                })
+            })
+        }),
         row("CreateMembership", "UUUUU NPONO POPP", |c| {
             Box::pin(async move {
                 enc(pb::CreateMembershipRequest {
@@ -534,6 +559,37 @@ fn rows() -> Vec<Row> {
                 let victim = c.world.unique("user_victim_");
                 c.world.add_member(&c.org(), &victim, "org:member").await;
                 enc(pb::DeleteMembershipRequest {
+                    organization_id: c.org(),
+                    user_id: victim,
+                    ..Default::default()
+                })
+            })
+        }),
+        row("DeactivateMembership", "UUUUU NPONO POPP", |c| {
+            Box::pin(async move {
+                let victim = c.world.unique("user_victim_");
+                c.world.add_member(&c.org(), &victim, "org:member").await;
+                enc(pb::DeactivateMembershipRequest {
+                    organization_id: c.org(),
+                    user_id: victim,
+                    ..Default::default()
+                })
+            })
+        }),
+        row("ReactivateMembership", "UUUUU NPONO POPP", |c| {
+            Box::pin(async move {
+                let victim = c.world.unique("user_victim_");
+                c.world.add_member(&c.org(), &victim, "org:member").await;
+                c.world
+                    .orgs()
+                    .deactivate_membership(pb::DeactivateMembershipRequest {
+                        organization_id: c.org(),
+                        user_id: victim.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("deactivate membership");
+                enc(pb::ReactivateMembershipRequest {
                     organization_id: c.org(),
                     user_id: victim,
                     ..Default::default()

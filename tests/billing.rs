@@ -729,6 +729,18 @@ async fn deleted_organizations_keep_their_history_and_leave_the_count() {
         })
         .await;
     assert_status(unknown, Code::NotFound, "ORGANIZATION_NOT_FOUND");
+    // An organization deleted before anyone in it was active answers too:
+    // every organization that ever existed has a usage.
+    let idle = org_with(&app, "Idle", "user_idle", &[]).await;
+    app.admin()
+        .delete_organization(pb::DeleteOrganizationRequest {
+            organization_id: idle.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let never = usage(&app, &idle, "").await;
+    assert_eq!((never.active_member_count, never.billable), (0, false));
 }
 
 #[tokio::test]
@@ -1400,8 +1412,18 @@ async fn reconciliation_with_a_seeded_random_workload() {
         members: BTreeMap<String, BTreeSet<String>>,
         active: BTreeMap<String, BTreeSet<String>>,
         counted: BTreeMap<(String, String), BTreeSet<String>>,
+        /// Deactivated memberships `(organization, user)`: kept, not counted.
+        deactivated_members: BTreeSet<(String, String)>,
+        /// Deactivated organizations: kept, never counted.
+        deactivated: BTreeSet<String>,
     }
     impl Model {
+        fn counts(&self, org: &str, user: &str) -> bool {
+            !self.deactivated.contains(org)
+                && !self
+                    .deactivated_members
+                    .contains(&(org.to_string(), user.to_string()))
+        }
         fn activity(&mut self, period: &str, user: &str) {
             if self
                 .active
@@ -1410,7 +1432,7 @@ async fn reconciliation_with_a_seeded_random_workload() {
                 .insert(user.to_string())
             {
                 for (org, members) in &self.members {
-                    if members.contains(user) {
+                    if members.contains(user) && self.counts(org, user) {
                         self.counted
                             .entry((org.clone(), period.to_string()))
                             .or_default()
@@ -1419,12 +1441,15 @@ async fn reconciliation_with_a_seeded_random_workload() {
                 }
             }
         }
+        /// A membership added or reactivated, or a member of an organization
+        /// reactivated: it counts if the user is active in the period.
         fn member_added(&mut self, current: &str, org: &str, user: &str) {
             self.members
                 .entry(org.to_string())
                 .or_default()
                 .insert(user.to_string());
-            if self.active.get(current).is_some_and(|a| a.contains(user)) {
+            if self.counts(org, user) && self.active.get(current).is_some_and(|a| a.contains(user))
+            {
                 self.counted
                     .entry((org.to_string(), current.to_string()))
                     .or_default()
@@ -1463,7 +1488,21 @@ async fn reconciliation_with_a_seeded_random_workload() {
             } else if roll < 40 {
                 let org = existing[rng.random_range(0..existing.len())].clone();
                 let user = pick(&mut rng);
-                if !model.members[&org].contains(&user) {
+                if model.deactivated.contains(&org) {
+                    let refused = app
+                        .admin()
+                        .create_membership(pb::CreateMembershipRequest {
+                            organization_id: org.clone(),
+                            user_id: user.clone(),
+                            ..Default::default()
+                        })
+                        .await;
+                    assert_status(
+                        refused,
+                        Code::FailedPrecondition,
+                        "ORGANIZATION_DEACTIVATED",
+                    );
+                } else if !model.members[&org].contains(&user) {
                     add_member(&app, &org, &user, "org:member").await;
                     model.member_added(period, &org, &user);
                 }
@@ -1485,6 +1524,9 @@ async fn reconciliation_with_a_seeded_random_workload() {
                             if let Some(members) = model.members.get_mut(&org) {
                                 members.remove(&user);
                             }
+                            model
+                                .deactivated_members
+                                .remove(&(org.clone(), user.clone()));
                         }
                         Err(status) => assert_eq!(reason(&status), "LAST_ADMIN"),
                     }
@@ -1500,6 +1542,75 @@ async fn reconciliation_with_a_seeded_random_workload() {
                     .expect("delete organization");
                 model.existing.remove(&org);
                 model.members.remove(&org);
+                model.deactivated.remove(&org);
+                model.deactivated_members.retain(|(o, _)| o != &org);
+            } else if roll < 60 {
+                // A member deactivated, or a deactivated one reactivated.
+                let org = existing[rng.random_range(0..existing.len())].clone();
+                let members: Vec<String> = model.members[&org].iter().cloned().collect();
+                if !members.is_empty() {
+                    let user = members[rng.random_range(0..members.len())].clone();
+                    let key = (org.clone(), user.clone());
+                    let reactivate = model.deactivated_members.contains(&key);
+                    let mut client = app.admin();
+                    let changed = if reactivate {
+                        client
+                            .reactivate_membership(pb::ReactivateMembershipRequest {
+                                organization_id: org.clone(),
+                                user_id: user.clone(),
+                                ..Default::default()
+                            })
+                            .await
+                            .map(|_| ())
+                    } else {
+                        client
+                            .deactivate_membership(pb::DeactivateMembershipRequest {
+                                organization_id: org.clone(),
+                                user_id: user.clone(),
+                                ..Default::default()
+                            })
+                            .await
+                            .map(|_| ())
+                    };
+                    match changed {
+                        Ok(()) if reactivate => {
+                            model.deactivated_members.remove(&key);
+                            model.member_added(period, &org, &user);
+                        }
+                        Ok(()) => {
+                            model.deactivated_members.insert(key);
+                        }
+                        Err(status) if model.deactivated.contains(&org) => {
+                            assert_eq!(reason(&status), "ORGANIZATION_DEACTIVATED")
+                        }
+                        Err(status) => assert_eq!(reason(&status), "LAST_ADMIN"),
+                    }
+                }
+            } else if roll < 64 {
+                // An organization deactivated, or a deactivated one reactivated.
+                let org = existing[rng.random_range(0..existing.len())].clone();
+                if model.deactivated.remove(&org) {
+                    app.admin()
+                        .reactivate_organization(pb::ReactivateOrganizationRequest {
+                            organization_id: org.clone(),
+                            ..Default::default()
+                        })
+                        .await
+                        .expect("reactivate organization");
+                    let members: Vec<String> = model.members[&org].iter().cloned().collect();
+                    for user in members {
+                        model.member_added(period, &org, &user);
+                    }
+                } else {
+                    app.admin()
+                        .deactivate_organization(pb::DeactivateOrganizationRequest {
+                            organization_id: org.clone(),
+                            ..Default::default()
+                        })
+                        .await
+                        .expect("deactivate organization");
+                    model.deactivated.insert(org);
+                }
             } else if roll < 88 || period == "2026-03" {
                 let batch: Vec<String> = (0..rng.random_range(1..6))
                     .map(|_| pick(&mut rng))
@@ -1525,7 +1636,12 @@ async fn reconciliation_with_a_seeded_random_workload() {
     let now = at(2026, 4, 20, 8);
     app.clock.set(now);
     replica.clock.set(now);
-    let existing: Vec<String> = model.existing.iter().cloned().collect();
+    // Deactivated organizations refuse new members: only active ones get them.
+    let existing: Vec<String> = model
+        .existing
+        .difference(&model.deactivated)
+        .cloned()
+        .collect();
     let mut planned_adds: Vec<(String, String)> = Vec::new();
     for org in &existing {
         for _ in 0..2 {
@@ -1636,17 +1752,8 @@ async fn reconciliation_with_a_seeded_random_workload() {
                 .get(&(org.clone(), period.to_string()))
                 .map(|s| s.iter().cloned().collect())
                 .unwrap_or_default();
-            let has_history = model.counted.keys().any(|(o, _)| o == org);
-            if !model.existing.contains(org) && !has_history {
-                let gone = reader(&app)
-                    .get_organization_usage(pb::GetOrganizationUsageRequest {
-                        organization_id: org.clone(),
-                        period: period.into(),
-                    })
-                    .await;
-                assert_status(gone, Code::NotFound, "ORGANIZATION_NOT_FOUND");
-                continue;
-            }
+            // Every organization that ever existed answers, deleted or not,
+            // with or without history.
             let answer = usage(&replica, org, period).await;
             assert_eq!(
                 answer.active_member_user_ids, counted,
@@ -1783,7 +1890,12 @@ fn metric_value(text: &str, name: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_show_billable_organizations_and_open_watches() {
-    let app = TestApp::spawn_with(|config| config.billing.free_organizations = 0).await;
+    // Half of November gone: the one billable organization projects to two.
+    let app = spawn_at(at(2026, 11, 16, 0), |config| {
+        config.billing.free_organizations = 0;
+        config.billing.budget = 500;
+    })
+    .await;
     let organization = org_with(&app, "Gauged", "user_g1", &["user_g2"]).await;
     record(&app, &["user_g1", "user_g2"], None).await;
     assert!(usage(&app, &organization, "").await.billable);
@@ -1804,6 +1916,20 @@ async fn metrics_show_billable_organizations_and_open_watches() {
         Some(1.0),
         "{text}"
     );
+    assert_eq!(
+        metric_value(&text, "orgs_billing_budget_minor_units"),
+        Some(500.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&text, "orgs_billing_projected_amount_due_minor_units"),
+        Some(200.0),
+        "{text}"
+    );
+    let totals = summary(&app, "").await;
+    assert_eq!(cents(&totals.budget), 500);
+    assert_eq!(cents(&totals.amount_due), 100);
+    assert_eq!(cents(&totals.projected_amount_due), 200);
     drop(stream);
     let mut closed = false;
     for _ in 0..50 {

@@ -1856,6 +1856,70 @@ async fn check_permission_is_cached_and_every_replica_converges() {
         (false, String::new())
     );
     eventually(&a, &organization.id, "user_c", MANAGE, (false, "")).await;
+    // Deactivating a member drops its rights before the call returns on the
+    // replica that made it, and soon on the other; reactivating gives its
+    // role back.
+    add_member(&a, &organization.id, "user_e", "org:admin").await;
+    for app in [&a, &b] {
+        eventually(app, &organization.id, "user_e", MANAGE, (true, "org:admin")).await;
+    }
+    let deactivated = b
+        .admin()
+        .deactivate_membership(pb::DeactivateMembershipRequest {
+            organization_id: organization.id.clone(),
+            user_id: "user_e".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .membership
+        .unwrap();
+    assert_eq!(deactivated.state, pb::MembershipState::Deactivated as i32);
+    assert_eq!(deactivated.role, "org:admin", "the role is kept");
+    assert_eq!(
+        allowed(&b, &organization.id, "user_e", MANAGE).await,
+        (false, String::new())
+    );
+    eventually(&a, &organization.id, "user_e", MANAGE, (false, "")).await;
+    a.admin()
+        .reactivate_membership(pb::ReactivateMembershipRequest {
+            organization_id: organization.id.clone(),
+            user_id: "user_e".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        allowed(&a, &organization.id, "user_e", MANAGE).await,
+        (true, "org:admin".into())
+    );
+    eventually(&b, &organization.id, "user_e", MANAGE, (true, "org:admin")).await;
+    // Deactivating the organization drops every member's rights the same way.
+    a.admin()
+        .deactivate_organization(pb::DeactivateOrganizationRequest {
+            organization_id: organization.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        allowed(&a, &organization.id, "user_e", MANAGE).await,
+        (false, String::new())
+    );
+    eventually(&b, &organization.id, "user_e", MANAGE, (false, "")).await;
+    b.admin()
+        .reactivate_organization(pb::ReactivateOrganizationRequest {
+            organization_id: organization.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        allowed(&b, &organization.id, "user_e", MANAGE).await,
+        (true, "org:admin".into())
+    );
+    eventually(&a, &organization.id, "user_e", MANAGE, (true, "org:admin")).await;
     // Changing what a role grants reaches every cached membership holding it.
     b.admin()
         .create_permission(pb::CreatePermissionRequest {

@@ -51,6 +51,7 @@ mod fixtures {
             update_time: NOW,
             revision: 1,
             external_id: None,
+            deactivate_time: None,
         }
     }
 
@@ -65,6 +66,7 @@ mod fixtures {
             create_time: NOW,
             update_time: NOW,
             revision: 1,
+            deactivate_time: None,
         }
     }
 }

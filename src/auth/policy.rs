@@ -113,6 +113,14 @@ pub const POLICY: &[(&str, Entry)] = &[
         write(org(PROFILE_DELETE, ADMIN)),
     ),
     (
+        "/orgs.v1.OrganizationService/DeactivateOrganization",
+        write(Rule::Scopes(ADMIN)),
+    ),
+    (
+        "/orgs.v1.OrganizationService/ReactivateOrganization",
+        write(Rule::Scopes(ADMIN)),
+    ),
+    (
         "/orgs.v1.OrganizationService/CreateMembership",
         write(org(MEMBERSHIPS_MANAGE, ADMIN)),
     ),
@@ -135,6 +143,14 @@ pub const POLICY: &[(&str, Entry)] = &[
             scopes: ADMIN,
             self_service: true,
         }),
+    ),
+    (
+        "/orgs.v1.OrganizationService/DeactivateMembership",
+        write(org(MEMBERSHIPS_MANAGE, ADMIN)),
+    ),
+    (
+        "/orgs.v1.OrganizationService/ReactivateMembership",
+        write(org(MEMBERSHIPS_MANAGE, ADMIN)),
     ),
     (
         "/orgs.v1.OrganizationService/CreateRole",

@@ -30,6 +30,7 @@ pub fn explanation(reason: &str) -> Option<&'static str> {
         "DOMAIN_NOT_FOUND" => "No such domain.",
         "MEMBERSHIP_REQUEST_NOT_FOUND" => "No such membership request.",
         "SLUG_TAKEN" => "Another organization already has that slug.",
+        "EXTERNAL_ID_TAKEN" => "Another organization already has that external id.",
         "MEMBERSHIP_EXISTS" => "That user is already a member of this organization.",
         "ROLE_EXISTS" => "A role with that key already exists.",
         "PERMISSION_EXISTS" => "A permission with that key already exists.",
@@ -57,6 +58,15 @@ pub fn explanation(reason: &str) -> Option<&'static str> {
         "VERIFICATION_CODE_INVALID" => "The verification code is wrong.",
         "DOMAIN_NOT_ELIGIBLE" => "The domain does not allow this.",
         "MEMBERSHIP_REQUEST_NOT_PENDING" => "The membership request is no longer pending.",
+        "DOMAIN_VERIFICATION_LOCKED" => {
+            "Too many failed verification attempts: the domain is locked for a while."
+        }
+        "DNS_RECORD_NOT_FOUND" => "The DNS TXT record with the expected value was not found.",
+        "DNS_CHALLENGE_NOT_PREPARED" => "Prepare the DNS verification first.",
+        "VERIFICATION_PREPARE_LIMIT_REACHED" => {
+            "Too many verifications were prepared for this domain. Try again later."
+        }
+        "DNS_RESOLVER_UNAVAILABLE" => "The DNS resolver did not answer. Try again later.",
         "ORGANIZATION_LIMIT_REACHED" => "The user has reached its maximum number of organizations.",
         "ORGANIZATION_DEACTIVATED" => {
             "The organization is deactivated: reactivate it before changing it."

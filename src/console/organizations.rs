@@ -104,6 +104,7 @@ pub async fn list(
             query: query.query.clone(),
             user_id: query.user_id.clone(),
             order_by: "name".into(),
+            ..Default::default()
         },
         |request| api.list_organizations(request),
     )

@@ -75,6 +75,52 @@ pub struct Pricing {
     pub price_per_organization: i64,
     /// ISO 4217 code of the prices.
     pub currency: String,
+    /// The budget guardrail.
+    pub budget: Budget,
+}
+
+/// The budget guardrail: a budget per period, the percentages of it whose
+/// first crossing is recorded, and whether going past it is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Budget {
+    /// Minor units per period; 0: no budget.
+    pub amount: i64,
+    /// Sorted, without repeats.
+    pub alert_percents: Vec<i32>,
+    pub enforce: bool,
+}
+
+impl Budget {
+    pub fn new(amount: i64, alert_percents: &[u32], enforce: bool) -> Self {
+        let mut percents: Vec<i32> = alert_percents
+            .iter()
+            .map(|p| i32::try_from(*p).unwrap_or(i32::MAX))
+            .collect();
+        percents.sort_unstable();
+        percents.dedup();
+        Budget {
+            amount: amount.max(0),
+            alert_percents: percents,
+            enforce,
+        }
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.amount > 0
+    }
+
+    /// The alert percentages that `amount_due` has reached.
+    pub fn reached(&self, amount_due: i64) -> impl Iterator<Item = i32> + '_ {
+        self.alert_percents.iter().copied().filter(move |percent| {
+            self.is_set()
+                && i128::from(amount_due) * 100 >= i128::from(self.amount) * i128::from(*percent)
+        })
+    }
+
+    /// Whether enforcing refuses an amount due of `amount_due`.
+    pub fn refuses(&self, amount_due: i64) -> bool {
+        self.enforce && self.is_set() && amount_due > self.amount
+    }
 }
 
 impl Pricing {
@@ -94,6 +140,12 @@ impl Pricing {
     pub fn split(&self, billable_organizations: i64) -> (i64, i64) {
         let free = billable_organizations.clamp(0, self.free_organizations.max(0));
         (free, billable_organizations.max(0) - free)
+    }
+
+    /// The amount due with `billable_organizations` billable organizations.
+    pub fn amount_due(&self, billable_organizations: i64) -> i64 {
+        let (_, charged) = self.split(billable_organizations);
+        charged.saturating_mul(self.price_per_organization)
     }
 
     /// The growth of the amount due when the organization at position
@@ -148,6 +200,10 @@ pub struct BillingSummary {
     pub free_organizations: i64,
     pub charged_organizations: i64,
     pub amount_due: Money,
+    /// `None`: no budget configured.
+    pub budget: Option<Money>,
+    /// The amount due extrapolated to the end of the period.
+    pub projected_amount_due: Money,
 }
 
 impl BillingSummary {
@@ -167,7 +223,31 @@ impl BillingSummary {
             free_organizations: free,
             charged_organizations: charged,
             amount_due: pricing.money(charged * pricing.price_per_organization),
+            budget: pricing
+                .budget
+                .is_set()
+                .then(|| pricing.money(pricing.budget.amount)),
+            projected_amount_due: pricing.money(charged * pricing.price_per_organization),
         }
+    }
+
+    /// Sets `projected_amount_due`: the billable organizations so far
+    /// extrapolated linearly from the elapsed part of `period` (as of `now`)
+    /// to its end, priced like the amount due.
+    pub fn project(mut self, pricing: &Pricing, period: BillingPeriod, now: Micros) -> Self {
+        let start = period.start_micros();
+        let end = period.end_micros();
+        let projected = if now >= end || now <= start {
+            self.billable_organizations
+        } else {
+            let elapsed = i128::from(now - start);
+            let whole = i128::from(end - start);
+            // Rounded up: a started organization counts whole.
+            let scaled = (i128::from(self.billable_organizations) * whole + elapsed - 1) / elapsed;
+            i64::try_from(scaled).unwrap_or(i64::MAX)
+        };
+        self.projected_amount_due = pricing.money(pricing.amount_due(projected));
+        self
     }
 }
 
@@ -292,7 +372,37 @@ mod tests {
             free_organizations: free,
             price_per_organization: 100,
             currency: "USD".into(),
+            budget: Budget::default(),
         }
+    }
+
+    #[test]
+    fn budget_thresholds_and_enforcement() {
+        let budget = Budget::new(1_000, &[100, 50, 80, 50], true);
+        assert_eq!(budget.alert_percents, vec![50, 80, 100]);
+        assert_eq!(budget.reached(499).count(), 0);
+        assert_eq!(budget.reached(500).collect::<Vec<_>>(), vec![50]);
+        assert_eq!(budget.reached(1_000).collect::<Vec<_>>(), vec![50, 80, 100]);
+        assert!(!budget.refuses(1_000));
+        assert!(budget.refuses(1_001));
+        let none = Budget::new(0, &[50], true);
+        assert_eq!(none.reached(10_000).count(), 0);
+        assert!(!none.refuses(10_000));
+    }
+
+    #[test]
+    fn projection_extrapolates_the_billable_count_to_the_period_end() {
+        let p = pricing(1);
+        let period = BillingPeriod::containing_micros(0);
+        let start = period.start_micros();
+        let length = period.end_micros() - start;
+        // 3 billable at a quarter of the period: 12 by its end, 11 charged.
+        let summary = BillingSummary::new(&p, period.to_string(), 5, 10, 3);
+        let projected = summary.clone().project(&p, period, start + length / 4);
+        assert_eq!(projected.projected_amount_due.minor_units, 1_100);
+        // At or after the end the projection is the amount due.
+        let ended = summary.project(&p, period, period.end_micros());
+        assert_eq!(ended.projected_amount_due, ended.amount_due);
     }
 
     #[test]

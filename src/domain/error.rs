@@ -51,10 +51,12 @@ pub enum Reason {
     DomainVerificationLocked,
     DnsRecordNotFound,
     DnsChallengeNotPrepared,
+    OrganizationDeactivated,
     OrganizationLimitReached,
     RateLimited,
     TooManyWatches,
     VerificationPrepareLimitReached,
+    BudgetExceeded,
     CursorExpired,
     DatabaseUnavailable,
     ShuttingDown,
@@ -112,10 +114,12 @@ impl Reason {
         Reason::DomainVerificationLocked,
         Reason::DnsRecordNotFound,
         Reason::DnsChallengeNotPrepared,
+        Reason::OrganizationDeactivated,
         Reason::OrganizationLimitReached,
         Reason::RateLimited,
         Reason::TooManyWatches,
         Reason::VerificationPrepareLimitReached,
+        Reason::BudgetExceeded,
         Reason::CursorExpired,
         Reason::DatabaseUnavailable,
         Reason::ShuttingDown,
@@ -172,10 +176,12 @@ impl Reason {
             Reason::DomainVerificationLocked => "DOMAIN_VERIFICATION_LOCKED",
             Reason::DnsRecordNotFound => "DNS_RECORD_NOT_FOUND",
             Reason::DnsChallengeNotPrepared => "DNS_CHALLENGE_NOT_PREPARED",
+            Reason::OrganizationDeactivated => "ORGANIZATION_DEACTIVATED",
             Reason::OrganizationLimitReached => "ORGANIZATION_LIMIT_REACHED",
             Reason::RateLimited => "RATE_LIMITED",
             Reason::TooManyWatches => "TOO_MANY_WATCHES",
             Reason::VerificationPrepareLimitReached => "VERIFICATION_PREPARE_LIMIT_REACHED",
+            Reason::BudgetExceeded => "BUDGET_EXCEEDED",
             Reason::CursorExpired => "CURSOR_EXPIRED",
             Reason::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
             Reason::ShuttingDown => "SHUTTING_DOWN",
@@ -266,6 +272,13 @@ impl Error {
 
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         Error::Internal(cause.to_string())
+    }
+
+    pub fn organization_deactivated() -> Self {
+        Error::FailedPrecondition(
+            Reason::OrganizationDeactivated,
+            "the organization is deactivated; reactivate it first".into(),
+        )
     }
 
     pub fn organization_not_found() -> Self {

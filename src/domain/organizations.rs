@@ -34,6 +34,9 @@ pub struct Organization {
     /// The organization's id in another system; unique when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
+    /// When it was deactivated; `None` while active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivate_time: Option<Micros>,
 }
 
 /// The most characters of an `external_id`.
@@ -42,6 +45,28 @@ pub const EXTERNAL_ID_MAX_LEN: usize = 128;
 impl Organization {
     pub fn etag(&self) -> String {
         etag(self.revision)
+    }
+
+    pub fn state(&self) -> LifecycleState {
+        LifecycleState::of(self.deactivate_time)
+    }
+}
+
+/// Whether an organization or a membership is in use: a deactivated one keeps
+/// everything but grants nothing and is not billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleState {
+    Active,
+    Deactivated,
+}
+
+impl LifecycleState {
+    /// The state of a resource deactivated at `deactivate_time`, if ever.
+    pub fn of(deactivate_time: Option<Micros>) -> Self {
+        match deactivate_time {
+            Some(_) => LifecycleState::Deactivated,
+            None => LifecycleState::Active,
+        }
     }
 }
 
@@ -64,11 +89,18 @@ pub struct Membership {
     pub organization_name: String,
     #[serde(default)]
     pub organization_slug: String,
+    /// When it was deactivated; `None` while active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivate_time: Option<Micros>,
 }
 
 impl Membership {
     pub fn etag(&self) -> String {
         etag(self.revision)
+    }
+
+    pub fn state(&self) -> LifecycleState {
+        LifecycleState::of(self.deactivate_time)
     }
 }
 
@@ -151,8 +183,10 @@ impl OrganizationOrder {
 pub struct OrganizationFilter {
     /// A case-insensitive substring of the name or slug.
     pub query: Option<String>,
-    /// Only organizations this user belongs to.
+    /// Only organizations this user belongs to (as an active member).
     pub member: Option<UserId>,
+    /// Only organizations in this state.
+    pub state: Option<LifecycleState>,
 }
 
 /// What `CreateMembership` takes, validated.
@@ -173,6 +207,13 @@ pub struct AddedMember {
     pub billing_impact: BillingImpact,
 }
 
+/// An organization after a lifecycle transition, with its effect on the bill.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrganizationTransition {
+    pub organization: Organization,
+    pub billing_impact: BillingImpact,
+}
+
 /// The fields of a membership an update may change.
 #[derive(Debug, Clone, Default)]
 pub struct MembershipChanges {
@@ -187,6 +228,8 @@ pub struct MembershipFilter {
     pub organization_id: Option<OrganizationId>,
     pub user_id: Option<UserId>,
     pub role: Option<RoleKey>,
+    /// Only memberships in this state.
+    pub state: Option<LifecycleState>,
 }
 
 /// What `CheckPermission` answers.

@@ -97,7 +97,8 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
     let pricing = config.pricing();
     let members = Members::new(BillingCounters::new(pricing.clone()));
     let authorizer = Authorizer::new(Arc::new(DatabaseMembershipLookup::new(db.clone())));
-    let billing_reads = BillingReads::new(db.clone(), pricing.clone(), tokens.clone());
+    let billing_reads =
+        BillingReads::new(db.clone(), pricing.clone(), tokens.clone(), clock.clone());
     // One tail of the log for every watch of the process, whatever it streams.
     let hub = WatchHub {
         notifier: notifier.clone(),

@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use super::lifecycle::lock_active;
 use super::list::Listing;
 use super::unit_of_work::{Call, Idempotency, Tx, Writer};
 use crate::dns::TxtLookup;
@@ -101,10 +102,20 @@ impl Domains {
             .ok_or_else(domain_not_found)
     }
 
-    /// Reads a domain in `tx`, locked for the rest of it.
+    /// Reads a domain in `tx`, locked for the rest of it. A domain of a
+    /// deactivated organization is not changed (`ORGANIZATION_DEACTIVATED`).
     pub(super) async fn locked(&self, tx: &Tx, id: &DomainId) -> Result<Domain> {
         let row = domains::get_for_update(tx.conn(), id.as_str()).await?;
-        self.in_force(row, tx.now)
+        let domain = self.in_force(row, tx.now)?;
+        // A plain read: the domain's lock is held, and taking the
+        // organization's after it would invert the order creates take.
+        if organizations::get(tx.conn(), domain.organization_id.as_str())
+            .await?
+            .is_some_and(|organization| organization.deactivate_time.is_some())
+        {
+            return Err(Error::organization_deactivated());
+        }
+        Ok(domain)
     }
 
     pub async fn create(
@@ -135,9 +146,7 @@ impl Domains {
                 Box::pin(async move {
                     // The lock makes the per-organization limit hold under
                     // concurrent creates.
-                    organizations::get_for_update(tx.conn(), new.organization_id.as_str())
-                        .await?
-                        .ok_or_else(Error::organization_not_found)?;
+                    lock_active(tx.conn(), new.organization_id.as_str()).await?;
                     lock_name(tx, &new.name).await?;
                     let cutoff = rules.claim_cutoff(tx.now);
                     let expired = domains::expired_claims(

@@ -7,6 +7,7 @@
 //! `pending_invitations_count` in the same transaction, under the
 //! organization's row lock.
 
+use super::lifecycle::{lock_active, lock_if_active};
 use super::list::Listing;
 use super::members::{Members, check_ceiling};
 use super::unit_of_work::{Call, Idempotency, Tx, Writer};
@@ -24,7 +25,7 @@ use crate::domain::paging::{Page, PageTokens};
 use crate::domain::time::{Clock, Micros};
 use crate::domain::{Access, Actor, Error, Reason, Result};
 use crate::store::repo::invitations::{self, InvitationRow};
-use crate::store::repo::{organizations, roles};
+use crate::store::repo::roles;
 use crate::store::{Db, is_unique_violation};
 use std::sync::Arc;
 
@@ -229,7 +230,7 @@ impl Invitations {
                     let now = tx.now;
                     let found = read(tx, id.as_str()).await?;
                     if let Some(organization_id) = &found.organization_id {
-                        organizations::get_for_update(tx.conn(), organization_id.as_str()).await?;
+                        lock_if_active(tx.conn(), organization_id.as_str()).await?;
                     }
                     if !invitations::transition_from_pending(
                         tx.conn(),
@@ -333,9 +334,7 @@ async fn create_in(
     let email = new.email_address.as_str();
     let role = match &new.organization_id {
         Some(organization_id) => {
-            organizations::get_for_update(tx.conn(), organization_id.as_str())
-                .await?
-                .ok_or_else(Error::organization_not_found)?;
+            lock_active(tx.conn(), organization_id.as_str()).await?;
             let role = new.role.clone().unwrap_or(default_role);
             if roles::get_role(tx.conn(), role.as_str()).await?.is_none() {
                 return Err(Error::invalid("role", format!("there is no role {role}")));
@@ -410,7 +409,7 @@ async fn accept_in(
     .ok_or_else(invitation_not_found)?;
     if let Some(organization_id) = &found.organization_id {
         // Serializes accepts into one organization (and with the cap).
-        organizations::get_for_update(tx.conn(), organization_id).await?;
+        lock_if_active(tx.conn(), organization_id).await?;
     }
     // Read again under the lock: a concurrent accept may have committed.
     let mut invitation = read(tx, &found.id).await?;

@@ -7,7 +7,7 @@ use sea_orm::ConnectionTrait;
 use super::billing::BillingCounters;
 use super::unit_of_work::Tx;
 use crate::domain::ids::{MembershipId, OrganizationId, RoleKey, UserId};
-use crate::domain::organizations::{AddedMember, Membership};
+use crate::domain::organizations::{AddedMember, LifecycleState, Membership};
 use crate::domain::roles::MEMBERSHIPS_MANAGE;
 use crate::domain::types::Metadata;
 use crate::domain::{Access, Actor, Error, Reason, Result};
@@ -85,6 +85,7 @@ impl Members {
             create_time: tx.now,
             update_time: tx.now,
             revision: 1,
+            deactivate_time: None,
         };
         memberships::insert(tx.conn(), &row).await.map_err(|err| {
             if is_unique_violation(&err) {
@@ -201,15 +202,18 @@ pub async fn with_permissions_one(
     Ok(membership)
 }
 
-/// Refuses to remove (or demote) the last member holding
-/// `org:sys_memberships:manage` while other members remain. The caller holds
+/// Refuses to remove, deactivate (or demote) the last active member holding
+/// `org:sys_memberships:manage` while other active members remain. The caller holds
 /// the organization's row lock, so two such changes cannot both pass.
 pub async fn guard_last_admin(
     conn: &impl ConnectionTrait,
     membership: &MembershipRow,
     removing: bool,
 ) -> Result<()> {
-    if !roles::grants(conn, &membership.role, MEMBERSHIPS_MANAGE).await? {
+    // A deactivated member holds nothing: the rule counts active members.
+    if membership.deactivate_time.is_some()
+        || !roles::grants(conn, &membership.role, MEMBERSHIPS_MANAGE).await?
+    {
         return Ok(());
     }
     let managers =
@@ -225,6 +229,7 @@ pub async fn guard_last_admin(
                 organization_id: Some(OrganizationId::from_stored(
                     membership.organization_id.clone(),
                 )),
+                state: Some(LifecycleState::Active),
                 ..Default::default()
             },
         )

@@ -1,6 +1,7 @@
 //! Membership requests: a user with an address at a verified
 //! automatic-suggestion domain asks to join; the organization decides.
 
+use super::lifecycle::lock_if_active;
 use super::list::Listing;
 use super::members::{Members, check_ceiling};
 use super::unit_of_work::{Call, Idempotency, Tx, Writer};
@@ -14,7 +15,7 @@ use crate::domain::paging::{Page, PageTokens};
 use crate::domain::types::Metadata;
 use crate::domain::{Access, Actor, Error, Reason, Result};
 use crate::store::repo::membership_requests::{self, MembershipRequestRow};
-use crate::store::repo::{domains, memberships, organizations};
+use crate::store::repo::{domains, memberships};
 use crate::store::{Db, is_unique_violation};
 
 pub fn membership_request_not_found() -> Error {
@@ -93,10 +94,7 @@ impl MembershipRequests {
                     // A user asking for itself learns nothing of organizations
                     // that do not take it: one that does not exist answers as
                     // one without a matching domain.
-                    if organizations::get_for_update(tx.conn(), org)
-                        .await?
-                        .is_none()
-                    {
+                    if lock_if_active(tx.conn(), org).await?.is_none() {
                         return Err(match tx.actor().access {
                             Access::Itself => not_eligible(),
                             _ => Error::organization_not_found(),
@@ -220,7 +218,7 @@ impl MembershipRequests {
                 move |tx| {
                     Box::pin(async move {
                         let found = read(tx, &id).await?;
-                        organizations::get_for_update(tx.conn(), found.organization_id.as_str())
+                        lock_if_active(tx.conn(), found.organization_id.as_str())
                             .await?
                             .ok_or_else(membership_request_not_found)?;
                         if !membership_requests::decide(

@@ -2,6 +2,7 @@
 //! or removing, and `CheckPermission`, the hot read other services call.
 
 use super::access::{AccessCache, Cached};
+use super::lifecycle::lock_active;
 use super::list::Listing;
 use super::members::{
     Members, check_ceiling, guard_last_admin, membership_not_found, with_permissions,
@@ -30,8 +31,8 @@ fn etag_matches(expected: Option<&str>, actual: &str) -> Result<()> {
 #[derive(Debug, Clone)]
 pub struct Memberships {
     db: Db,
-    writer: Writer,
-    members: Members,
+    pub(super) writer: Writer,
+    pub(super) members: Members,
     default_role: RoleKey,
     access: AccessCache,
     tokens: PageTokens,
@@ -74,9 +75,7 @@ impl Memberships {
                 move |tx| {
                     Box::pin(async move {
                         // Serializes the changes to the organization's members.
-                        organizations::get_for_update(tx.conn(), new.organization_id.as_str())
-                            .await?
-                            .ok_or_else(Error::organization_not_found)?;
+                        lock_active(tx.conn(), new.organization_id.as_str()).await?;
                         check_ceiling(tx.conn(), tx.actor(), &role).await?;
                         let added = members
                             .add(
@@ -114,6 +113,7 @@ impl Memberships {
                 filter.organization_id.as_ref().map_or("", |id| id.as_str()),
                 filter.user_id.as_ref().map_or("", |id| id.as_str()),
                 filter.role.as_ref().map_or("", |role| role.as_str()),
+                &format!("{:?}", filter.state),
             ],
             2,
             page_size,
@@ -148,9 +148,7 @@ impl Memberships {
         self.writer
             .write(Call::new(actor), move |tx| {
                 Box::pin(async move {
-                    organizations::get_for_update(tx.conn(), organization_id.as_str())
-                        .await?
-                        .ok_or_else(Error::organization_not_found)?;
+                    lock_active(tx.conn(), organization_id.as_str()).await?;
                     let current =
                         memberships::get(tx.conn(), organization_id.as_str(), user_id.as_str())
                             .await?

@@ -12,6 +12,7 @@ pub mod domain_verification;
 pub mod domains;
 pub mod events;
 pub mod invitations;
+pub mod lifecycle;
 pub mod list;
 pub mod lookup;
 pub mod members;

@@ -114,9 +114,10 @@ impl Onboardings {
                     let now = tx.now;
                     let organization_id = domain.organization_id.clone();
                     let org = organization_id.as_str();
+                    // A deactivated organization invites nobody.
                     if organizations::get_for_update(tx.conn(), org)
                         .await?
-                        .is_none()
+                        .is_none_or(|row| row.deactivate_time.is_some())
                     {
                         return Ok(());
                     }

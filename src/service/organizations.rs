@@ -75,9 +75,9 @@ fn slug_suffix() -> String {
 #[derive(Debug, Clone)]
 pub struct Organizations {
     db: Db,
-    writer: Writer,
+    pub(super) writer: Writer,
     rules: OrganizationRules,
-    members: Members,
+    pub(super) members: Members,
     access: AccessCache,
     tokens: PageTokens,
 }
@@ -175,6 +175,7 @@ impl Organizations {
             update_time: tx.now,
             revision: 1,
             external_id: new.external_id.clone(),
+            deactivate_time: None,
         };
         if let Err(err) = organizations::insert(tx.conn(), &row).await {
             return Err(if is_unique_violation(&err) {
@@ -304,7 +305,11 @@ impl Organizations {
         .await?
         .ok_or_else(Error::organization_not_found)?;
         let organization = Organization::from(row);
-        if let Some(generation) = member_generation {
+        // The cache's members are those holding their role's permissions: a
+        // member of a deactivated organization holds none.
+        if let Some(generation) =
+            member_generation.filter(|_| organization.deactivate_time.is_none())
+        {
             self.access
                 .fill_role(generation, organization_id.as_str(), user_id, &role);
         }
@@ -359,6 +364,7 @@ impl Organizations {
                 filter.query.as_deref().unwrap_or(""),
                 filter.member.as_ref().map_or("", |m| m.as_str()),
                 &format!("{order:?}"),
+                &format!("{:?}", filter.state),
             ],
             2,
             page_size,
@@ -434,6 +440,9 @@ impl Organizations {
                             .ok_or_else(Error::organization_not_found)?
                             .into();
                     etag_matches(etag.as_deref(), &current.etag())?;
+                    if current.deactivate_time.is_some() {
+                        return Err(Error::organization_deactivated());
+                    }
                     let changes = decide(&current)?;
                     let mut row = OrganizationRow {
                         id: current.id.to_string(),
@@ -462,6 +471,7 @@ impl Organizations {
                         create_time: current.create_time,
                         update_time: tx.now,
                         revision: current.revision,
+                        deactivate_time: current.deactivate_time,
                     };
                     if let Some(slug) = &changes.slug
                         && slug.as_str() != current.slug
@@ -536,6 +546,8 @@ impl Organizations {
                             .into();
                     etag_matches(etag.as_deref(), &current.etag())?;
                     organizations::delete(tx.conn(), organization_id.as_str()).await?;
+                    organizations::record_deleted(tx.conn(), organization_id.as_str(), tx.now)
+                        .await?;
                     billing::add_to_total_organizations(tx.conn(), -1).await?;
                     tx.emit(
                         EventKind::OrganizationDeleted,

@@ -40,6 +40,7 @@ impl From<OrganizationRow> for Organization {
             update_time: row.update_time,
             revision: row.revision,
             external_id: row.external_id,
+            deactivate_time: row.deactivate_time,
         }
     }
 }
@@ -63,6 +64,7 @@ pub fn membership(row: MembershipRow, permissions: Vec<String>) -> Membership {
         revision: row.revision,
         organization_name: String::new(),
         organization_slug: String::new(),
+        deactivate_time: row.deactivate_time,
     }
 }
 

@@ -8,6 +8,8 @@
 //! | `orgs_watch_streams_open` | gauge | |
 //! | `orgs_billing_billable_organizations` | gauge | |
 //! | `orgs_billing_charged_organizations` | gauge | |
+//! | `orgs_billing_budget_minor_units` | gauge | |
+//! | `orgs_billing_projected_amount_due_minor_units` | gauge | |
 //! | `orgs_db_pool_connections` | gauge | `state` (`idle`, `in_use`) |
 //! | `orgs_db_pool_max_connections` | gauge | |
 //!
@@ -68,17 +70,22 @@ struct Inner {
     watch_streams_open: Gauge,
     billable_organizations: Gauge,
     charged_organizations: Gauge,
+    budget: Gauge,
+    projected_amount_due: Gauge,
     db_pool_connections: Family<PoolLabels, Gauge>,
     db_pool_max_connections: Gauge,
     database: Mutex<Option<Db>>,
     scrape_hooks: Mutex<Vec<ScrapeHook>>,
 }
 
-/// The billable and charged organizations of the current period.
+/// The billable and charged organizations of the current period, the
+/// budget and the projected amount due.
 #[derive(Clone)]
 pub struct BillingGauges {
     billable_organizations: Gauge,
     charged_organizations: Gauge,
+    budget: Gauge,
+    projected_amount_due: Gauge,
 }
 
 impl BillingGauges {
@@ -87,6 +94,13 @@ impl BillingGauges {
             .set(saturating_i64(billable_organizations));
         self.charged_organizations
             .set(saturating_i64(charged_organizations));
+    }
+
+    /// The budget of a period (0: none) and the amount due projected to the
+    /// end of the current one, in minor units.
+    pub fn set_budget(&self, budget: i64, projected_amount_due: i64) {
+        self.budget.set(budget);
+        self.projected_amount_due.set(projected_amount_due);
     }
 }
 
@@ -151,6 +165,18 @@ impl Metrics {
             "Organizations charged for in the current billing period (billable beyond the free ones)",
             charged_organizations.clone(),
         );
+        let budget = Gauge::default();
+        registry.register(
+            "orgs_billing_budget_minor_units",
+            "The budget of a billing period (ORGS_BILLING_BUDGET), in minor units of the currency; 0: none",
+            budget.clone(),
+        );
+        let projected_amount_due = Gauge::default();
+        registry.register(
+            "orgs_billing_projected_amount_due_minor_units",
+            "The current period's amount due extrapolated linearly to its end, in minor units",
+            projected_amount_due.clone(),
+        );
         let db_pool_connections = Family::<PoolLabels, Gauge>::default();
         registry.register(
             "orgs_db_pool_connections",
@@ -172,6 +198,8 @@ impl Metrics {
                 watch_streams_open,
                 billable_organizations,
                 charged_organizations,
+                budget,
+                projected_amount_due,
                 db_pool_connections,
                 db_pool_max_connections,
                 database: Mutex::new(None),
@@ -218,6 +246,8 @@ impl Metrics {
         BillingGauges {
             billable_organizations: self.inner.billable_organizations.clone(),
             charged_organizations: self.inner.charged_organizations.clone(),
+            budget: self.inner.budget.clone(),
+            projected_amount_due: self.inner.projected_amount_due.clone(),
         }
     }
 

@@ -375,6 +375,7 @@ async fn organization_lists_page_by_keyset() {
     let query = |q: &str| OrganizationFilter {
         query: Some(q.into()),
         member: None,
+        state: None,
     };
     assert_eq!(
         organizations::count(conn, &query("BETA_")).await.unwrap(),
@@ -385,6 +386,7 @@ async fn organization_lists_page_by_keyset() {
     let member = OrganizationFilter {
         query: None,
         member: Some(orgs::domain::ids::UserId::from_stored("user_l")),
+        state: None,
     };
     assert_eq!(
         names(

@@ -196,6 +196,7 @@ impl RawCaller {
             update_time: now,
             revision: 1,
             external_id: None,
+            deactivate_time: None,
         };
         if statements {
             organizations::slug_taken(txn, &organization.slug).await?;
@@ -263,6 +264,7 @@ impl RawCaller {
             create_time: now,
             update_time: now,
             revision: 1,
+            deactivate_time: None,
         };
         memberships::insert(txn, &row).await?;
         if statements {

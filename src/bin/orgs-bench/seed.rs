@@ -92,6 +92,7 @@ async fn write_chunk(
             update_time: now,
             revision: 1,
             external_id: None,
+            deactivate_time: None,
         };
         organizations::insert(&txn, &organization).await?;
         for m in 0..members {
@@ -107,6 +108,7 @@ async fn write_chunk(
                     create_time: now,
                     update_time: now,
                     revision: 1,
+                    deactivate_time: None,
                 },
             )
             .await?;

@@ -2,7 +2,9 @@
 
 use super::{clamp, optional_timestamp, timestamp};
 use crate::domain::FieldViolation;
-use crate::domain::billing::{ActivityEvent, BillingSummary, CostDriver, OrganizationUsage};
+use crate::domain::billing::{
+    ActivityEvent, BillingSummary, BudgetThresholdCrossed, CostDriver, OrganizationUsage,
+};
 use crate::domain::ids::UserId;
 use crate::domain::time::Micros;
 use crate::proto::v1 as pb;
@@ -23,6 +25,19 @@ impl From<BillingSummary> for pb::BillingSummary {
             free_organizations: clamp(summary.free_organizations),
             charged_organizations: clamp(summary.charged_organizations),
             amount_due: Some(summary.amount_due.into()),
+            budget: summary.budget.map(Into::into),
+            projected_amount_due: Some(summary.projected_amount_due.into()),
+        }
+    }
+}
+
+impl From<BudgetThresholdCrossed> for pb::BudgetThresholdCrossed {
+    fn from(crossed: BudgetThresholdCrossed) -> Self {
+        pb::BudgetThresholdCrossed {
+            period: crossed.period,
+            percent: crossed.percent,
+            amount_due: Some(crossed.amount_due.into()),
+            budget: Some(crossed.budget.into()),
         }
     }
 }
@@ -61,6 +76,9 @@ impl From<WatchMessage> for pb::WatchBillableOrganizationsResponse {
         let event = match message.event {
             WatchEvent::BecameBillable(usage) => Event::OrganizationBecameBillable(usage.into()),
             WatchEvent::PeriodStarted(period) => Event::PeriodStarted(period),
+            WatchEvent::BudgetThresholdCrossed(crossed) => {
+                Event::BudgetThresholdCrossed(crossed.into())
+            }
             WatchEvent::Checkpoint(time) => Event::Checkpoint(pb::Checkpoint {
                 time: timestamp(time),
             }),

@@ -60,12 +60,7 @@ pub fn event(event: Event, cursor: String, show_private: bool) -> pb::Event {
         EventResource::Permission(p) => Resource::Permission(p.into()),
         EventResource::Usage(u) => Resource::Usage(u.into()),
         EventResource::PeriodStarted(period) => Resource::Period(period),
-        EventResource::Budget(b) => Resource::Budget(pb::BudgetThresholdCrossed {
-            period: b.period,
-            percent: b.percent,
-            amount_due: Some(b.amount_due.into()),
-            budget: Some(b.budget.into()),
-        }),
+        EventResource::Budget(b) => Resource::Budget(b.into()),
     };
     pb::Event {
         id: event.id,

@@ -1,13 +1,13 @@
 //! Organizations, memberships, roles, permissions and audit events at the
 //! gRPC border.
 
-use super::{mask_paths, metadata, metadata_struct, timestamp};
+use super::{mask_paths, metadata, metadata_struct, optional_timestamp, timestamp};
 use crate::all_valid;
 use crate::domain::events::AuditEvent;
 use crate::domain::ids::{OrganizationId, PermissionKey, RoleKey, UserId};
 use crate::domain::organizations::EXTERNAL_ID_MAX_LEN;
 use crate::domain::organizations::{
-    Membership, MembershipChanges, NewMembership, NewOrganization, Organization,
+    LifecycleState, Membership, MembershipChanges, NewMembership, NewOrganization, Organization,
     OrganizationChanges, OrganizationOrder,
 };
 use crate::domain::roles::{NewPermission, NewRole, Permission, Role, RoleChanges};
@@ -38,7 +38,43 @@ pub fn organization(organization: Organization, show_private: bool) -> pb::Organ
         max_allowed_memberships: organization.max_allowed_memberships,
         members_count: organization.members_count,
         pending_invitations_count: organization.pending_invitations_count,
+        state: organization_state(LifecycleState::of(organization.deactivate_time)) as i32,
+        deactivate_time: optional_timestamp(organization.deactivate_time),
         external_id: organization.external_id.unwrap_or_default(),
+    }
+}
+
+fn organization_state(state: LifecycleState) -> pb::OrganizationState {
+    match state {
+        LifecycleState::Active => pb::OrganizationState::Active,
+        LifecycleState::Deactivated => pb::OrganizationState::Deactivated,
+    }
+}
+
+fn membership_state(state: LifecycleState) -> pb::MembershipState {
+    match state {
+        LifecycleState::Active => pb::MembershipState::Active,
+        LifecycleState::Deactivated => pb::MembershipState::Deactivated,
+    }
+}
+
+/// The `state` filter of ListOrganizations; unspecified: any state.
+pub fn organization_state_filter(field: &str, value: i32) -> Parsed<Option<LifecycleState>> {
+    match pb::OrganizationState::try_from(value) {
+        Ok(pb::OrganizationState::Unspecified) => Ok(None),
+        Ok(pb::OrganizationState::Active) => Ok(Some(LifecycleState::Active)),
+        Ok(pb::OrganizationState::Deactivated) => Ok(Some(LifecycleState::Deactivated)),
+        Err(_) => Err(FieldViolation::new(field, "is not an OrganizationState")),
+    }
+}
+
+/// The `state` filter of ListMemberships; unspecified: any state.
+pub fn membership_state_filter(field: &str, value: i32) -> Parsed<Option<LifecycleState>> {
+    match pb::MembershipState::try_from(value) {
+        Ok(pb::MembershipState::Unspecified) => Ok(None),
+        Ok(pb::MembershipState::Active) => Ok(Some(LifecycleState::Active)),
+        Ok(pb::MembershipState::Deactivated) => Ok(Some(LifecycleState::Deactivated)),
+        Err(_) => Err(FieldViolation::new(field, "is not a MembershipState")),
     }
 }
 
@@ -64,6 +100,8 @@ pub fn membership(membership: Membership, show_private: bool) -> pb::Membership 
             .collect(),
         organization_name: membership.organization_name,
         organization_slug: membership.organization_slug,
+        state: membership_state(LifecycleState::of(membership.deactivate_time)) as i32,
+        deactivate_time: optional_timestamp(membership.deactivate_time),
     }
 }
 

@@ -49,7 +49,8 @@ pub async fn list(
     let user = UserId::parse_optional("user_id", &req.user_id);
     let role = RoleKey::parse_optional("role", &req.role);
     let size = page_size("page_size", req.page_size);
-    let (org, user, role, size) = all_valid!(org, user, role, size);
+    let state = convert::membership_state_filter("state", req.state);
+    let (org, user, role, size, state) = all_valid!(org, user, role, size, state);
     let target = match (&org, &user) {
         (Some(org), user) => Target::Organization(org, user.as_ref()),
         // A user may list its own memberships; otherwise a platform scope is needed.
@@ -67,6 +68,7 @@ pub async fn list(
         organization_id: org,
         user_id: user,
         role,
+        state,
     };
     let page = api.memberships.list(filter, size, &req.page_token).await?;
     Ok(Response::new(pb::ListMembershipsResponse {

@@ -3,6 +3,7 @@
 //! the handler of its area.
 
 mod audit;
+mod lifecycle;
 mod memberships;
 mod organizations;
 mod roles;
@@ -101,6 +102,34 @@ impl OrganizationService for OrganizationApi {
         request: Request<pb::DeleteMembershipRequest>,
     ) -> Answer<pb::DeleteMembershipResponse> {
         memberships::delete(self, request).await
+    }
+
+    async fn deactivate_membership(
+        &self,
+        request: Request<pb::DeactivateMembershipRequest>,
+    ) -> Answer<pb::DeactivateMembershipResponse> {
+        lifecycle::deactivate_membership(self, request).await
+    }
+
+    async fn reactivate_membership(
+        &self,
+        request: Request<pb::ReactivateMembershipRequest>,
+    ) -> Answer<pb::ReactivateMembershipResponse> {
+        lifecycle::reactivate_membership(self, request).await
+    }
+
+    async fn deactivate_organization(
+        &self,
+        request: Request<pb::DeactivateOrganizationRequest>,
+    ) -> Answer<pb::DeactivateOrganizationResponse> {
+        lifecycle::deactivate_organization(self, request).await
+    }
+
+    async fn reactivate_organization(
+        &self,
+        request: Request<pb::ReactivateOrganizationRequest>,
+    ) -> Answer<pb::ReactivateOrganizationResponse> {
+        lifecycle::reactivate_organization(self, request).await
     }
 
     async fn create_role(

@@ -154,13 +154,18 @@ pub async fn list(
     let query = optional_text("query", &req.query, 256);
     let member = UserId::parse_optional("user_id", &req.user_id);
     let order = order_by("order_by", &req.order_by);
-    let (size, query, member, order) = all_valid!(size, query, member, order);
+    let state = convert::organization_state_filter("state", req.state);
+    let (size, query, member, order, state) = all_valid!(size, query, member, order, state);
     // End users see only their own organizations.
     let (actor, member) = api.authorizer.subject(&caller, member)?;
     let page = api
         .organizations
         .list(
-            OrganizationFilter { query, member },
+            OrganizationFilter {
+                query,
+                member,
+                state,
+            },
             order,
             size,
             &req.page_token,

@@ -12,12 +12,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::domain::billing::{
-    BecameBillable, BillingImpact, OrganizationUsage, PeriodStarted, Pricing,
+    BecameBillable, BillingImpact, BudgetThresholdCrossed, OrganizationUsage, PeriodStarted,
+    Pricing,
 };
 use crate::domain::events::EventKind;
 use crate::domain::ids::{OrganizationId, UserId};
 use crate::domain::time::{BillingPeriod, Micros};
-use crate::domain::{Error, Result};
+use crate::domain::{Error, Reason, Result};
 use crate::service::unit_of_work::Tx;
 use crate::store::repo::billing::{self as repo, UsageRow};
 
@@ -53,37 +54,79 @@ impl BillingCounters {
         )
     }
 
+    /// The impact of a change that moves no counter of the organization.
+    pub async fn unchanged(
+        &self,
+        tx: &Tx,
+        organization_id: &OrganizationId,
+    ) -> Result<BillingImpact> {
+        let period = BillingPeriod::containing_micros(tx.now);
+        let usage = repo::usage(tx.conn(), organization_id.as_str(), &period.to_string()).await?;
+        let count = usage.as_ref().map_or(0, |u| u.active_member_count);
+        let billable = usage.as_ref().is_some_and(|u| u.billable_since.is_some());
+        Ok(BillingImpact::unchanged(
+            &self.pricing,
+            period,
+            count,
+            billable,
+        ))
+    }
+
     /// Moves the counters of the current period for a membership just added
-    /// in `tx`, and returns its impact on the bill.
+    /// (or reactivated) in `tx`, and returns its impact on the bill.
     pub async fn member_added(
         &self,
         tx: &mut Tx,
         organization_id: &OrganizationId,
         user_id: &UserId,
     ) -> Result<BillingImpact> {
+        self.members_back(tx, organization_id, &[user_id.to_string()])
+            .await
+    }
+
+    /// Moves the counters of the current period for an organization just
+    /// reactivated in `tx`: its active members already active in the period
+    /// count for it again.
+    pub async fn organization_reactivated(
+        &self,
+        tx: &mut Tx,
+        organization_id: &OrganizationId,
+    ) -> Result<BillingImpact> {
+        let users = repo::active_member_users_of(tx.conn(), organization_id.as_str()).await?;
+        self.members_back(tx, organization_id, &users).await
+    }
+
+    /// Makes those of `users` (sorted) who are active in the current period
+    /// active members of the organization, and returns the impact. With the
+    /// budget enforced, a change that would make the amount due exceed the
+    /// budget is refused (`BUDGET_EXCEEDED`), so the caller's transaction
+    /// rolls back.
+    async fn members_back(
+        &self,
+        tx: &mut Tx,
+        organization_id: &OrganizationId,
+        users: &[String],
+    ) -> Result<BillingImpact> {
         let period = BillingPeriod::containing_micros(tx.now);
         let p = period.to_string();
-        let unchanged = |usage: Option<UsageRow>| {
-            let count = usage.as_ref().map_or(0, |u| u.active_member_count);
-            let billable = usage.as_ref().is_some_and(|u| u.billable_since.is_some());
-            BillingImpact::unchanged(&self.pricing, period, count, billable)
+        repo::lock_users(tx.conn(), users).await?;
+        let active = if users.is_empty() {
+            Vec::new()
+        } else {
+            repo::known_active(tx.conn(), &p, users).await?
         };
-        repo::lock_users(tx.conn(), &[user_id.to_string()]).await?;
-        if !repo::is_active(tx.conn(), &p, user_id.as_str()).await? {
-            return Ok(unchanged(
-                repo::usage(tx.conn(), organization_id.as_str(), &p).await?,
-            ));
-        }
-        let row = (p.clone(), organization_id.to_string(), user_id.to_string());
-        if repo::insert_active_members(tx.conn(), &[row], tx.now)
+        let mut rows: Vec<(String, String, String)> = active
+            .into_iter()
+            .map(|user| (p.clone(), organization_id.to_string(), user))
+            .collect();
+        rows.sort();
+        let added = repo::insert_active_members(tx.conn(), &rows, tx.now)
             .await?
-            .is_empty()
-        {
-            return Ok(unchanged(
-                repo::usage(tx.conn(), organization_id.as_str(), &p).await?,
-            ));
+            .len() as i64;
+        if added == 0 {
+            return self.unchanged(tx, organization_id).await;
         }
-        let increments = BTreeMap::from([((organization_id.to_string(), p.clone()), 1)]);
+        let increments = BTreeMap::from([((organization_id.to_string(), p.clone()), added)]);
         let changes = self
             .apply_increments(tx, increments, BTreeMap::new())
             .await?;
@@ -91,14 +134,26 @@ impl BillingCounters {
             .into_iter()
             .next()
             .ok_or_else(|| Error::internal("usage counter not returned"))?;
+        if let Some(order) = change.became_billable {
+            let amount_due = self.pricing.amount_due(order);
+            if self.pricing.budget.refuses(amount_due) {
+                return Err(Error::FailedPrecondition(
+                    Reason::BudgetExceeded,
+                    format!(
+                        "the organization would become billable and the amount due of {p} would be {amount_due}, over the budget of {} (minor units of {})",
+                        self.pricing.budget.amount, self.pricing.currency
+                    ),
+                ));
+            }
+        }
         let after = change.after.active_member_count;
         let billable_after =
             change.after.billable_since.is_some() || change.became_billable.is_some();
         Ok(BillingImpact {
             period: p,
-            active_member_count_before: after - 1,
+            active_member_count_before: after - added,
             active_member_count_after: after,
-            billable_before: change.after.billable_since.is_some(),
+            billable_before: billable_after && change.became_billable.is_none(),
             billable_after,
             marginal_amount: self.pricing.money(
                 change
@@ -106,6 +161,45 @@ impl BillingCounters {
                     .map_or(0, |order| self.pricing.marginal_amount(order)),
             ),
         })
+    }
+
+    /// Records each alert percentage of the budget that the amount due of
+    /// `period` (with `billable_total` billable organizations) has reached,
+    /// once: the `budget_alerts` key decides, in this transaction, so of
+    /// replicas racing to cross it exactly one emits the event.
+    async fn record_budget_alerts(
+        &self,
+        tx: &mut Tx,
+        period: &str,
+        billable_total: i64,
+    ) -> Result<()> {
+        let budget = &self.pricing.budget;
+        let amount_due = self.pricing.amount_due(billable_total);
+        let reached: Vec<i32> = budget.reached(amount_due).collect();
+        for percent in reached {
+            if repo::record_budget_alert(
+                tx.conn(),
+                period,
+                percent,
+                amount_due,
+                budget.amount,
+                tx.now,
+            )
+            .await?
+            {
+                tx.emit_derived(
+                    EventKind::BillingBudgetThresholdCrossed,
+                    None,
+                    &BudgetThresholdCrossed {
+                        period: period.to_string(),
+                        percent,
+                        amount_due: self.pricing.money(amount_due),
+                        budget: self.pricing.money(budget.amount),
+                    },
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// Records first activities (`rows` of `(period, user, first occur
@@ -214,6 +308,8 @@ impl BillingCounters {
             if became.is_empty() {
                 continue;
             }
+            self.record_budget_alerts(tx, &period, billable_total)
+                .await?;
             let organizations: Vec<String> = became
                 .iter()
                 .map(|&i| changes[i].after.organization_id.clone())

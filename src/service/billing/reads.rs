@@ -3,13 +3,14 @@
 //! reads one snapshot, so its numbers agree with each other.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use sea_orm::ConnectionTrait;
 
 use crate::domain::billing::{BillingSummary, CostDriver, OrganizationUsage, Pricing};
 use crate::domain::ids::{OrganizationId, UserId};
 use crate::domain::paging::{Page, PageTokens};
-use crate::domain::time::BillingPeriod;
+use crate::domain::time::{BillingPeriod, Clock, Micros};
 use crate::domain::{Error, Result};
 use crate::service::list::Listing;
 use crate::store::Db;
@@ -22,14 +23,17 @@ pub struct BillingReads {
     db: Db,
     pricing: Pricing,
     tokens: PageTokens,
+    /// For the projection of the amount due.
+    clock: Arc<dyn Clock>,
 }
 
 impl BillingReads {
-    pub fn new(db: Db, pricing: Pricing, tokens: PageTokens) -> Self {
+    pub fn new(db: Db, pricing: Pricing, tokens: PageTokens, clock: Arc<dyn Clock>) -> Self {
         BillingReads {
             db,
             pricing,
             tokens,
+            clock,
         }
     }
 
@@ -37,8 +41,9 @@ impl BillingReads {
         &self.pricing
     }
 
-    /// The usage of an organization in a period. An organization deleted
-    /// since keeps its history.
+    /// The usage of an organization in a period. Every organization that ever
+    /// existed answers: one deleted since keeps its history (a tombstone
+    /// remembers it even when it never had an active member).
     pub async fn usage(
         &self,
         organization_id: &OrganizationId,
@@ -52,6 +57,7 @@ impl BillingReads {
                 .await?
                 .is_none()
             && !repo::has_history(&txn, organization_id.as_str()).await?
+            && !organizations::was_deleted(&txn, organization_id.as_str()).await?
         {
             return Err(Error::organization_not_found());
         }
@@ -72,7 +78,8 @@ impl BillingReads {
     /// The totals of a period, from its counters: no scan.
     pub async fn summary(&self, period: BillingPeriod) -> Result<BillingSummary> {
         let txn = self.db.begin_snapshot().await?;
-        let summary = summary_in(&txn, &self.pricing, period).await?;
+        let now = self.clock.now_micros();
+        let summary = summary_in(&txn, &self.pricing, period, now).await?;
         txn.commit().await?;
         Ok(summary)
     }
@@ -164,11 +171,13 @@ impl BillingReads {
     }
 }
 
-/// The totals of a period, read from its counters on `conn`.
+/// The totals of a period, read from its counters on `conn`, with the amount
+/// due projected to the period's end as of `now`.
 pub async fn summary_in(
     conn: &impl ConnectionTrait,
     pricing: &Pricing,
     period: BillingPeriod,
+    now: Micros,
 ) -> Result<BillingSummary> {
     let p = period.to_string();
     let totals = repo::period_totals(conn, &p).await?;
@@ -179,7 +188,8 @@ pub async fn summary_in(
         total_organizations,
         totals.monthly_active_users,
         totals.billable_organizations,
-    ))
+    )
+    .project(pricing, period, now))
 }
 
 /// Usages with their active member ids.

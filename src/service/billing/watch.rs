@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::reads::{summary_in, with_members};
 use crate::domain::billing::{
-    BecameBillable, BillingSummary, OrganizationUsage, PeriodStarted, Pricing, WatchCursor,
+    BecameBillable, BillingSummary, BudgetThresholdCrossed, OrganizationUsage, PeriodStarted,
+    Pricing, WatchCursor,
 };
 use crate::domain::events::{EventFilter, EventKind};
 use crate::domain::paging::PageTokens;
@@ -34,6 +35,7 @@ const WATCH_INITIAL_STATE_MAX_AGE: Duration = Duration::from_secs(1);
 const WATCHED_KINDS: &[EventKind] = &[
     EventKind::BillingOrganizationBecameBillable,
     EventKind::BillingPeriodStarted,
+    EventKind::BillingBudgetThresholdCrossed,
 ];
 
 /// How watches behave, from configuration.
@@ -50,6 +52,7 @@ pub struct WatchSettings {
 pub enum WatchEvent {
     BecameBillable(OrganizationUsage),
     PeriodStarted(String),
+    BudgetThresholdCrossed(BudgetThresholdCrossed),
     Checkpoint(Micros),
 }
 
@@ -269,7 +272,8 @@ impl BillingWatch {
     /// to `seq`, for watch messages: computed once for all the watches of the
     /// process that wake together.
     async fn summary(&self, seq: i64) -> Result<BillingSummary> {
-        let period = BillingPeriod::containing_micros(self.clock.now_micros());
+        let now = self.clock.now_micros();
+        let period = BillingPeriod::containing_micros(now);
         let mut shared = self.shared.summary.lock().await;
         if let Some(cached) = shared.as_ref()
             && cached.seq >= seq
@@ -280,7 +284,7 @@ impl BillingWatch {
         }
         let txn = self.db.begin_snapshot().await?;
         let head = reader::head(&txn).await?;
-        let summary = summary_in(&txn, &self.pricing, period).await?;
+        let summary = summary_in(&txn, &self.pricing, period, now).await?;
         txn.commit().await?;
         *shared = Some(SharedSummary {
             seq: head,
@@ -462,6 +466,11 @@ fn to_watch_event(event: EventRow) -> Result<WatchEvent> {
             let payload: PeriodStarted =
                 serde_json::from_str(&event.payload).map_err(Error::internal)?;
             Ok(WatchEvent::PeriodStarted(payload.period))
+        }
+        Some(EventKind::BillingBudgetThresholdCrossed) => {
+            let payload: BudgetThresholdCrossed =
+                serde_json::from_str(&event.payload).map_err(Error::internal)?;
+            Ok(WatchEvent::BudgetThresholdCrossed(payload))
         }
         _ => Err(Error::internal(format!(
             "unexpected event {} in the billing watch",

@@ -22,6 +22,8 @@ pub struct Model {
     pub create_time: i64,
     pub update_time: i64,
     pub revision: i64,
+    /// When it was deactivated; `None` while active.
+    pub deactivate_time: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,8 @@ pub mod billing_organization_usage;
 pub mod billing_periods;
 pub mod billing_totals;
 pub mod billing_user_activity;
+pub mod budget_alerts;
+pub mod deleted_organizations;
 pub mod domain_verification_attempts;
 pub mod domains;
 pub mod event_sequence;

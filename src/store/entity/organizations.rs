@@ -29,6 +29,8 @@ pub struct Model {
     /// The organization's id in another system; unique when set.
     #[sea_orm(column_type = "Text", nullable)]
     pub external_id: Option<String>,
+    /// When it was deactivated; `None` while active.
+    pub deactivate_time: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,12 +9,12 @@ use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, OnConflict, Order, Qu
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr,
     DerivePartialModel, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Value,
+    QuerySelect, QueryTrait, RelationTrait, Value,
 };
 
 use crate::store::entity::{
     billing_active_members as active, billing_organization_usage as usage, billing_periods,
-    billing_totals, billing_user_activity as activity, memberships,
+    billing_totals, billing_user_activity as activity, budget_alerts, memberships, organizations,
 };
 use crate::store::{self, query, query::literal};
 
@@ -141,7 +141,8 @@ pub fn user_lock_key(user_id: &str) -> String {
     format!("billing-user:{user_id}")
 }
 
-/// The memberships `(organization_id, user_id)` of `users`.
+/// The memberships `(organization_id, user_id)` of `users` that count for
+/// billing: active memberships of active organizations.
 pub async fn memberships_of(
     conn: &impl ConnectionTrait,
     users: &[String],
@@ -152,13 +153,35 @@ pub async fn memberships_of(
             .select_only()
             .column(memberships::Column::OrganizationId)
             .column(memberships::Column::UserId)
+            .join(
+                JoinType::InnerJoin,
+                memberships::Relation::Organizations.def(),
+            )
             .filter(memberships::Column::UserId.is_in(chunk.iter().map(String::as_str)))
+            .filter(memberships::Column::DeactivateTime.is_null())
+            .filter(organizations::Column::DeactivateTime.is_null())
             .into_tuple()
             .all(conn)
             .await?;
         found.extend(rows);
     }
     Ok(found)
+}
+
+/// The users of the active memberships of an organization, sorted.
+pub async fn active_member_users_of(
+    conn: &impl ConnectionTrait,
+    organization_id: &str,
+) -> Result<Vec<String>, DbErr> {
+    memberships::Entity::find()
+        .select_only()
+        .column(memberships::Column::UserId)
+        .filter(memberships::Column::OrganizationId.eq(organization_id))
+        .filter(memberships::Column::DeactivateTime.is_null())
+        .order_by_asc(memberships::Column::UserId)
+        .into_tuple()
+        .all(conn)
+        .await
 }
 
 /// Adds `(period, organization_id, user_id)` sorted rows to the active
@@ -502,4 +525,35 @@ pub async fn add_to_total_organizations(
         .exec(conn)
         .await?;
     Ok(())
+}
+
+/// Records that the amount due of `period` reached `percent` of the budget,
+/// if not recorded yet; returns whether this call recorded it. The key
+/// decides, so of racing transactions exactly one records it.
+pub async fn record_budget_alert(
+    conn: &impl ConnectionTrait,
+    period: &str,
+    percent: i32,
+    amount_due: i64,
+    budget: i64,
+    now: i64,
+) -> Result<bool, DbErr> {
+    let inserted = budget_alerts::Entity::insert(budget_alerts::ActiveModel {
+        period: Set(period.to_string()),
+        percent: Set(percent),
+        amount_due: Set(amount_due),
+        budget: Set(budget),
+        create_time: Set(now),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            budget_alerts::Column::Period,
+            budget_alerts::Column::Percent,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    Ok(inserted == 1)
 }

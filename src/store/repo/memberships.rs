@@ -3,10 +3,10 @@
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, JoinType,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait, Select,
 };
 
-use crate::store::entity::{memberships, role_permissions};
+use crate::store::entity::{memberships, organizations, role_permissions};
 use crate::store::query;
 
 use memberships::{Column, Entity};
@@ -63,12 +63,33 @@ pub async fn update(
     Ok(result.rows_affected == 1)
 }
 
+/// Deactivates (`Some(time)`) or reactivates (`None`) a membership if the
+/// stored revision is `expected_revision`; returns whether it did.
+pub async fn set_deactivate_time(
+    conn: &impl ConnectionTrait,
+    id: &str,
+    deactivate_time: Option<i64>,
+    now: i64,
+    expected_revision: i64,
+) -> Result<bool, DbErr> {
+    let result = Entity::update_many()
+        .col_expr(Column::DeactivateTime, Expr::value(deactivate_time))
+        .col_expr(Column::UpdateTime, Expr::value(now))
+        .col_expr(Column::Revision, Expr::col(Column::Revision).add(1))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Revision.eq(expected_revision))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
 pub async fn delete(conn: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr> {
     Ok(Entity::delete_by_id(id).exec(conn).await?.rows_affected == 1)
 }
 
 /// The role of a user in an organization with the permissions it grants, in
-/// one indexed query; `None` when it is not a member.
+/// one indexed query; `None` when it is not an active member of an active
+/// organization (a deactivated membership or organization grants nothing).
 pub async fn role_and_permissions(
     conn: &impl ConnectionTrait,
     organization_id: &str,
@@ -79,8 +100,14 @@ pub async fn role_and_permissions(
         .column(Column::Role)
         .column(role_permissions::Column::PermissionKey)
         .join(JoinType::LeftJoin, memberships::role_grants())
+        .join(
+            JoinType::InnerJoin,
+            memberships::Relation::Organizations.def(),
+        )
         .filter(Column::OrganizationId.eq(organization_id))
         .filter(Column::UserId.eq(user_id))
+        .filter(Column::DeactivateTime.is_null())
+        .filter(organizations::Column::DeactivateTime.is_null())
         .into_tuple()
         .all(conn)
         .await?;
@@ -96,7 +123,7 @@ pub async fn role_and_permissions(
     )))
 }
 
-/// Members of the organization whose role grants `permission`.
+/// Active members of the organization whose role grants `permission`.
 pub async fn count_with_permission(
     conn: &impl ConnectionTrait,
     organization_id: &str,
@@ -107,12 +134,13 @@ pub async fn count_with_permission(
         Entity::find()
             .join(JoinType::InnerJoin, memberships::role_grants())
             .filter(Column::OrganizationId.eq(organization_id))
+            .filter(Column::DeactivateTime.is_null())
             .filter(role_permissions::Column::PermissionKey.eq(permission)),
     )
     .await
 }
 
-pub use crate::domain::organizations::MembershipFilter;
+pub use crate::domain::organizations::{LifecycleState, MembershipFilter};
 
 fn filtered(filter: &MembershipFilter) -> Select<Entity> {
     Entity::find()
@@ -124,6 +152,10 @@ fn filtered(filter: &MembershipFilter) -> Select<Entity> {
         })
         .apply_if(filter.role.as_deref(), |select, role| {
             select.filter(Column::Role.eq(role))
+        })
+        .apply_if(filter.state, |select, state| match state {
+            LifecycleState::Active => select.filter(Column::DeactivateTime.is_null()),
+            LifecycleState::Deactivated => select.filter(Column::DeactivateTime.is_not_null()),
         })
 }
 

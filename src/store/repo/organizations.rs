@@ -7,7 +7,7 @@ use sea_orm::{
     Select,
 };
 
-use crate::store::entity::{memberships, organizations};
+use crate::store::entity::{deleted_organizations, memberships, organizations};
 use crate::store::query;
 
 use organizations::{Column, Entity};
@@ -110,6 +110,7 @@ pub async fn get_many_as_member(
                     .select_only()
                     .column(memberships::Column::OrganizationId)
                     .filter(memberships::Column::UserId.eq(user_id))
+                    .filter(memberships::Column::DeactivateTime.is_null())
                     .into_query(),
             ),
         )
@@ -173,8 +174,9 @@ pub async fn get_as_member(
         organizations::Relation::Memberships
             .def()
             .on_condition(move |_, membership| {
-                Expr::col((membership, memberships::Column::UserId))
+                Expr::col((membership.clone(), memberships::Column::UserId))
                     .eq(member.clone())
+                    .and(Expr::col((membership, memberships::Column::DeactivateTime)).is_null())
                     .into()
             });
     let found = Entity::find()
@@ -265,7 +267,53 @@ pub async fn delete(conn: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr
     Ok(Entity::delete_by_id(id).exec(conn).await?.rows_affected == 1)
 }
 
-pub use crate::domain::organizations::{OrganizationFilter, OrganizationOrder};
+/// Deactivates (`Some(time)`) or reactivates (`None`) an organization if the
+/// stored revision is `expected_revision`; returns whether it did.
+pub async fn set_deactivate_time(
+    conn: &impl ConnectionTrait,
+    id: &str,
+    deactivate_time: Option<i64>,
+    now: i64,
+    expected_revision: i64,
+) -> Result<bool, DbErr> {
+    let result = Entity::update_many()
+        .col_expr(Column::DeactivateTime, Expr::value(deactivate_time))
+        .col_expr(Column::UpdateTime, Expr::value(now))
+        .col_expr(Column::Revision, Expr::col(Column::Revision).add(1))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Revision.eq(expected_revision))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Keeps a tombstone of a deleted organization, so its usage still answers.
+pub async fn record_deleted(conn: &impl ConnectionTrait, id: &str, now: i64) -> Result<(), DbErr> {
+    use sea_orm::ActiveValue::Set;
+    use sea_orm::sea_query::OnConflict;
+    deleted_organizations::Entity::insert(deleted_organizations::ActiveModel {
+        id: Set(id.to_string()),
+        delete_time: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(deleted_organizations::Column::Id)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
+/// Whether an organization with this id was deleted.
+pub async fn was_deleted(conn: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr> {
+    Ok(deleted_organizations::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .is_some())
+}
+
+pub use crate::domain::organizations::{LifecycleState, OrganizationFilter, OrganizationOrder};
 
 impl OrganizationOrder {
     /// The sort column and its direction.
@@ -299,9 +347,14 @@ fn filtered(filter: &OrganizationFilter) -> Select<Entity> {
                         .select_only()
                         .column(memberships::Column::OrganizationId)
                         .filter(memberships::Column::UserId.eq(member))
+                        .filter(memberships::Column::DeactivateTime.is_null())
                         .into_query(),
                 ),
             )
+        })
+        .apply_if(filter.state, |select, state| match state {
+            LifecycleState::Active => select.filter(Column::DeactivateTime.is_null()),
+            LifecycleState::Deactivated => select.filter(Column::DeactivateTime.is_not_null()),
         })
 }
 
