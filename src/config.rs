@@ -338,6 +338,30 @@ pub struct DatabaseConfig {
         default_value_t = 10
     )]
     pub max_connections: u32,
+    /// Seconds a call waits for a pooled connection (or for a new connection
+    /// to the database) before it fails with UNAVAILABLE.
+    #[arg(long = "database-acquire-timeout", env = "ORGS_DATABASE_ACQUIRE_TIMEOUT", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub acquire_timeout_secs: u64,
+    /// Seconds PostgreSQL lets one statement run before cancelling it
+    /// (`statement_timeout`); 0 leaves the server's setting.
+    #[arg(
+        long = "database-statement-timeout",
+        env = "ORGS_DATABASE_STATEMENT_TIMEOUT",
+        default_value_t = 30
+    )]
+    pub statement_timeout_secs: u64,
+}
+
+impl DatabaseConfig {
+    /// The pool's settings.
+    pub fn pool(&self) -> crate::store::PoolSettings {
+        crate::store::PoolSettings {
+            max_connections: self.max_connections,
+            acquire_timeout: Duration::from_secs(self.acquire_timeout_secs),
+            statement_timeout: (self.statement_timeout_secs > 0)
+                .then(|| Duration::from_secs(self.statement_timeout_secs)),
+        }
+    }
 }
 
 impl std::fmt::Debug for DatabaseConfig {
@@ -345,6 +369,8 @@ impl std::fmt::Debug for DatabaseConfig {
         f.debug_struct("DatabaseConfig")
             .field("url", &redact_url(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("acquire_timeout_secs", &self.acquire_timeout_secs)
+            .field("statement_timeout_secs", &self.statement_timeout_secs)
             .finish()
     }
 }
@@ -478,6 +504,8 @@ impl ServeConfig {
             database: DatabaseConfig {
                 url: database_url.to_string(),
                 max_connections: 10,
+                acquire_timeout_secs: 2,
+                statement_timeout_secs: 30,
             },
             no_migrate: false,
             auth: AuthConfig {

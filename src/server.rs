@@ -91,7 +91,7 @@ impl App {
     pub async fn build(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
         let verifier = Arc::new(Verifier::from_config(&config.auth).await?);
         let tls = ServerTls::from_config(&config.tls)?;
-        let db = Db::connect(&config.database.url, config.database.max_connections)
+        let db = Db::connect_with(&config.database.url, &config.database.pool())
             .await
             .map_err(|e| {
                 anyhow::anyhow!(

@@ -423,7 +423,7 @@ impl Organizations {
         actor: Actor,
         organization_id: OrganizationId,
         etag: Option<String>,
-        decide: impl FnOnce(&Organization) -> Result<OrganizationChanges> + Send + 'static,
+        decide: impl FnOnce(&Organization) -> Result<OrganizationChanges> + Clone + Send + 'static,
     ) -> Result<Organization> {
         self.writer
             .write(Call::new(actor), move |tx| {
