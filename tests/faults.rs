@@ -235,3 +235,254 @@ async fn a_postgres_outage_under_writers_answers_only_unavailable_and_loses_noth
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
     eprintln!("statuses during the outage: {codes:?}");
 }
+
+const ROUNDS: usize = 30;
+
+fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
+/// Runs `left` and `right` at the same moment (released by one barrier).
+async fn race<L, R, A, B>(left: L, right: R) -> (Result<A, Status>, Result<B, Status>)
+where
+    L: std::future::Future<Output = Result<A, Status>> + Send + 'static,
+    R: std::future::Future<Output = Result<B, Status>> + Send + 'static,
+    A: Send + 'static,
+    B: Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let (left_barrier, right_barrier) = (barrier.clone(), barrier);
+    let left = tokio::spawn(async move {
+        left_barrier.wait().await;
+        left.await
+    });
+    let right = tokio::spawn(async move {
+        right_barrier.wait().await;
+        right.await
+    });
+    (left.await.expect("left"), right.await.expect("right"))
+}
+
+/// Asserts a result is OK or one of the `allowed` (code, reason) errors.
+#[track_caller]
+fn ok_or<T>(result: &Result<T, Status>, allowed: &[(Code, &str)]) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(status) => {
+            assert!(
+                allowed
+                    .iter()
+                    .any(|(code, why)| status.code() == *code && reason(status) == *why),
+                "unexpected: {status:?}"
+            );
+            false
+        }
+    }
+}
+
+async fn create_role(app: &TestApp, key: &str, permissions: &[&str]) {
+    app.admin()
+        .create_role(pb::CreateRoleRequest {
+            key: key.into(),
+            name: key.into(),
+            permissions: permissions.iter().map(|p| p.to_string()).collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("create role");
+}
+
+#[tokio::test]
+async fn deleting_a_role_while_a_membership_takes_it_answers_role_in_use_or_invalid_argument() {
+    let app = TestApp::spawn().await;
+    let organization = create_org(&app, "Roles Race", Some("user_alice")).await;
+    add_member(&app, &organization.id, "user_moved", "org:member").await;
+    for round in 0..ROUNDS {
+        let role = format!("org:racer{round}");
+        create_role(&app, &role, &[]).await;
+        let (admin, other) = (app.admin(), app.admin());
+        let key = role.clone();
+        let delete = async move {
+            let mut admin = admin;
+            admin
+                .delete_role(pb::DeleteRoleRequest { key })
+                .await
+                .map(|_| ())
+        };
+        let (organization_id, key) = (organization.id.clone(), role.clone());
+        let take = async move {
+            let mut other = other;
+            if round % 2 == 0 {
+                other
+                    .create_membership(pb::CreateMembershipRequest {
+                        organization_id,
+                        user_id: format!("user_new{round}"),
+                        role: key,
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ())
+            } else {
+                other
+                    .update_membership(pb::UpdateMembershipRequest {
+                        membership: Some(pb::Membership {
+                            organization_id,
+                            user_id: "user_moved".into(),
+                            role: key,
+                            ..Default::default()
+                        }),
+                        update_mask: mask(&["role"]),
+                    })
+                    .await
+                    .map(|_| ())
+            }
+        };
+        let (deleted, taken) = race(delete, take).await;
+        let deleted = ok_or(&deleted, &[(Code::FailedPrecondition, "ROLE_IN_USE")]);
+        let taken = ok_or(&taken, &[(Code::InvalidArgument, "FIELD_INVALID")]);
+        assert!(
+            deleted != taken,
+            "round {round}: deleted {deleted}, taken {taken}"
+        );
+        if taken && round % 2 == 1 {
+            // Move the member back so the next round's role is free to go.
+            app.admin()
+                .update_membership(pb::UpdateMembershipRequest {
+                    membership: Some(pb::Membership {
+                        organization_id: organization.id.clone(),
+                        user_id: "user_moved".into(),
+                        role: "org:member".into(),
+                        ..Default::default()
+                    }),
+                    update_mask: mask(&["role"]),
+                })
+                .await
+                .expect("move back");
+        }
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_permission_while_a_role_gains_it_answers_permission_in_use_or_invalid_argument()
+{
+    let app = TestApp::spawn().await;
+    create_role(&app, "org:gainer", &[]).await;
+    for round in 0..ROUNDS {
+        let permission = format!("org:racer{round}:use");
+        app.admin()
+            .create_permission(pb::CreatePermissionRequest {
+                key: permission.clone(),
+                name: "P".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("create permission");
+        let (admin, other) = (app.admin(), app.admin());
+        let key = permission.clone();
+        let delete = async move {
+            let mut admin = admin;
+            admin
+                .delete_permission(pb::DeletePermissionRequest { key })
+                .await
+                .map(|_| ())
+        };
+        let key = permission.clone();
+        let gain = async move {
+            let mut other = other;
+            other
+                .update_role(pb::UpdateRoleRequest {
+                    role: Some(pb::Role {
+                        key: "org:gainer".into(),
+                        permissions: vec![key],
+                        ..Default::default()
+                    }),
+                    update_mask: mask(&["permissions"]),
+                })
+                .await
+                .map(|_| ())
+        };
+        let (deleted, gained) = race(delete, gain).await;
+        let deleted = ok_or(&deleted, &[(Code::FailedPrecondition, "PERMISSION_IN_USE")]);
+        let gained = ok_or(&gained, &[(Code::InvalidArgument, "FIELD_INVALID")]);
+        assert!(
+            deleted != gained,
+            "round {round}: deleted {deleted}, gained {gained}"
+        );
+        if gained {
+            // Give it up again, so that the next round starts alike.
+            app.admin()
+                .update_role(pb::UpdateRoleRequest {
+                    role: Some(pb::Role {
+                        key: "org:gainer".into(),
+                        ..Default::default()
+                    }),
+                    update_mask: mask(&["permissions"]),
+                })
+                .await
+                .expect("give up");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_role_losing_the_manage_permission_and_the_last_admin_leaving_cannot_both_succeed() {
+    let app = TestApp::spawn().await;
+    for round in 0..ROUNDS {
+        let role = format!("org:manager{round}");
+        create_role(&app, &role, &["org:sys_memberships:manage"]).await;
+        let organization = create_org(&app, &format!("Skew {round}"), Some("user_a")).await;
+        add_member(&app, &organization.id, "user_b", &role).await;
+        let (admin, other) = (app.admin(), app.admin());
+        let key = role.clone();
+        let strip = async move {
+            let mut admin = admin;
+            admin
+                .update_role(pb::UpdateRoleRequest {
+                    role: Some(pb::Role {
+                        key,
+                        ..Default::default()
+                    }),
+                    update_mask: mask(&["permissions"]),
+                })
+                .await
+                .map(|_| ())
+        };
+        let organization_id = organization.id.clone();
+        let leave = async move {
+            let mut other = other;
+            if round % 2 == 0 {
+                other
+                    .update_membership(pb::UpdateMembershipRequest {
+                        membership: Some(pb::Membership {
+                            organization_id,
+                            user_id: "user_a".into(),
+                            role: "org:member".into(),
+                            ..Default::default()
+                        }),
+                        update_mask: mask(&["role"]),
+                    })
+                    .await
+                    .map(|_| ())
+            } else {
+                other
+                    .delete_membership(pb::DeleteMembershipRequest {
+                        organization_id,
+                        user_id: "user_a".into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ())
+            }
+        };
+        let (stripped, left) = race(strip, leave).await;
+        let stripped = ok_or(&stripped, &[(Code::FailedPrecondition, "LAST_ADMIN")]);
+        let left = ok_or(&left, &[(Code::FailedPrecondition, "LAST_ADMIN")]);
+        assert!(
+            !(stripped && left),
+            "round {round}: both succeeded, nobody manages the organization"
+        );
+        assert!(stripped || left, "round {round}: neither succeeded");
+    }
+}

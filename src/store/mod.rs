@@ -251,6 +251,21 @@ pub async fn lock_key(conn: &impl ConnectionTrait, key: &str) -> Result<(), DbEr
     Ok(())
 }
 
+/// Like [`lock_key`], but shared: transactions that take `key` shared run
+/// side by side, and all of them are serialized against one that takes it
+/// with [`lock_key`].
+pub async fn lock_key_shared(conn: &impl ConnectionTrait, key: &str) -> Result<(), DbErr> {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        execute(
+            conn,
+            "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))",
+            vec![Value::from(key)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Builds a `Vec<sea_orm::Value>` from expressions.
 #[macro_export]
 macro_rules! values {
