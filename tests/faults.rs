@@ -486,3 +486,38 @@ async fn a_role_losing_the_manage_permission_and_the_last_admin_leaving_cannot_b
         assert!(stripped || left, "round {round}: neither succeeded");
     }
 }
+
+#[tokio::test]
+async fn concurrent_creations_with_the_same_name_and_no_slug_all_succeed_with_distinct_slugs() {
+    let app = TestApp::spawn().await;
+    for round in 0..5 {
+        let name = format!("Same Name {round}");
+        let barrier = Arc::new(tokio::sync::Barrier::new(8));
+        let creations: Vec<_> = (0..8)
+            .map(|_| {
+                let (mut client, barrier, name) = (app.admin(), barrier.clone(), name.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    client
+                        .create_organization(pb::CreateOrganizationRequest {
+                            name,
+                            ..Default::default()
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut slugs = BTreeSet::new();
+        for creation in creations {
+            let organization = creation
+                .await
+                .expect("task")
+                .expect("a derived slug never fails")
+                .into_inner()
+                .organization
+                .expect("organization");
+            slugs.insert(organization.slug);
+        }
+        assert_eq!(slugs.len(), 8, "{slugs:?}");
+    }
+}
