@@ -115,7 +115,7 @@ impl App {
             clock,
             keys,
             notifier: Notifier::default(),
-            access: AccessCache::default(),
+            access: AccessCache::new(config.limits.cache_max_bytes),
             shutdown,
             metrics,
         };
@@ -137,6 +137,13 @@ impl App {
                     Err(err) => tracing::warn!(error = %err, "billing gauges not refreshed"),
                 }
             })
+        });
+        let (access, gauges) = (shared.access.clone(), shared.metrics.cache_gauges());
+        shared.metrics.on_scrape(move || {
+            let (memberships, organizations) = access.sizes();
+            gauges.set("memberships", memberships.entries, memberships.bytes);
+            gauges.set("organizations", organizations.entries, organizations.bytes);
+            Box::pin(async {})
         });
         Ok(App {
             config,
