@@ -316,6 +316,12 @@ pub struct ServeConfig {
     /// Days watch events are kept for resuming.
     #[arg(long = "watch-retention-days", env = "ORGS_WATCH_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub watch_retention_days: u64,
+    /// Days events are kept in the log; older ones are pruned in the background.
+    #[arg(long = "event-retention-days", env = "ORGS_EVENT_RETENTION_DAYS", default_value_t = 400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub event_retention_days: u64,
+    /// Seconds between a replica's attempts to prune the event log.
+    #[arg(long = "event-prune-interval", env = "ORGS_EVENT_PRUNE_INTERVAL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub event_prune_interval_secs: u64,
     /// Log format.
     #[arg(long = "log-format", env = "ORGS_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -480,6 +486,15 @@ impl ServeConfig {
     }
 
     /// How watches behave.
+    /// How the event log is pruned.
+    pub fn prune_settings(&self) -> crate::events::pruning::PruneSettings {
+        crate::events::pruning::PruneSettings {
+            retention: Duration::from_secs(self.event_retention_days.saturating_mul(24 * 3600)),
+            interval: Duration::from_secs(self.event_prune_interval_secs),
+            batch: 1_000,
+        }
+    }
+
     pub fn watch_settings(&self) -> WatchSettings {
         WatchSettings {
             checkpoint_interval: self.watch_checkpoint_interval(),
@@ -531,6 +546,8 @@ impl ServeConfig {
             shutdown_grace_period_secs: 5,
             watch_checkpoint_interval_secs: 15,
             watch_retention_days: 30,
+            event_retention_days: 400,
+            event_prune_interval_secs: 300,
             log_format: LogFormat::Text,
         }
     }

@@ -246,6 +246,12 @@ impl App {
             shared.shutdown.clone(),
             follower::POLL_INTERVAL,
         );
+        let log_pruner = crate::events::pruning::spawn(
+            shared.db.clone(),
+            shared.clock.clone(),
+            config.prune_settings(),
+            shared.shutdown.clone(),
+        );
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -429,6 +435,7 @@ impl App {
         }
         watchdog.abort();
         log_follower.abort();
+        log_pruner.abort();
         limits_upkeep.abort();
         shared.db.close().await;
         result.map_err(Into::into)

@@ -14,6 +14,7 @@ pub mod billing_totals;
 pub mod billing_user_activity;
 pub mod domain_verification_attempts;
 pub mod domains;
+pub mod event_pruning;
 pub mod event_sequence;
 pub mod events;
 pub mod idempotency_keys;
