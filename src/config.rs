@@ -345,6 +345,12 @@ pub struct ServeConfig {
     /// Days watch events are kept for resuming.
     #[arg(long = "watch-retention-days", env = "ORGS_WATCH_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub watch_retention_days: u64,
+    /// Days events are kept in the log; older ones are pruned in the background.
+    #[arg(long = "event-retention-days", env = "ORGS_EVENT_RETENTION_DAYS", default_value_t = 400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub event_retention_days: u64,
+    /// Seconds between a replica's attempts to prune the event log.
+    #[arg(long = "event-prune-interval", env = "ORGS_EVENT_PRUNE_INTERVAL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub event_prune_interval_secs: u64,
     /// Log format.
     #[arg(long = "log-format", env = "ORGS_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -367,6 +373,30 @@ pub struct DatabaseConfig {
         default_value_t = 10
     )]
     pub max_connections: u32,
+    /// Seconds a call waits for a pooled connection (or for a new connection
+    /// to the database) before it fails with UNAVAILABLE.
+    #[arg(long = "database-acquire-timeout", env = "ORGS_DATABASE_ACQUIRE_TIMEOUT", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub acquire_timeout_secs: u64,
+    /// Seconds PostgreSQL lets one statement run before cancelling it
+    /// (`statement_timeout`); 0 leaves the server's setting.
+    #[arg(
+        long = "database-statement-timeout",
+        env = "ORGS_DATABASE_STATEMENT_TIMEOUT",
+        default_value_t = 30
+    )]
+    pub statement_timeout_secs: u64,
+}
+
+impl DatabaseConfig {
+    /// The pool's settings.
+    pub fn pool(&self) -> crate::store::PoolSettings {
+        crate::store::PoolSettings {
+            max_connections: self.max_connections,
+            acquire_timeout: Duration::from_secs(self.acquire_timeout_secs),
+            statement_timeout: (self.statement_timeout_secs > 0)
+                .then(|| Duration::from_secs(self.statement_timeout_secs)),
+        }
+    }
 }
 
 impl std::fmt::Debug for DatabaseConfig {
@@ -374,6 +404,8 @@ impl std::fmt::Debug for DatabaseConfig {
         f.debug_struct("DatabaseConfig")
             .field("url", &redact_url(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("acquire_timeout_secs", &self.acquire_timeout_secs)
+            .field("statement_timeout_secs", &self.statement_timeout_secs)
             .finish()
     }
 }
@@ -488,6 +520,15 @@ impl ServeConfig {
     }
 
     /// How watches behave.
+    /// How the event log is pruned.
+    pub fn prune_settings(&self) -> crate::events::pruning::PruneSettings {
+        crate::events::pruning::PruneSettings {
+            retention: Duration::from_secs(self.event_retention_days.saturating_mul(24 * 3600)),
+            interval: Duration::from_secs(self.event_prune_interval_secs),
+            batch: 1_000,
+        }
+    }
+
     pub fn watch_settings(&self) -> WatchSettings {
         WatchSettings {
             checkpoint_interval: self.watch_checkpoint_interval(),
@@ -512,6 +553,8 @@ impl ServeConfig {
             database: DatabaseConfig {
                 url: database_url.to_string(),
                 max_connections: 10,
+                acquire_timeout_secs: 2,
+                statement_timeout_secs: 30,
             },
             no_migrate: false,
             auth: AuthConfig {
@@ -537,6 +580,8 @@ impl ServeConfig {
             shutdown_grace_period_secs: 5,
             watch_checkpoint_interval_secs: 15,
             watch_retention_days: 30,
+            event_retention_days: 400,
+            event_prune_interval_secs: 300,
             log_format: LogFormat::Text,
         }
     }

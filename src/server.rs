@@ -92,7 +92,7 @@ impl App {
     pub async fn build(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
         let verifier = Arc::new(Verifier::from_config(&config.auth).await?);
         let tls = ServerTls::from_config(&config.tls)?;
-        let db = Db::connect(&config.database.url, config.database.max_connections)
+        let db = Db::connect_with(&config.database.url, &config.database.pool())
             .await
             .map_err(|e| {
                 anyhow::anyhow!(
@@ -116,7 +116,7 @@ impl App {
             clock,
             keys,
             notifier: Notifier::default(),
-            access: AccessCache::default(),
+            access: AccessCache::new(config.limits.cache_max_bytes),
             shutdown,
             metrics,
         };
@@ -144,6 +144,13 @@ impl App {
                     Err(err) => tracing::warn!(error = %err, "billing gauges not refreshed"),
                 }
             })
+        });
+        let (access, gauges) = (shared.access.clone(), shared.metrics.cache_gauges());
+        shared.metrics.on_scrape(move || {
+            let (memberships, organizations) = access.sizes();
+            gauges.set("memberships", memberships.entries, memberships.bytes);
+            gauges.set("organizations", organizations.entries, organizations.bytes);
+            Box::pin(async {})
         });
         Ok(App {
             config,
@@ -245,6 +252,12 @@ impl App {
             Arc::new(shared.access.clone()),
             shared.shutdown.clone(),
             follower::POLL_INTERVAL,
+        );
+        let log_pruner = crate::events::pruning::spawn(
+            shared.db.clone(),
+            shared.clock.clone(),
+            config.prune_settings(),
+            shared.shutdown.clone(),
         );
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -435,6 +448,7 @@ impl App {
         }
         watchdog.abort();
         log_follower.abort();
+        log_pruner.abort();
         limits_upkeep.abort();
         shared.db.close().await;
         result.map_err(Into::into)

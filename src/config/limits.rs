@@ -43,6 +43,10 @@ pub struct LimitsConfig {
     /// longer one.
     #[arg(long = "request-timeout", env = "ORGS_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_secs: u64,
+    /// Bytes the in-process caches (memberships and organizations for
+    /// `CheckPermission` and `GetOrganization`) may take, about.
+    #[arg(long = "cache-max-bytes", env = "ORGS_CACHE_MAX_BYTES", default_value_t = crate::service::access::DEFAULT_CACHE_MAX_BYTES)]
+    pub cache_max_bytes: u64,
 }
 
 /// 8 MiB: a `RecordActivity` of 10,000 events with 128-character user ids is
@@ -60,6 +64,7 @@ impl Default for LimitsConfig {
             max_concurrent_streams: 256,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             request_timeout_secs: 30,
+            cache_max_bytes: crate::service::access::DEFAULT_CACHE_MAX_BYTES,
         }
     }
 }

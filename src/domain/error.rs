@@ -32,6 +32,7 @@ pub enum Reason {
     MembershipRequestExists,
     ExternalIdTaken,
     EtagMismatch,
+    SerializationFailure,
     RequestIdReused,
     MembershipLimitReached,
     LastAdmin,
@@ -95,6 +96,7 @@ impl Reason {
         Reason::MembershipRequestExists,
         Reason::ExternalIdTaken,
         Reason::EtagMismatch,
+        Reason::SerializationFailure,
         Reason::RequestIdReused,
         Reason::MembershipLimitReached,
         Reason::LastAdmin,
@@ -157,6 +159,7 @@ impl Reason {
             Reason::MembershipRequestExists => "MEMBERSHIP_REQUEST_EXISTS",
             Reason::ExternalIdTaken => "EXTERNAL_ID_TAKEN",
             Reason::EtagMismatch => "ETAG_MISMATCH",
+            Reason::SerializationFailure => "SERIALIZATION_FAILURE",
             Reason::RequestIdReused => "REQUEST_ID_REUSED",
             Reason::MembershipLimitReached => "MEMBERSHIP_LIMIT_REACHED",
             Reason::LastAdmin => "LAST_ADMIN",
@@ -245,6 +248,13 @@ pub enum Error {
     ResourceExhausted(Reason, String, Duration),
     #[error("{1}")]
     OutOfRange(Reason, String),
+    /// The change lost a race with concurrent changes in the database (a
+    /// serialization failure or a deadlock); nothing was written, and running
+    /// it again may succeed.
+    #[error("{1}")]
+    Aborted(Reason, String),
+    /// The database (or another dependency) cannot serve the call now;
+    /// nothing was acknowledged, and a retry after a while may succeed.
     #[error("{1}")]
     Unavailable(Reason, String),
     /// The call's deadline passed before it finished; its work was dropped
@@ -297,6 +307,12 @@ impl Error {
             "organization_id",
             crate::domain::quote::shorten(id, 128),
         )
+    }
+
+    /// Whether the call failed only because it raced with other changes, so
+    /// that running it again in a new transaction may succeed.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Aborted(Reason::SerializationFailure, _))
     }
 
     pub fn permission_denied(message: impl Into<String>) -> Self {

@@ -3,6 +3,7 @@
 //! events when the [`follower`] next reads the log.
 
 pub mod follower;
+pub mod pruning;
 pub mod reader;
 pub mod view;
 

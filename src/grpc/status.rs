@@ -1,6 +1,7 @@
 //! The single mapping from domain errors to gRPC statuses. Every status carries
 //! an `ErrorInfo` (domain `orgs.v1`); INVALID_ARGUMENT carries `BadRequest`
-//! naming every bad field; RESOURCE_EXHAUSTED carries `RetryInfo`. Internal
+//! naming every bad field; RESOURCE_EXHAUSTED, UNAVAILABLE and ABORTED for a
+//! lost race carry `RetryInfo`. Internal
 //! causes are logged here and never sent.
 //!
 //! A status stays small whatever the caller sent: messages and descriptions
@@ -33,6 +34,24 @@ fn with_reason(code: Code, reason: Reason, message: String) -> Status {
         shorten(&message, MAX_MESSAGE_CHARS),
         ErrorDetails::with_error_info(reason.as_str(), ERROR_DOMAIN, HashMap::new()),
     )
+}
+
+/// The `RetryInfo.retry_delay` of an UNAVAILABLE answer: long enough for a
+/// database failover or a pool to drain, short enough not to stall callers.
+const RETRY_UNAVAILABLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// The `RetryInfo.retry_delay` of a change that lost a race (ABORTED): the
+/// other change is usually done by then.
+const RETRY_CONFLICT_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn with_retry(
+    code: Code,
+    reason: Reason,
+    message: String,
+    retry_after: std::time::Duration,
+) -> Status {
+    let mut details = ErrorDetails::with_error_info(reason.as_str(), ERROR_DOMAIN, HashMap::new());
+    details.set_retry_info(Some(retry_after));
+    Status::with_error_details(code, shorten(&message, MAX_MESSAGE_CHARS), details)
 }
 
 impl From<Error> for Status {
@@ -98,7 +117,12 @@ impl From<Error> for Status {
                 )
             }
             Error::OutOfRange(reason, message) => with_reason(Code::OutOfRange, reason, message),
-            Error::Unavailable(reason, message) => with_reason(Code::Unavailable, reason, message),
+            Error::Aborted(reason, message) => {
+                with_retry(Code::Aborted, reason, message, RETRY_CONFLICT_AFTER)
+            }
+            Error::Unavailable(reason, message) => {
+                with_retry(Code::Unavailable, reason, message, RETRY_UNAVAILABLE_AFTER)
+            }
             Error::DeadlineExceeded(message) => {
                 with_reason(Code::DeadlineExceeded, Reason::DeadlineExceeded, message)
             }

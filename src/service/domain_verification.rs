@@ -37,6 +37,7 @@ use crate::store::repo::domains::{self, VerificationCode};
 const REMOVED_CLAIM_MEMORY: Micros = 30 * 24 * 3600 * 1_000_000;
 
 /// What an attempt brings as proof.
+#[derive(Clone)]
 enum Proof {
     /// The 6-digit code of the email strategy.
     Code(String),

@@ -116,6 +116,10 @@ impl Events {
         )?;
         let conn = self.db.conn();
         let after = listing.after_number(0)?.unwrap_or(0);
+        // A page token from before the log was pruned past it may skip events.
+        if after > 0 && after < crate::events::pruning::pruned_through(conn).await? {
+            return Err(super::billing::watch::cursor_expired());
+        }
         let rows = reader::event_page(conn, &filter, after, listing.limit()).await?;
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {

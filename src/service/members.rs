@@ -54,6 +54,8 @@ impl Members {
         public_metadata: Metadata,
         private_metadata: Metadata,
     ) -> Result<AddedMember> {
+        // The role cannot be deleted or changed while it is being given.
+        roles::lock_catalogue_for_use(tx.conn()).await?;
         let Some(role_record) = roles::get_role(tx.conn(), role.as_str()).await? else {
             return Err(Error::invalid("role", format!("there is no role {role}")));
         };

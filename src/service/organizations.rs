@@ -134,6 +134,7 @@ impl Organizations {
                 ));
             }
         }
+        let derived_slug = new.slug.is_none();
         let slug = match new.slug {
             Some(slug) => {
                 if organizations::slug_taken(tx.conn(), slug.as_str()).await? {
@@ -180,7 +181,17 @@ impl Organizations {
         if let Err(err) = organizations::insert(tx.conn(), &row).await {
             return Err(if is_unique_violation(&err) {
                 unique_violation(tx, row.external_id.as_deref(), &row.id, || {
-                    slug_taken(&slug)
+                    if derived_slug {
+                        // A concurrent call took the derived slug after it was
+                        // checked: the writer runs this call again, which sees
+                        // that slug taken and picks another suffix.
+                        Error::Aborted(
+                            Reason::SerializationFailure,
+                            "a concurrent call took the derived slug; retry".into(),
+                        )
+                    } else {
+                        slug_taken(&slug)
+                    }
                 })
                 .await
             } else {
@@ -429,7 +440,7 @@ impl Organizations {
         actor: Actor,
         organization_id: OrganizationId,
         etag: Option<String>,
-        decide: impl FnOnce(&Organization) -> Result<OrganizationChanges> + Send + 'static,
+        decide: impl FnOnce(&Organization) -> Result<OrganizationChanges> + Clone + Send + 'static,
     ) -> Result<Organization> {
         self.writer
             .write(Call::new(actor), move |tx| {

@@ -68,6 +68,7 @@ impl Roles {
         self.writer
             .write(Call::idempotent(actor, idempotency, false), move |tx| {
                 Box::pin(async move {
+                    roles::lock_catalogue_for_change(tx.conn()).await?;
                     let requested = keys(&new.permissions);
                     let existing = roles::existing_permissions(tx.conn(), &requested).await?;
                     let violations =
@@ -134,6 +135,7 @@ impl Roles {
         self.writer
             .write(Call::new(actor), move |tx| {
                 Box::pin(async move {
+                    roles::lock_catalogue_for_change(tx.conn()).await?;
                     let current = roles::get_role(tx.conn(), key.as_str())
                         .await?
                         .ok_or_else(|| role_not_found(key.as_str()))?;
@@ -193,6 +195,7 @@ impl Roles {
         self.writer
             .write(Call::new(actor), move |tx| {
                 Box::pin(async move {
+                    roles::lock_catalogue_for_change(tx.conn()).await?;
                     let current = roles::get_role(tx.conn(), key.as_str())
                         .await?
                         .ok_or_else(|| role_not_found(key.as_str()))?;
@@ -284,6 +287,7 @@ impl Roles {
         self.writer
             .write(Call::new(actor), move |tx| {
                 Box::pin(async move {
+                    roles::lock_catalogue_for_change(tx.conn()).await?;
                     let current = roles::get_permission(tx.conn(), key.as_str())
                         .await?
                         .ok_or_else(|| {

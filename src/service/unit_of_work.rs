@@ -208,8 +208,30 @@ impl Writer {
         self.clock.now_micros()
     }
 
-    /// Runs `change` as one unit of work for `call`.
+    /// Runs `change` as one unit of work for `call`. A unit of work that
+    /// loses a race in the database (a serialization failure or a deadlock)
+    /// rolled back whole, so it runs again from the start, in a new
+    /// transaction, up to [`CONFLICT_ATTEMPTS`] times in all.
     pub async fn write<T, F>(&self, call: Call, change: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<T>> + Clone + Send + 'static,
+    {
+        let mut attempt = 1;
+        loop {
+            match self.attempt(call.clone(), change.clone()).await {
+                Err(err) if err.is_conflict() && attempt < CONFLICT_ATTEMPTS => {
+                    tracing::debug!(attempt, "unit of work lost a race; running it again");
+                    tokio::time::sleep(conflict_backoff(attempt)).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// One attempt at a unit of work.
+    async fn attempt<T, F>(&self, call: Call, change: F) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
         F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<T>> + Send + 'static,
@@ -304,6 +326,17 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Attempts of a unit of work that keeps losing races before the caller
+/// gets ABORTED `SERIALIZATION_FAILURE`.
+pub const CONFLICT_ATTEMPTS: u32 = 5;
+
+/// A short, growing, jittered pause before the next attempt, so that the
+/// changes that collided do not collide again in lockstep.
+fn conflict_backoff(attempt: u32) -> std::time::Duration {
+    let ceiling_millis = 5u64 << attempt.min(5);
+    std::time::Duration::from_millis(rand::random_range(1..=ceiling_millis))
 }
 
 async fn rollback(txn: DatabaseTransaction) {

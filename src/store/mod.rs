@@ -8,6 +8,7 @@
 
 pub mod entity;
 mod error;
+pub use error::{Fault, classify};
 pub mod migrations;
 pub(crate) mod query;
 pub mod repo;
@@ -31,17 +32,37 @@ pub struct Db {
 }
 
 impl Db {
+    /// Connects with the default pool settings and `max_connections`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbErr> {
+        Self::connect_with(
+            url,
+            &PoolSettings {
+                max_connections,
+                ..PoolSettings::default()
+            },
+        )
+        .await
+    }
+
     /// Connects; SQLite connections get WAL with `synchronous=FULL` (a commit
     /// survives an operating-system crash, not only a process crash), a busy
-    /// timeout and foreign keys.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbErr> {
+    /// timeout and foreign keys; PostgreSQL connections get the
+    /// `statement_timeout` of `settings`.
+    pub async fn connect_with(url: &str, settings: &PoolSettings) -> Result<Db, DbErr> {
         let mut options = ConnectOptions::new(url.to_string());
+        let statement_timeout = settings.statement_timeout;
         options
-            .max_connections(max_connections.max(1))
+            .max_connections(settings.max_connections.max(1))
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_timeout(settings.acquire_timeout)
             .sqlx_logging(false)
+            .map_sqlx_postgres_opts(move |opts| match statement_timeout {
+                Some(timeout) => {
+                    opts.options([("statement_timeout", format!("{}ms", timeout.as_millis()))])
+                }
+                None => opts,
+            })
             .map_sqlx_sqlite_opts(|opts| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
                 opts.journal_mode(SqliteJournalMode::Wal)
@@ -127,6 +148,28 @@ impl Db {
     }
 }
 
+/// How the pool connects and how long a caller waits for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long a call waits for a connection (and a new connection for the
+    /// database) before it fails with UNAVAILABLE.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL cancels a statement that runs longer (SQLSTATE 57014);
+    /// `None` leaves the server's setting.
+    pub statement_timeout: Option<Duration>,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(2),
+            statement_timeout: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
 /// Connections of a database pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStatus {
@@ -201,6 +244,21 @@ pub async fn lock_key(conn: &impl ConnectionTrait, key: &str) -> Result<(), DbEr
         execute(
             conn,
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            vec![Value::from(key)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Like [`lock_key`], but shared: transactions that take `key` shared run
+/// side by side, and all of them are serialized against one that takes it
+/// with [`lock_key`].
+pub async fn lock_key_shared(conn: &impl ConnectionTrait, key: &str) -> Result<(), DbErr> {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        execute(
+            conn,
+            "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))",
             vec![Value::from(key)],
         )
         .await?;

@@ -12,6 +12,8 @@
 //! | `orgs_billing_projected_amount_due_minor_units` | gauge | |
 //! | `orgs_db_pool_connections` | gauge | `state` (`idle`, `in_use`) |
 //! | `orgs_db_pool_max_connections` | gauge | |
+//! | `orgs_cache_entries` | gauge | `cache` (`memberships`, `organizations`) |
+//! | `orgs_cache_bytes` | gauge | `cache`: estimated bytes, bounded by `ORGS_CACHE_MAX_BYTES` |
 //!
 //! RPCs outside the served protos are counted as `grpc_service="unknown"`,
 //! `grpc_method="unknown"`, so a client cannot grow the label sets.
@@ -74,8 +76,33 @@ struct Inner {
     projected_amount_due: Gauge,
     db_pool_connections: Family<PoolLabels, Gauge>,
     db_pool_max_connections: Gauge,
+    cache_entries: Family<CacheLabels, Gauge>,
+    cache_bytes: Family<CacheLabels, Gauge>,
     database: Mutex<Option<Db>>,
     scrape_hooks: Mutex<Vec<ScrapeHook>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
+}
+
+/// The size gauges of the in-process caches.
+#[derive(Clone)]
+pub struct CacheGauges {
+    entries: Family<CacheLabels, Gauge>,
+    bytes: Family<CacheLabels, Gauge>,
+}
+
+impl CacheGauges {
+    /// Sets the entries and estimated bytes of the cache named `cache`.
+    pub fn set(&self, cache: &'static str, entries: u64, bytes: u64) {
+        let labels = CacheLabels { cache };
+        self.entries
+            .get_or_create(&labels)
+            .set(saturating_i64(entries));
+        self.bytes.get_or_create(&labels).set(saturating_i64(bytes));
+    }
 }
 
 /// The billable and charged organizations of the current period, the
@@ -189,6 +216,18 @@ impl Metrics {
             "Configured size limit of the database pool",
             db_pool_max_connections.clone(),
         );
+        let cache_entries = Family::<CacheLabels, Gauge>::default();
+        registry.register(
+            "orgs_cache_entries",
+            "Entries of an in-process cache",
+            cache_entries.clone(),
+        );
+        let cache_bytes = Family::<CacheLabels, Gauge>::default();
+        registry.register(
+            "orgs_cache_bytes",
+            "Estimated bytes of an in-process cache",
+            cache_bytes.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -202,6 +241,8 @@ impl Metrics {
                 projected_amount_due,
                 db_pool_connections,
                 db_pool_max_connections,
+                cache_entries,
+                cache_bytes,
                 database: Mutex::new(None),
                 scrape_hooks: Mutex::new(Vec::new()),
             }),
@@ -248,6 +289,14 @@ impl Metrics {
             charged_organizations: self.inner.charged_organizations.clone(),
             budget: self.inner.budget.clone(),
             projected_amount_due: self.inner.projected_amount_due.clone(),
+        }
+    }
+
+    /// The cache gauges alone, for a scrape hook.
+    pub fn cache_gauges(&self) -> CacheGauges {
+        CacheGauges {
+            entries: self.inner.cache_entries.clone(),
+            bytes: self.inner.cache_bytes.clone(),
         }
     }
 

@@ -90,6 +90,7 @@ async fn entities_have_the_columns_of_their_tables() {
     check::<entity::memberships::Entity>(&store, &mut checked).await;
     check::<entity::events::Entity>(&store, &mut checked).await;
     check::<entity::event_sequence::Entity>(&store, &mut checked).await;
+    check::<entity::event_pruning::Entity>(&store, &mut checked).await;
     check::<entity::idempotency_keys::Entity>(&store, &mut checked).await;
     check::<entity::invitations::Entity>(&store, &mut checked).await;
     check::<entity::domains::Entity>(&store, &mut checked).await;

@@ -113,14 +113,22 @@ pub struct BillingWatch {
 /// the cursor has not seen (none: the cursor is current, however long ago it
 /// was issued).
 pub async fn check_age(db: &Db, seq: i64, now: Micros, retention: Duration) -> Result<()> {
+    if seq < crate::events::pruning::pruned_through(db.conn()).await? {
+        return Err(cursor_expired());
+    }
     let retention = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
     match reader::first_after(db.conn(), seq).await? {
-        Some((_, time)) if time < now.saturating_sub(retention) => Err(Error::OutOfRange(
-            Reason::CursorExpired,
-            "the cursor is older than the retention; start again without it".into(),
-        )),
+        Some((_, time)) if time < now.saturating_sub(retention) => Err(cursor_expired()),
         _ => Ok(()),
     }
+}
+
+/// A cursor (or page token) older than what the log still holds.
+pub(crate) fn cursor_expired() -> Error {
+    Error::OutOfRange(
+        Reason::CursorExpired,
+        "the cursor is older than the retention; start again without it".into(),
+    )
 }
 
 /// How a watch ends when the server shuts down.

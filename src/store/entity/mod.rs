@@ -16,6 +16,7 @@ pub mod budget_alerts;
 pub mod deleted_organizations;
 pub mod domain_verification_attempts;
 pub mod domains;
+pub mod event_pruning;
 pub mod event_sequence;
 pub mod events;
 pub mod idempotency_keys;

@@ -11,6 +11,7 @@ mod m20261201_000005_server_keys;
 mod m20261201_000006_domain_claims;
 mod m20261201_000007_external_ids;
 mod m20261201_000008_lifecycle;
+mod m20261201_000009_event_pruning;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_domain_claims::Migration),
             Box::new(m20261201_000007_external_ids::Migration),
             Box::new(m20261201_000008_lifecycle::Migration),
+            Box::new(m20261201_000009_event_pruning::Migration),
         ]
     }
 }

@@ -33,11 +33,15 @@ pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Option<Organiz
 /// Reads the organization and locks it for the rest of the transaction, so
 /// changes to its memberships are serialized: `FOR UPDATE` on PostgreSQL;
 /// SQLite has no row locks (the builder leaves the clause out) and its write
-/// transactions hold the database lock already.
+/// transactions hold the database lock already. The role catalogue is
+/// locked shared first ([`super::roles::lock_catalogue_for_use`]): every
+/// change that locks an organization takes the same two locks in the same
+/// order, and a change of roles or permissions waits for them.
 pub async fn get_for_update(
     conn: &impl ConnectionTrait,
     id: &str,
 ) -> Result<Option<OrganizationRow>, DbErr> {
+    super::roles::lock_catalogue_for_use(conn).await?;
     Entity::find_by_id(id).lock_exclusive().one(conn).await
 }
 

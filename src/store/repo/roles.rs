@@ -12,6 +12,26 @@ use serde::{Deserialize, Serialize};
 use crate::store::entity::{invitations, memberships, permissions, role_permissions, roles};
 use crate::store::query::{self, eq_literal, literal};
 
+/// The lock that orders changes of the role catalogue (roles and the
+/// permissions they grant) against changes that rely on it (memberships and
+/// invitations holding a role, the last-admin rule).
+const CATALOGUE_LOCK: &str = "role-catalogue";
+
+/// Takes the catalogue lock exclusively, first in the transaction: a change of
+/// roles or permissions waits for every membership change in flight, and they
+/// for it, so neither checks its rule against what the other is changing
+/// (a role deleted while a membership takes it; a role losing the manage
+/// permission while the last admin is demoted).
+pub async fn lock_catalogue_for_change(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    crate::store::lock_key(conn, CATALOGUE_LOCK).await
+}
+
+/// Takes the catalogue lock shared: membership changes run side by side, but
+/// not alongside a change of the catalogue.
+pub async fn lock_catalogue_for_use(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    crate::store::lock_key_shared(conn, CATALOGUE_LOCK).await
+}
+
 /// A stored role with its permission keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoleRecord {

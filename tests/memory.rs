@@ -1,0 +1,149 @@
+//! Memory bounded whatever callers send: the access cache keeps no entry for
+//! organizations that do not exist, and stays within its bytes.
+
+mod common;
+
+use common::*;
+use orgs::proto::v1 as pb;
+
+/// The `/metrics` text.
+async fn scrape(app: &TestApp) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.metrics_addr)
+        .await
+        .expect("connect to /metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send request");
+    let mut raw = String::new();
+    stream
+        .read_to_string(&mut raw)
+        .await
+        .expect("read response");
+    raw
+}
+
+/// The value of the sample `name{labels}`.
+fn sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name_and_labels}"))
+}
+
+/// Entries and bytes of both caches.
+async fn cache_sizes(app: &TestApp) -> Vec<f64> {
+    let text = scrape(app).await;
+    ["memberships", "organizations"]
+        .iter()
+        .flat_map(|cache| {
+            [
+                sample(&text, &format!("orgs_cache_entries{{cache=\"{cache}\"}}")),
+                sample(&text, &format!("orgs_cache_bytes{{cache=\"{cache}\"}}")),
+            ]
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn ten_thousand_bogus_permission_checks_leave_the_cache_unchanged() {
+    let app = TestApp::spawn().await;
+    let organization = create_org(&app, "Cached Inc", Some("user_alice")).await;
+    // A real member's answer is cached, once the log follower has read the
+    // organization's creation.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let check = |organization_id: String, user_id: &str| pb::CheckPermissionRequest {
+        organization_id,
+        user_id: user_id.into(),
+        permission: "org:sys_memberships:manage".into(),
+    };
+    let allowed = app
+        .admin()
+        .check_permission(check(organization.id.clone(), "user_alice"))
+        .await
+        .expect("check")
+        .into_inner()
+        .allowed;
+    assert!(allowed);
+    // (Usually cached by now; the log follower may still drop it when it
+    // reads the organization's creation, so only growth is checked below.)
+    let before = cache_sizes(&app).await;
+
+    let checks: Vec<_> = (0..8)
+        .map(|worker| {
+            let client = app.admin();
+            tokio::spawn(async move {
+                for i in 0..1_250 {
+                    let bogus = format!("org_{}", ulid::Ulid::new().to_string().to_lowercase());
+                    let answer = client
+                        .clone()
+                        .check_permission(pb::CheckPermissionRequest {
+                            organization_id: bogus,
+                            user_id: format!("user_{worker}_{i}"),
+                            permission: "org:sys_memberships:manage".into(),
+                        })
+                        .await
+                        .expect("a bogus check is answered")
+                        .into_inner();
+                    assert!(!answer.allowed);
+                }
+            })
+        })
+        .collect();
+    for check in checks {
+        check.await.expect("checks");
+    }
+    // So is a non-member of a real organization: no entry either.
+    app.admin()
+        .check_permission(check(organization.id.clone(), "user_stranger"))
+        .await
+        .expect("check");
+    // Nothing was added (the member's own entry may have been dropped since,
+    // when the log follower saw the organization's creation).
+    let after = cache_sizes(&app).await;
+    for (after, before) in after.iter().zip(&before) {
+        assert!(after <= before, "grew from {before:?} to {after:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_cache_stays_within_its_configured_bytes() {
+    let app = TestApp::spawn_with(|config| config.limits.cache_max_bytes = 256 * 1024).await;
+    let metadata: prost_types::Struct = prost_types::Struct {
+        fields: [(
+            "blob".to_string(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue("x".repeat(7_000))),
+            },
+        )]
+        .into(),
+    };
+    for i in 0..60 {
+        let organization = app
+            .admin()
+            .create_organization(pb::CreateOrganizationRequest {
+                name: format!("Heavy {i}"),
+                public_metadata: Some(metadata.clone()),
+                ..Default::default()
+            })
+            .await
+            .expect("create")
+            .into_inner()
+            .organization
+            .expect("organization");
+        app.admin()
+            .get_organization(pb::GetOrganizationRequest {
+                lookup: Some(pb::get_organization_request::Lookup::OrganizationId(
+                    organization.id,
+                )),
+            })
+            .await
+            .expect("get");
+    }
+    let sizes = cache_sizes(&app).await;
+    // 60 organizations of about 7 KB would take 420 KB; the organizations'
+    // half of the cache is 128 KiB.
+    assert!(sizes[3] <= 128.0 * 1024.0, "{sizes:?}");
+    assert!(sizes[2] >= 1.0 && sizes[2] < 60.0, "{sizes:?}");
+}
