@@ -24,10 +24,14 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-/// A database handle: a pool for PostgreSQL or for an SQLite file.
+/// A database handle: a pool for PostgreSQL or for an SQLite file. An SQLite
+/// file also gets one connection of its own for the group-committing writer
+/// ([`Db::batch_connection`]); the pool then serves reads (WAL readers never
+/// wait for the writer).
 #[derive(Clone, Debug)]
 pub struct Db {
     conn: DatabaseConnection,
+    batch: Option<DatabaseConnection>,
 }
 
 impl Db {
@@ -35,6 +39,18 @@ impl Db {
     /// survives an operating-system crash, not only a process crash), a busy
     /// timeout and foreign keys.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbErr> {
+        let conn = Database::connect(Self::options(url, max_connections)).await?;
+        let file =
+            url.starts_with("sqlite:") && !url.contains(":memory:") && !url.contains("mode=memory");
+        let batch = if file {
+            Some(Database::connect(Self::options(url, 1)).await?)
+        } else {
+            None
+        };
+        Ok(Db { conn, batch })
+    }
+
+    fn options(url: &str, max_connections: u32) -> ConnectOptions {
         let mut options = ConnectOptions::new(url.to_string());
         options
             .max_connections(max_connections.max(1))
@@ -49,8 +65,25 @@ impl Db {
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
             });
-        let conn = Database::connect(options).await?;
-        Ok(Db { conn })
+        options
+    }
+
+    /// The connection that only the group-committing writer uses: present
+    /// for an SQLite file, where one writer at a time is all the database
+    /// allows anyway.
+    pub fn batch_connection(&self) -> Option<&DatabaseConnection> {
+        self.batch.as_ref()
+    }
+
+    /// Begins the transaction of one batch of changes on the writer's own
+    /// connection (`BEGIN IMMEDIATE`; each change then runs in a savepoint).
+    pub async fn begin_batch(conn: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+        conn.begin_with_options(TransactionOptions {
+            isolation_level: None,
+            access_mode: None,
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        })
+        .await
     }
 
     pub fn conn(&self) -> &DatabaseConnection {
@@ -99,6 +132,9 @@ impl Db {
     }
 
     pub async fn close(self) {
+        if let Some(batch) = self.batch {
+            let _ = batch.close().await;
+        }
         let _ = self.conn.close().await;
     }
 

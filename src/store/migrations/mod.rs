@@ -10,6 +10,7 @@ mod m20261201_000004_event_kinds;
 mod m20261201_000005_server_keys;
 mod m20261201_000006_domain_claims;
 mod m20261201_000007_external_ids;
+mod m20261201_000010_pending_events;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_server_keys::Migration),
             Box::new(m20261201_000006_domain_claims::Migration),
             Box::new(m20261201_000007_external_ids::Migration),
+            Box::new(m20261201_000010_pending_events::Migration),
         ]
     }
 }
