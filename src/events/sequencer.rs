@@ -14,8 +14,10 @@
 
 use std::sync::Arc;
 
+use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, TransactionTrait, Value,
+    ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, TransactionTrait,
+    Value,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,7 +25,8 @@ use super::follower::{ChangeListener, POLL_INTERVAL};
 use super::reader::Change;
 use super::{NewEvent, Notifier};
 use crate::domain::events::EventKind;
-use crate::store::{Sql, execute, fetch_all, fetch_i64};
+use crate::store::entity::pending_events as pending;
+use crate::store::{fetch_all, fetch_i64};
 
 /// Pending events moved per statement.
 const EVENTS_PER_PASS: i64 = 10_000;
@@ -33,34 +36,32 @@ pub async fn stage(conn: &impl ConnectionTrait, events: &[NewEvent]) -> Result<(
     if events.is_empty() {
         return Ok(());
     }
-    let mut sql = Sql::new(
-        "INSERT INTO pending_events (id, kind, action, actor, on_behalf_of, organization_id, \
-         resource_id, request_id, audit, payload, create_time) VALUES ",
-    );
-    for (index, event) in events.iter().enumerate() {
-        if index > 0 {
-            sql.push(", ");
-        }
-        let row = [
-            sql.bind(crate::domain::ids::new_id(crate::domain::ids::EVENT)),
-            sql.bind(event.kind.map(EventKind::as_str).unwrap_or_default()),
-            sql.bind(event.action.clone()),
-            sql.bind(event.actor.clone()),
-            sql.bind(event.on_behalf_of.clone()),
-            sql.bind(event.organization_id.clone()),
-            sql.bind(event.resource_id.clone()),
-            sql.bind(event.request_id.clone()),
-            sql.bind(event.audit),
-            sql.bind(event.payload.to_string()),
-            sql.bind(event.create_time),
-        ];
-        let text = format!("({})", row.join(", "));
-        sql.push(&text);
-    }
-    execute(conn, &sql.text, sql.values).await?;
+    let rows = events.iter().map(|event| pending::ActiveModel {
+        pending_id: NotSet,
+        id: Set(crate::domain::ids::new_id(crate::domain::ids::EVENT)),
+        kind: Set(event
+            .kind
+            .map(EventKind::as_str)
+            .unwrap_or_default()
+            .to_string()),
+        action: Set(event.action.clone()),
+        actor: Set(event.actor.clone()),
+        on_behalf_of: Set(event.on_behalf_of.clone()),
+        organization_id: Set(event.organization_id.clone()),
+        resource_id: Set(event.resource_id.clone()),
+        request_id: Set(event.request_id.clone()),
+        audit: Set(event.audit),
+        payload: Set(event.payload.to_string()),
+        create_time: Set(event.create_time),
+    });
+    pending::Entity::insert_many(rows)
+        .exec_without_returning(conn)
+        .await?;
     Ok(())
 }
 
+/// Raw SQL: a data-modifying CTE (move, number, raise the head in one
+/// statement) that the query builder has no form for.
 /// Moves pending events (at most `$2`) into the log after position `$1`,
 /// numbered in pending order, and raises the head by as many.
 const MOVE: &str = r#"

@@ -102,6 +102,7 @@ async fn entities_have_the_columns_of_their_tables() {
     check::<entity::billing_totals::Entity>(&store, &mut checked).await;
     check::<entity::server_keys::Entity>(&store, &mut checked).await;
     check::<entity::removed_domain_claims::Entity>(&store, &mut checked).await;
+    check::<entity::pending_events::Entity>(&store, &mut checked).await;
 
     let sql = if store.postgres() {
         "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name <> 'seaql_migrations'"
