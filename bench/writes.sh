@@ -33,7 +33,9 @@ raw="${RAW:-inserts,writes,statements}"
 benches="${BENCHES:-writes reads}"
 postgres_url="${1:-}"
 
-export ORGS_AUTH_HS256_SECRET="bench-secret-0123456789abcdef"
+export ORGS_AUTH_HS256_SECRET="bench-secret-0123456789abcdef-0123456789"
+# The benchmark measures the server, not the per-principal rate limits.
+export ORGS_RATE_LIMIT_READS_PER_SECOND=0 ORGS_RATE_LIMIT_WRITES_PER_SECOND=0
 token="$("$orgs" token --sub bench --scope "billing:write billing:read orgs:admin")"
 work="$(mktemp -d)"
 server=""

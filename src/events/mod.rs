@@ -5,6 +5,7 @@
 pub mod follower;
 pub mod pruning;
 pub mod reader;
+pub mod sequencer;
 pub mod view;
 
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -44,6 +45,8 @@ pub type EventRow = crate::store::entity::events::Model;
 /// Appends events with consecutive sequence numbers. The counter row is taken
 /// last, just before commit, so sequence order is commit order and a reader that
 /// has seen `seq` never later finds a smaller one appear.
+/// Used on SQLite, where one writer runs every change; on PostgreSQL changes
+/// stage their events and the [`sequencer`] numbers them after commit.
 pub async fn append(
     conn: &impl ConnectionTrait,
     events: &[NewEvent],

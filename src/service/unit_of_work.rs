@@ -21,8 +21,11 @@ use crate::domain::time::{Clock, Micros};
 use crate::domain::{Actor, Error, Reason, Result};
 use crate::events::follower::ChangeListener;
 use crate::events::reader::Change;
+use crate::events::sequencer::Sequencer;
 use crate::events::{self, NewEvent, Notifier};
 use crate::store::{self, Db, repo::idempotency};
+
+mod group_commit;
 
 /// How long idempotency records are kept, in microseconds (at least 24 hours).
 const IDEMPOTENCY_RETENTION_MICROS: Micros = 48 * 3600 * 1_000_000;
@@ -179,6 +182,12 @@ pub struct Writer {
     clock: Arc<dyn Clock>,
     notifier: Notifier,
     listener: Arc<dyn ChangeListener>,
+    /// The queue of the group-committing writer (an SQLite file); without
+    /// it every change commits its own transaction.
+    batches: Option<group_commit::Queue>,
+    /// PostgreSQL: events are written without a position, and this gives
+    /// them theirs after the commit.
+    sequencer: Option<Sequencer>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -187,20 +196,41 @@ impl std::fmt::Debug for Writer {
     }
 }
 
+/// What an attempt leaves to do.
+enum Attempt<T> {
+    /// Nothing to commit (rolled back, or answered from an earlier call).
+    Answered(Result<T>),
+    /// A transaction to append the events to and commit; then the answer.
+    Commit {
+        txn: DatabaseTransaction,
+        events: Vec<NewEvent>,
+        answer: Result<T>,
+    },
+}
+
 impl Writer {
     /// `listener` hears of this process's own commits, as the log follower
-    /// tells it of other replicas'.
+    /// tells it of other replicas'. On an SQLite file this starts the one
+    /// task that writes: it runs queued changes in batches, one transaction
+    /// and one commit per batch.
     pub fn new(
         db: Db,
         clock: Arc<dyn Clock>,
         notifier: Notifier,
         listener: Arc<dyn ChangeListener>,
     ) -> Self {
+        let batches = db
+            .batch_connection()
+            .map(|conn| group_commit::spawn(conn.clone(), notifier.clone(), listener.clone()));
+        let sequencer = (db.backend() == sea_orm::DbBackend::Postgres)
+            .then(|| Sequencer::spawn(db.conn().clone(), notifier.clone(), listener.clone()));
         Writer {
             db,
             clock,
             notifier,
             listener,
+            batches,
+            sequencer,
         }
     }
 
@@ -208,10 +238,13 @@ impl Writer {
         self.clock.now_micros()
     }
 
-    /// Runs `change` as one unit of work for `call`. A unit of work that
-    /// loses a race in the database (a serialization failure or a deadlock)
-    /// rolled back whole, so it runs again from the start, in a new
-    /// transaction, up to [`CONFLICT_ATTEMPTS`] times in all.
+    /// Runs `change` as one unit of work for `call`. On an SQLite file the
+    /// change joins the writer's next batch, in a savepoint of its own: its
+    /// failure rolls back only its savepoint, and its answer comes once the
+    /// batch has committed. A unit of work that loses a race in the database
+    /// (a serialization failure or a deadlock, on PostgreSQL) rolled back
+    /// whole, so it runs again from the start, in a new transaction, up to
+    /// [`CONFLICT_ATTEMPTS`] times in all.
     pub async fn write<T, F>(&self, call: Call, change: F) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
@@ -236,95 +269,198 @@ impl Writer {
         T: Serialize + DeserializeOwned + Send + 'static,
         F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<T>> + Send + 'static,
     {
-        let Call {
-            actor,
-            idempotency,
-            validate_only,
-        } = call;
-        let key = idempotency.filter(|_| !validate_only);
-        let mut tx = Tx {
-            txn: self.db.begin().await?,
-            now: self.now(),
-            request_id: key.as_ref().map(|k| k.request_id.clone()),
-            actor,
-            events: Vec::new(),
-            commit_on_error: false,
-        };
-        if let Some(key) = &key {
-            match claim(&tx, key).await {
-                Ok(Claim::Claimed) => {}
-                Ok(Claim::Replay(previous)) => {
-                    rollback(tx.txn).await;
-                    return Ok(previous);
-                }
-                Ok(Claim::Held) => {
-                    let actor = tx.actor.clone();
-                    rollback(tx.txn).await;
-                    // Another call holds or held this key: answer as it did.
-                    return match replay(self.db.conn(), &actor, key, self.now()).await? {
-                        Some(previous) => Ok(previous),
-                        None => Err(Error::Unavailable(
-                            Reason::DatabaseUnavailable,
-                            "a call with the same request_id is in progress; retry".into(),
-                        )),
-                    };
-                }
-                Err(err) => {
-                    rollback(tx.txn).await;
-                    return Err(err);
-                }
-            }
+        if let Some(queue) = &self.batches {
+            let (db, clock) = (self.db.clone(), self.clock.clone());
+            return queue
+                .run(move |savepoint| {
+                    Box::pin(async move {
+                        let now = clock.now_micros();
+                        match attempt(&db, savepoint, now, call, change).await {
+                            Attempt::Answered(answer) => group_commit::Staged::answered(answer),
+                            Attempt::Commit {
+                                txn,
+                                events,
+                                answer,
+                            } => match release(txn, &events).await {
+                                Ok(last_seq) => group_commit::Staged::committed(
+                                    changes(&events, last_seq),
+                                    last_seq,
+                                    answer,
+                                ),
+                                Err(err) => group_commit::Staged::answered(Err(err)),
+                            },
+                        }
+                    })
+                })
+                .await;
         }
-        match change(&mut tx).await {
-            Ok(value) if validate_only => {
-                rollback(tx.txn).await;
-                Ok(value)
-            }
-            Ok(value) => {
-                if let Some(key) = &key {
-                    let json = serde_json::to_string(&value).map_err(Error::internal)?;
-                    idempotency::store_response(tx.conn(), &tx.actor.sub, &key.request_id, &json)
-                        .await?;
+        let txn = self.db.begin().await?;
+        match attempt(&self.db, txn, self.now(), call, change).await {
+            Attempt::Answered(answer) => answer,
+            Attempt::Commit {
+                txn,
+                events,
+                answer,
+            } => {
+                if let Some(sequencer) = &self.sequencer {
+                    events::sequencer::stage(&txn, &events).await?;
+                    txn.commit().await?;
+                    // Committed: the answer stands even if the pass fails
+                    // now; a later pass (of any replica) sequences the events.
+                    if !events.is_empty() && !sequencer.sequenced().await {
+                        tracing::warn!("committed events wait for a later pass");
+                    }
+                    return answer;
                 }
-                self.commit(tx).await?;
-                Ok(value)
-            }
-            Err(err) if tx.commit_on_error && !validate_only => {
-                if let Some(key) = &key {
-                    // A failed call answers nothing to replay: a retry runs afresh.
-                    idempotency::release(tx.conn(), &tx.actor.sub, &key.request_id).await?;
+                let last_seq = events::append(&txn, &events).await?;
+                txn.commit().await?;
+                let changes = changes(&events, last_seq);
+                if !changes.is_empty() {
+                    self.listener.changed(&changes);
                 }
-                self.commit(tx).await?;
-                Err(err)
-            }
-            Err(err) => {
-                rollback(tx.txn).await;
-                Err(err)
+                if let Some(last_seq) = last_seq {
+                    self.notifier.committed(last_seq);
+                }
+                answer
             }
         }
     }
+}
 
-    /// Appends the events and commits; then this process forgets what it
-    /// cached about the change and wakes its watches.
-    async fn commit(&self, tx: Tx) -> Result<()> {
-        let last_seq = events::append(&tx.txn, &tx.events).await?;
-        tx.txn.commit().await?;
-        if let Some(last_seq) = last_seq {
-            let first_seq = last_seq - tx.events.len() as i64 + 1;
-            let changes: Vec<Change> = tx
-                .events
-                .iter()
-                .enumerate()
-                .map(|(offset, event)| Change {
-                    seq: first_seq + offset as i64,
-                    kind: event.kind,
-                    organization_id: event.organization_id.clone(),
-                })
-                .collect();
-            self.listener.changed(&changes);
-            self.notifier.committed(last_seq);
+/// Appends the events in a change's savepoint and releases it; the batch
+/// commits later.
+async fn release(txn: DatabaseTransaction, events: &[NewEvent]) -> Result<Option<i64>> {
+    match events::append(&txn, events).await {
+        Ok(last_seq) => {
+            txn.commit().await?;
+            Ok(last_seq)
         }
-        Ok(())
+        Err(err) => {
+            rollback(txn).await;
+            Err(err.into())
+        }
+    }
+}
+
+/// What the committed events touched, for the caches.
+fn changes(events: &[NewEvent], last_seq: Option<i64>) -> Vec<Change> {
+    let Some(last_seq) = last_seq else {
+        return Vec::new();
+    };
+    let first_seq = last_seq - events.len() as i64 + 1;
+    events
+        .iter()
+        .enumerate()
+        .map(|(offset, event)| Change {
+            seq: first_seq + offset as i64,
+            kind: event.kind,
+            organization_id: event.organization_id.clone(),
+        })
+        .collect()
+}
+
+/// Claims the idempotency key, runs the change and stores its answer in
+/// `txn`; rolls back what is not to be kept.
+async fn attempt<T, F>(
+    db: &Db,
+    txn: DatabaseTransaction,
+    now: Micros,
+    call: Call,
+    change: F,
+) -> Attempt<T>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<T>> + Send + 'static,
+{
+    let Call {
+        actor,
+        idempotency,
+        validate_only,
+    } = call;
+    let key = idempotency.filter(|_| !validate_only);
+    let mut tx = Tx {
+        txn,
+        now,
+        request_id: key.as_ref().map(|k| k.request_id.clone()),
+        actor,
+        events: Vec::new(),
+        commit_on_error: false,
+    };
+    if let Some(key) = &key {
+        match claim(&tx, key).await {
+            Ok(Claim::Claimed) => {}
+            Ok(Claim::Replay(previous)) => {
+                rollback(tx.txn).await;
+                return Attempt::Answered(Ok(previous));
+            }
+            Ok(Claim::Held) => {
+                let actor = tx.actor.clone();
+                rollback(tx.txn).await;
+                // Another call holds or held this key: answer as it did.
+                return Attempt::Answered(match replay(db.conn(), &actor, key, now).await {
+                    Ok(Some(previous)) => Ok(previous),
+                    Ok(None) => Err(Error::Unavailable(
+                        Reason::DatabaseUnavailable,
+                        "a call with the same request_id is in progress; retry".into(),
+                    )),
+                    Err(err) => Err(err),
+                });
+            }
+            Err(err) => {
+                rollback(tx.txn).await;
+                return Attempt::Answered(Err(err));
+            }
+        }
+    }
+    match change(&mut tx).await {
+        Ok(value) if validate_only => {
+            rollback(tx.txn).await;
+            Attempt::Answered(Ok(value))
+        }
+        Ok(value) => {
+            if let Some(key) = &key {
+                let stored = match serde_json::to_string(&value) {
+                    Ok(json) => idempotency::store_response(
+                        tx.conn(),
+                        &tx.actor.sub,
+                        &key.request_id,
+                        &json,
+                    )
+                    .await
+                    .map_err(Error::from),
+                    Err(err) => Err(Error::internal(err)),
+                };
+                if let Err(err) = stored {
+                    rollback(tx.txn).await;
+                    return Attempt::Answered(Err(err));
+                }
+            }
+            Attempt::Commit {
+                txn: tx.txn,
+                events: tx.events,
+                answer: Ok(value),
+            }
+        }
+        Err(err) if tx.commit_on_error && !validate_only => {
+            if let Some(key) = &key {
+                // A failed call answers nothing to replay: a retry runs afresh.
+                let released =
+                    idempotency::release(tx.conn(), &tx.actor.sub, &key.request_id).await;
+                if let Err(released) = released {
+                    rollback(tx.txn).await;
+                    return Attempt::Answered(Err(released.into()));
+                }
+            }
+            Attempt::Commit {
+                txn: tx.txn,
+                events: tx.events,
+                answer: Err(err),
+            }
+        }
+        Err(err) => {
+            rollback(tx.txn).await;
+            Attempt::Answered(Err(err))
+        }
     }
 }
 

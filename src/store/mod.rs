@@ -25,10 +25,14 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-/// A database handle: a pool for PostgreSQL or for an SQLite file.
+/// A database handle: a pool for PostgreSQL or for an SQLite file. An SQLite
+/// file also gets one connection of its own for the group-committing writer
+/// ([`Db::batch_connection`]); the pool then serves reads (WAL readers never
+/// wait for the writer).
 #[derive(Clone, Debug)]
 pub struct Db {
     conn: DatabaseConnection,
+    batch: Option<DatabaseConnection>,
 }
 
 impl Db {
@@ -49,6 +53,22 @@ impl Db {
     /// timeout and foreign keys; PostgreSQL connections get the
     /// `statement_timeout` of `settings`.
     pub async fn connect_with(url: &str, settings: &PoolSettings) -> Result<Db, DbErr> {
+        let conn = Database::connect(Self::options(url, settings)).await?;
+        let file =
+            url.starts_with("sqlite:") && !url.contains(":memory:") && !url.contains("mode=memory");
+        let batch = if file {
+            let writer = PoolSettings {
+                max_connections: 1,
+                ..settings.clone()
+            };
+            Some(Database::connect(Self::options(url, &writer)).await?)
+        } else {
+            None
+        };
+        Ok(Db { conn, batch })
+    }
+
+    fn options(url: &str, settings: &PoolSettings) -> ConnectOptions {
         let mut options = ConnectOptions::new(url.to_string());
         let statement_timeout = settings.statement_timeout;
         options
@@ -70,8 +90,25 @@ impl Db {
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
             });
-        let conn = Database::connect(options).await?;
-        Ok(Db { conn })
+        options
+    }
+
+    /// The connection that only the group-committing writer uses: present
+    /// for an SQLite file, where one writer at a time is all the database
+    /// allows anyway.
+    pub fn batch_connection(&self) -> Option<&DatabaseConnection> {
+        self.batch.as_ref()
+    }
+
+    /// Begins the transaction of one batch of changes on the writer's own
+    /// connection (`BEGIN IMMEDIATE`; each change then runs in a savepoint).
+    pub async fn begin_batch(conn: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+        conn.begin_with_options(TransactionOptions {
+            isolation_level: None,
+            access_mode: None,
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        })
+        .await
     }
 
     pub fn conn(&self) -> &DatabaseConnection {
@@ -120,6 +157,9 @@ impl Db {
     }
 
     pub async fn close(self) {
+        if let Some(batch) = self.batch {
+            let _ = batch.close().await;
+        }
         let _ = self.conn.close().await;
     }
 

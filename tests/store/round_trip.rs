@@ -215,7 +215,7 @@ async fn every_entity_round_trips() {
     entity_round_trip::<billing_totals::Entity>(
         &store,
         billing_totals::Model {
-            id: 2,
+            id: 99,
             total_organizations: 7,
         },
     )

@@ -105,6 +105,7 @@ async fn entities_have_the_columns_of_their_tables() {
     check::<entity::removed_domain_claims::Entity>(&store, &mut checked).await;
     check::<entity::budget_alerts::Entity>(&store, &mut checked).await;
     check::<entity::deleted_organizations::Entity>(&store, &mut checked).await;
+    check::<entity::pending_events::Entity>(&store, &mut checked).await;
 
     let sql = if store.postgres() {
         "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name <> 'seaql_migrations'"

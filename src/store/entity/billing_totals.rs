@@ -1,4 +1,4 @@
-//! `billing_totals`: one row (`id = 1`) counting the organizations.
+//! `billing_totals`: rows (`id` 1..=16) whose sum counts the organizations.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -24,6 +24,7 @@ pub mod invitations;
 pub mod membership_requests;
 pub mod memberships;
 pub mod organizations;
+pub mod pending_events;
 pub mod permissions;
 pub mod removed_domain_claims;
 pub mod role_permissions;

@@ -12,6 +12,7 @@ mod m20261201_000006_domain_claims;
 mod m20261201_000007_external_ids;
 mod m20261201_000008_lifecycle;
 mod m20261201_000009_event_pruning;
+mod m20261201_000010_pending_events;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_external_ids::Migration),
             Box::new(m20261201_000008_lifecycle::Migration),
             Box::new(m20261201_000009_event_pruning::Migration),
+            Box::new(m20261201_000010_pending_events::Migration),
         ]
     }
 }

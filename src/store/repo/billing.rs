@@ -503,25 +503,32 @@ pub async fn count_cost_drivers(
 }
 
 pub async fn total_organizations(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
-    Ok(billing_totals::Entity::find_by_id(1)
-        .one(conn)
+    Ok(billing_totals::Entity::find()
+        .all(conn)
         .await?
+        .iter()
         .map(|row| row.total_organizations)
-        .unwrap_or(0))
+        .sum())
 }
 
-/// Moves the organization counter by `delta` (+1 on create, −1 on delete).
+/// Rows of `billing_totals`: the count is their sum.
+pub const TOTALS_SHARDS: i32 = 16;
+
+/// Moves the organization counter by `delta` (+1 on create, −1 on delete)
+/// on one of its rows, chosen at random: concurrent changes seldom wait for
+/// each other's commit.
 pub async fn add_to_total_organizations(
     conn: &impl ConnectionTrait,
     delta: i64,
 ) -> Result<(), DbErr> {
     use billing_totals::Column;
+    let shard = rand::random_range(1..=TOTALS_SHARDS);
     billing_totals::Entity::update_many()
         .col_expr(
             Column::TotalOrganizations,
             Expr::col(Column::TotalOrganizations).add(delta),
         )
-        .filter(Column::Id.eq(1))
+        .filter(Column::Id.eq(shard))
         .exec(conn)
         .await?;
     Ok(())

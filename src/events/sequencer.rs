@@ -1,0 +1,210 @@
+//! Positions in the log on PostgreSQL, given after commit. A change writes
+//! its events to `pending_events` in its own transaction and takes no lock
+//! for them, so changes commit side by side. After its commit it asks this
+//! process's sequencer for a pass: in one short transaction, holding the
+//! `event_sequence` row only for that transaction, the pass moves every
+//! pending event it sees into `events` with the next positions, in the order
+//! their changes committed (a change whose events are seen committed after
+//! another's took its pending number later), and raises the head. Readers
+//! read only `events` up to the head, so they never see a gap fill in
+//! later, nor an event twice. Passes serve every change that asked while the
+//! previous one ran; a pass also runs every [`POLL_INTERVAL`] when events
+//! are pending, so the events of a process that died between its commit and
+//! its pass are sequenced by any replica.
+
+use std::sync::Arc;
+
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, TransactionTrait,
+    Value,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::follower::{ChangeListener, POLL_INTERVAL};
+use super::reader::Change;
+use super::{NewEvent, Notifier};
+use crate::domain::events::EventKind;
+use crate::store::entity::pending_events as pending;
+use crate::store::{fetch_all, fetch_i64};
+
+/// Pending events moved per statement.
+const EVENTS_PER_PASS: i64 = 10_000;
+
+/// Writes events without a position, in the change's transaction.
+pub async fn stage(conn: &impl ConnectionTrait, events: &[NewEvent]) -> Result<(), DbErr> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows = events.iter().map(|event| pending::ActiveModel {
+        pending_id: NotSet,
+        id: Set(crate::domain::ids::new_id(crate::domain::ids::EVENT)),
+        kind: Set(event
+            .kind
+            .map(EventKind::as_str)
+            .unwrap_or_default()
+            .to_string()),
+        action: Set(event.action.clone()),
+        actor: Set(event.actor.clone()),
+        on_behalf_of: Set(event.on_behalf_of.clone()),
+        organization_id: Set(event.organization_id.clone()),
+        resource_id: Set(event.resource_id.clone()),
+        request_id: Set(event.request_id.clone()),
+        audit: Set(event.audit),
+        payload: Set(event.payload.to_string()),
+        create_time: Set(event.create_time),
+    });
+    pending::Entity::insert_many(rows)
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// Raw SQL: a data-modifying CTE (move, number, raise the head in one
+/// statement) that the query builder has no form for.
+/// Moves pending events (at most `$2`) into the log after position `$1`,
+/// numbered in pending order, and raises the head by as many.
+const MOVE: &str = r#"
+WITH moved AS (
+    DELETE FROM pending_events
+    WHERE pending_id IN (SELECT pending_id FROM pending_events ORDER BY pending_id LIMIT $2)
+    RETURNING *
+), numbered AS (
+    SELECT $1 + row_number() OVER (ORDER BY pending_id) AS seq, moved.* FROM moved
+), head AS (
+    UPDATE event_sequence SET last_seq = $1 + (SELECT count(*) FROM moved) WHERE id = 1
+)
+INSERT INTO events (seq, id, kind, action, actor, on_behalf_of, organization_id, resource_id,
+                    request_id, audit, payload, create_time)
+SELECT seq, id, kind, action, actor, on_behalf_of, organization_id, resource_id, request_id,
+       audit, payload, create_time
+FROM numbered
+RETURNING seq, kind, organization_id
+"#;
+
+#[derive(FromQueryResult)]
+struct Moved {
+    seq: i64,
+    kind: String,
+    organization_id: String,
+}
+
+/// One pass: the changes it sequenced, in order, and the head after it.
+async fn pass(conn: &DatabaseConnection) -> Result<(Vec<Change>, i64), DbErr> {
+    let txn = conn.begin().await?;
+    // Held until this short transaction commits: passes run one at a time
+    // across replicas; changes never wait for it.
+    let last = fetch_i64(
+        &txn,
+        "SELECT last_seq FROM event_sequence WHERE id = 1 FOR UPDATE",
+        vec![],
+    )
+    .await?;
+    let mut moved: Vec<Moved> = fetch_all(
+        &txn,
+        MOVE,
+        vec![Value::from(last), Value::from(EVENTS_PER_PASS)],
+    )
+    .await?;
+    txn.commit().await?;
+    moved.sort_by_key(|row| row.seq);
+    let head = moved.last().map_or(last, |row| row.seq);
+    let changes = moved
+        .into_iter()
+        .map(|row| Change {
+            seq: row.seq,
+            kind: EventKind::parse(&row.kind),
+            organization_id: row.organization_id,
+        })
+        .collect();
+    Ok((changes, head))
+}
+
+async fn pending(conn: &DatabaseConnection) -> Result<bool, DbErr> {
+    Ok(fetch_i64(
+        conn,
+        "SELECT count(*) FROM (SELECT 1 FROM pending_events LIMIT 1) AS any_pending",
+        vec![],
+    )
+    .await?
+        > 0)
+}
+
+/// Asks this process's sequencer task for passes.
+#[derive(Clone, Debug)]
+pub struct Sequencer {
+    sender: mpsc::Sender<oneshot::Sender<bool>>,
+}
+
+impl Sequencer {
+    /// Starts the task; it ends when every [`Sequencer`] handle is gone.
+    /// Sequenced changes go to `listener` and the head to `notifier`, as a
+    /// change committed here should.
+    pub fn spawn(
+        conn: DatabaseConnection,
+        notifier: Notifier,
+        listener: Arc<dyn ChangeListener>,
+    ) -> Sequencer {
+        let (sender, mut requests) = mpsc::channel::<oneshot::Sender<bool>>(4096);
+        tokio::spawn(async move {
+            loop {
+                let mut waiting = Vec::new();
+                tokio::select! {
+                    request = requests.recv() => match request {
+                        Some(request) => waiting.push(request),
+                        None => return,
+                    },
+                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                }
+                while let Ok(request) = requests.try_recv() {
+                    waiting.push(request);
+                }
+                if waiting.is_empty() && !pending(&conn).await.unwrap_or(false) {
+                    continue;
+                }
+                let done = run_passes(&conn, &notifier, listener.as_ref()).await;
+                for request in waiting {
+                    let _ = request.send(done);
+                }
+            }
+        });
+        Sequencer { sender }
+    }
+
+    /// Waits for a pass that starts after this call: every event committed
+    /// before it then has its position. False when the pass failed (the
+    /// events stay pending for a later pass).
+    pub async fn sequenced(&self) -> bool {
+        let (done, answer) = oneshot::channel();
+        if self.sender.send(done).await.is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+}
+
+/// Passes until nothing seen is pending.
+async fn run_passes(
+    conn: &DatabaseConnection,
+    notifier: &Notifier,
+    listener: &dyn ChangeListener,
+) -> bool {
+    loop {
+        match pass(conn).await {
+            Ok((changes, head)) => {
+                let full = changes.len() as i64 >= EVENTS_PER_PASS;
+                if !changes.is_empty() {
+                    listener.changed(&changes);
+                }
+                notifier.committed(head);
+                if !full {
+                    return true;
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot sequence pending events; retrying later");
+                return false;
+            }
+        }
+    }
+}

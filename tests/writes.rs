@@ -1,0 +1,326 @@
+//! The write path under concurrency: calls that share a batch (SQLite's group
+//! commit) or commit side by side (PostgreSQL, positions given after commit)
+//! keep their own outcomes, and the log stays exactly-once and in commit
+//! order for watches on every replica.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::*;
+use orgs::domain::time::Clock;
+use orgs::proto::v1 as pb;
+use pb::watch_billable_organizations_response::Event as BillingEvent;
+use pb::watch_events_response::Message;
+use tonic::{Code, Streaming};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn quick_checkpoints(config: &mut orgs::ServeConfig) {
+    config.watch_checkpoint_interval_secs = 1;
+}
+
+async fn list_log(app: &TestApp) -> Vec<pb::Event> {
+    let mut client = app.events(Some(token("svc-list", "orgs:read")));
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_events(pb::ListEventsRequest {
+                page_size: 100,
+                page_token: page_token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("list events")
+            .into_inner();
+        all.extend(page.events);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+#[tokio::test]
+async fn calls_written_together_keep_their_own_outcomes() {
+    let app = TestApp::spawn().await;
+    let mut calls = Vec::new();
+    for i in 0..60 {
+        let mut admin = app.admin();
+        calls.push(tokio::spawn(async move {
+            // A third commit, a third claim an external id another call also
+            // claims (one of them wins), a third are previews that write
+            // everything and roll it back.
+            let (external_id, validate_only) = match i % 3 {
+                0 => (format!("ext-{i}"), false),
+                1 => ("shared".to_string(), false),
+                _ => (format!("preview-{i}"), true),
+            };
+            let result = admin
+                .create_organization(pb::CreateOrganizationRequest {
+                    name: format!("Batch {i}"),
+                    created_by: format!("user_batch_{i}"),
+                    external_id,
+                    validate_only,
+                    request_id: format!("batch-{i}"),
+                    ..Default::default()
+                })
+                .await;
+            (i, result)
+        }));
+    }
+    let mut created = HashSet::new();
+    let mut shared_won = 0;
+    for call in calls {
+        let (i, result) = call.await.expect("task");
+        match (i % 3, result) {
+            (0, Ok(answer)) => {
+                created.insert(answer.into_inner().organization.expect("organization").id);
+            }
+            (1, Ok(answer)) => {
+                shared_won += 1;
+                created.insert(answer.into_inner().organization.expect("organization").id);
+            }
+            (1, Err(status)) => {
+                assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+                assert_eq!(reason(&status), "EXTERNAL_ID_TAKEN");
+            }
+            (2, Ok(answer)) => {
+                let organization = answer.into_inner().organization.expect("preview");
+                assert!(!organization.id.is_empty());
+            }
+            (kind, result) => panic!("call {i} (kind {kind}): {result:?}"),
+        }
+    }
+    assert_eq!(
+        shared_won, 1,
+        "exactly one call takes the shared external id"
+    );
+    assert_eq!(created.len(), 21);
+
+    let listed = app
+        .admin()
+        .list_organizations(pb::ListOrganizationsRequest {
+            page_size: 500,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.total_size, 21, "previews and refusals left nothing");
+    for organization in &listed.organizations {
+        assert!(created.contains(&organization.id));
+        assert_eq!(organization.members_count, 1);
+    }
+    // One organization.created and one membership.created per commit, in
+    // that order for each organization, each once.
+    let log = list_log(&app).await;
+    assert_eq!(log.len(), 42, "{log:#?}");
+    let ids: HashSet<&str> = log.iter().map(|event| event.id.as_str()).collect();
+    assert_eq!(ids.len(), log.len());
+    let mut organization_seen = HashSet::new();
+    for event in &log {
+        match event.r#type.as_str() {
+            "organization.created" => {
+                assert!(organization_seen.insert(event.organization_id.clone()));
+            }
+            "membership.created" => {
+                assert!(organization_seen.contains(&event.organization_id));
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    // A retry of a committed call answers as it did; of a refused one, runs
+    // afresh and is refused again.
+    let retried = app
+        .admin()
+        .create_organization(pb::CreateOrganizationRequest {
+            name: "Batch 3".into(),
+            created_by: "user_batch_3".into(),
+            external_id: "ext-3".into(),
+            request_id: "batch-3".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("replayed")
+        .into_inner();
+    assert!(created.contains(&retried.organization.expect("organization").id));
+    app.shutdown().await;
+}
+
+async fn next_event(stream: &mut Streaming<pb::WatchEventsResponse>) -> Option<pb::Event> {
+    let message = tokio::time::timeout(PATIENCE, stream.message())
+        .await
+        .expect("a message in time")
+        .expect("no error")
+        .expect("the stream goes on");
+    match message.message {
+        Some(Message::Event(event)) => Some(event),
+        Some(Message::Checkpoint(_)) => None,
+        None => panic!("an empty message"),
+    }
+}
+
+async fn next_billing(
+    stream: &mut Streaming<pb::WatchBillableOrganizationsResponse>,
+) -> Option<BillingEvent> {
+    let message = tokio::time::timeout(PATIENCE, stream.message())
+        .await
+        .expect("a message in time")
+        .expect("no error")
+        .expect("the stream goes on");
+    match message.event {
+        Some(BillingEvent::Checkpoint(_)) => None,
+        other => other,
+    }
+}
+
+/// Organizations each with a creator and a second member, both then active:
+/// every one becomes billable.
+async fn workload(app: &TestApp, replica: usize, task: usize, count: usize) -> Vec<String> {
+    let mut organizations = Vec::new();
+    for n in 0..count {
+        let a = format!("user_{replica}_{task}_{n}_a");
+        let b = format!("user_{replica}_{task}_{n}_b");
+        let organization = create_org(app, &format!("Org {replica} {task} {n}"), Some(&a)).await;
+        add_member(app, &organization.id, &b, "org:member").await;
+        app.billing(Some(token("svc-activity", "billing:write")))
+            .record_activity(pb::RecordActivityRequest {
+                events: [a, b]
+                    .into_iter()
+                    .map(|user_id| pb::ActivityEvent {
+                        user_id,
+                        occur_time: None,
+                    })
+                    .collect(),
+            })
+            .await
+            .expect("record activity");
+        organizations.push(organization.id);
+    }
+    organizations
+}
+
+#[tokio::test]
+async fn concurrent_writers_on_two_replicas_are_watched_exactly_once_in_commit_order() {
+    let first = TestApp::spawn_with(quick_checkpoints).await;
+    let second = TestApp::spawn_on(&first.database_url, quick_checkpoints).await;
+    second.clock.set(first.clock.now());
+    let replicas = [&first, &second];
+
+    // Watches on both replicas, open before any write (each starts with a
+    // checkpoint once it is open).
+    let mut event_watches = Vec::new();
+    let mut billing_watches = Vec::new();
+    for (n, app) in replicas.iter().enumerate() {
+        let mut stream = app
+            .events(Some(token(&format!("svc-watch-{n}"), "orgs:read")))
+            .watch_events(pb::WatchEventsRequest::default())
+            .await
+            .expect("watch events")
+            .into_inner();
+        assert!(
+            next_event(&mut stream).await.is_none(),
+            "a checkpoint first"
+        );
+        event_watches.push(stream);
+        let mut stream = app
+            .billing(Some(token(&format!("svc-billing-{n}"), "billing:read")))
+            .watch_billable_organizations(pb::WatchBillableOrganizationsRequest::default())
+            .await
+            .expect("watch billable")
+            .into_inner();
+        assert!(
+            next_billing(&mut stream).await.is_none(),
+            "a checkpoint first"
+        );
+        billing_watches.push(stream);
+    }
+
+    const TASKS: usize = 6;
+    const PER_TASK: usize = 5;
+    let mut tasks = Vec::new();
+    for (replica, app) in replicas.iter().enumerate() {
+        for task in 0..TASKS {
+            tasks.push(workload(app, replica, task, PER_TASK));
+        }
+    }
+    let organizations: Vec<String> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(organizations.len(), 2 * TASKS * PER_TASK);
+
+    // The log: every event once.
+    let log = list_log(&first).await;
+    let ids: Vec<&str> = log.iter().map(|event| event.id.as_str()).collect();
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        ids.len(),
+        "no duplicate"
+    );
+    // In commit order: what a change read was committed before it, so its
+    // event comes after the events of what it read.
+    let mut stage: HashMap<&str, usize> = HashMap::new();
+    for event in &log {
+        let organization = event.organization_id.as_str();
+        let at = stage.entry(organization).or_default();
+        match event.r#type.as_str() {
+            "organization.created" => assert_eq!(*at, 0, "{organization} created first"),
+            "membership.created" => assert!(*at >= 1, "{organization}: member before org"),
+            "billing.organization_became_billable" => {
+                assert_eq!(*at, 3, "{organization}: billable after both members")
+            }
+            "billing.period_started" => continue,
+            other => panic!("unexpected {other}"),
+        }
+        *at += 1;
+    }
+    for organization in &organizations {
+        assert_eq!(stage.get(organization.as_str()), Some(&4), "{organization}");
+    }
+
+    // Each watch, on either replica, delivered exactly the log, then nothing.
+    for (n, stream) in event_watches.iter_mut().enumerate() {
+        let mut seen = Vec::new();
+        while seen.len() < log.len() {
+            if let Some(event) = next_event(stream).await {
+                seen.push(event.id);
+            }
+        }
+        assert_eq!(seen, ids, "the watch on replica {n}");
+        assert!(
+            next_event(stream).await.is_none(),
+            "nothing more on replica {n}"
+        );
+    }
+    let billable: Vec<&str> = log
+        .iter()
+        .filter(|event| event.r#type == "billing.organization_became_billable")
+        .map(|event| event.organization_id.as_str())
+        .collect();
+    assert_eq!(billable.len(), organizations.len());
+    for (n, stream) in billing_watches.iter_mut().enumerate() {
+        let mut seen = Vec::new();
+        while seen.len() < billable.len() {
+            match next_billing(stream).await {
+                Some(BillingEvent::OrganizationBecameBillable(usage)) => {
+                    seen.push(usage.organization_id)
+                }
+                Some(BillingEvent::PeriodStarted(_)) | None => {}
+                Some(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(seen, billable, "billable watch on replica {n}");
+        assert!(
+            next_billing(stream).await.is_none(),
+            "nothing more on replica {n}"
+        );
+    }
+    second.shutdown().await;
+    first.shutdown().await;
+}
