@@ -38,7 +38,7 @@ fn rpc_paths() -> Vec<String> {
 #[test]
 fn every_rpc_has_exactly_one_policy_entry() {
     let paths = rpc_paths();
-    assert_eq!(paths.len(), 47, "the four services define 47 RPCs");
+    assert_eq!(paths.len(), 51, "the four services define 51 RPCs");
     for path in &paths {
         let entries = POLICY.iter().filter(|(p, _)| p == path).count();
         assert_eq!(entries, 1, "{path} must have exactly one policy entry");

@@ -710,7 +710,11 @@ async fn hostile_names_are_escaped_everywhere() {
 
 #[tokio::test]
 async fn the_billing_page_shows_the_summary_the_chart_and_the_cost_drivers() {
-    let app = spawn_console(|config| config.billing.free_organizations = 1).await;
+    let app = spawn_console(|config| {
+        config.billing.free_organizations = 1;
+        config.billing.budget = 1_000;
+    })
+    .await;
     let mut ids = Vec::new();
     for n in 0..5 {
         let org = create_org(
@@ -735,6 +739,8 @@ async fn the_billing_page_shows_the_summary_the_chart_and_the_cost_drivers() {
         page.assert_contains("<dt>Free of charge</dt><dd>1</dd>");
         page.assert_contains("<dt>Charged</dt><dd>4</dd>");
         page.assert_contains("USD 4.00");
+        page.assert_contains("<dt>Budget</dt><dd class=\"amount\">USD 10.00</dd>");
+        page.assert_contains("<dt>Projected amount due</dt>");
         page.assert_contains(
             "<svg class=\"chart\" role=\"img\" aria-labelledby=\"chart-title chart-desc\"",
         );

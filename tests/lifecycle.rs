@@ -211,6 +211,31 @@ async fn a_deactivated_member_holds_nothing_and_counts_for_nothing() {
     let again = deactivate_member(&app, &org, "user_leaver").await.unwrap();
     assert_eq!(again.membership.unwrap().etag, deactivated.etag);
 
+    // Removing a deactivated member does not give its place back twice.
+    add_member(&app, &org, "user_temp", "org:member").await;
+    deactivate_member(&app, &org, "user_temp").await.unwrap();
+    app.admin()
+        .delete_membership(pb::DeleteMembershipRequest {
+            organization_id: org.clone(),
+            user_id: "user_temp".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let counted = app
+        .admin()
+        .get_organization(pb::GetOrganizationRequest {
+            lookup: Some(pb::get_organization_request::Lookup::OrganizationId(
+                org.clone(),
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .organization
+        .unwrap();
+    assert_eq!(counted.members_count, 1, "the active members");
+
     // Not counted toward the cap: a place is free again.
     add_member(&app, &org, "user_new", "org:member").await;
     let full = reactivate_member(&app, &org, "user_leaver").await;
@@ -267,14 +292,15 @@ async fn a_deactivated_member_holds_nothing_and_counts_for_nothing() {
         (true, "org:admin".into())
     );
 
-    // Each transition is an event and an audit entry.
+    // Each transition is an event and an audit entry; a repeated one is not.
     let types = event_types(&app, &org).await;
     assert_eq!(
         types
             .iter()
             .filter(|t| *t == "membership.deactivated")
             .count(),
-        1
+        2,
+        "user_leaver and user_temp"
     );
     assert_eq!(
         types

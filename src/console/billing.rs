@@ -190,6 +190,10 @@ fn summary_list(summary: &pb::BillingSummary) -> Markup {
             dt { "Free of charge" } dd { (summary.free_organizations) }
             dt { "Charged" } dd { (summary.charged_organizations) }
             dt { "Amount due" } dd.amount { (money(summary.amount_due.as_ref())) }
+            @if let Some(budget) = summary.budget.as_ref() {
+                dt { "Budget" } dd.amount { (money(Some(budget))) }
+            }
+            dt { "Projected amount due" } dd.amount { (money(summary.projected_amount_due.as_ref())) }
         }
     }
 }

@@ -231,8 +231,14 @@ impl Memberships {
                     )?;
                     guard_last_admin(tx.conn(), &current, true).await?;
                     memberships::delete(tx.conn(), &current.id).await?;
-                    organizations::release_membership_place(tx.conn(), organization_id.as_str())
+                    // A deactivated membership gave its place back already.
+                    if current.deactivate_time.is_none() {
+                        organizations::release_membership_place(
+                            tx.conn(),
+                            organization_id.as_str(),
+                        )
                         .await?;
+                    }
                     let last = with_permissions_one(tx.conn(), current).await?;
                     tx.emit(
                         EventKind::MembershipDeleted,
