@@ -40,6 +40,9 @@ pub fn explanation(reason: &str) -> Option<&'static str> {
         "ETAG_MISMATCH" => {
             "Someone changed this since the page was loaded. Reload the page and try again."
         }
+        "SERIALIZATION_FAILURE" => {
+            "Other changes collided with this one. Nothing was changed; try again."
+        }
         "REQUEST_ID_REUSED" => "This form was already sent with other content.",
         "MEMBERSHIP_LIMIT_REACHED" => "The organization has reached its maximum number of members.",
         "LAST_ADMIN" => {
