@@ -453,6 +453,19 @@ async fn a_deactivated_organization_refuses_changes_and_is_never_billed() {
         Code::FailedPrecondition,
         "ORGANIZATION_DEACTIVATED",
     );
+    let removal = app
+        .admin()
+        .delete_membership(pb::DeleteMembershipRequest {
+            organization_id: org.clone(),
+            user_id: "user_member".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_status(
+        removal,
+        Code::FailedPrecondition,
+        "ORGANIZATION_DEACTIVATED",
+    );
     let read = app
         .admin()
         .get_organization(pb::GetOrganizationRequest {
@@ -728,4 +741,59 @@ async fn enforce_mode_refuses_exactly_the_calls_whose_preview_exceeds_the_budget
     record(&app, &["user_quiet"]).await;
     assert!(usage(&app, &org).await.billable);
     assert_eq!(summary(&app).await.amount_due.unwrap().units, 3);
+}
+
+#[tokio::test]
+async fn onboarding_counts_only_active_memberships_of_active_organizations() {
+    let app = TestApp::spawn().await;
+    let mut platform = app.invitations(Some(token("svc-admin", "orgs:admin")));
+    let parked = create_org(&app, "Parked", Some("user_owner")).await.id;
+    let suggesting = create_org(&app, "Suggesting", Some("user_owner")).await.id;
+    platform
+        .create_domain(pb::CreateDomainRequest {
+            organization_id: suggesting.clone(),
+            name: "pat.example".into(),
+            enrollment_mode: pb::EnrollmentMode::AutomaticSuggestion as i32,
+            verified: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    add_member(&app, &parked, "user_pat", "org:member").await;
+    let resolve = || async {
+        app.invitations(Some(verified_token("user_pat", "pat@pat.example")))
+            .resolve_onboarding(pb::ResolveOnboardingRequest {
+                user_id: "user_pat".into(),
+                email_address: "pat@pat.example".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let active = resolve().await;
+    assert!(!active.requires_organization);
+    assert_eq!(active.suggestions.len(), 1);
+
+    // Its only membership deactivated: it has nowhere to work.
+    deactivate_member(&app, &parked, "user_pat").await.unwrap();
+    let deactivated_member = resolve().await;
+    assert!(deactivated_member.requires_organization);
+    assert_eq!(deactivated_member.memberships.len(), 1, "history is kept");
+    reactivate_member(&app, &parked, "user_pat").await.unwrap();
+    assert!(!resolve().await.requires_organization);
+
+    // The organization deactivated instead: the same, and a deactivated
+    // organization is never suggested.
+    for organization in [&parked, &suggesting] {
+        app.admin()
+            .deactivate_organization(pb::DeactivateOrganizationRequest {
+                organization_id: organization.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let parked_organization = resolve().await;
+    assert!(parked_organization.requires_organization);
+    assert!(parked_organization.suggestions.is_empty());
 }

@@ -212,9 +212,10 @@ impl Memberships {
                     // it is not in: whether or not one exists, the answer is
                     // the same.
                     let leaving = tx.actor().access == Access::Itself;
-                    organizations::get_for_update(tx.conn(), organization_id.as_str())
-                        .await?
-                        .ok_or_else(Error::organization_not_found)?;
+                    let organization =
+                        organizations::get_for_update(tx.conn(), organization_id.as_str())
+                            .await?
+                            .ok_or_else(Error::organization_not_found)?;
                     let current =
                         memberships::get(tx.conn(), organization_id.as_str(), user_id.as_str())
                             .await?
@@ -225,6 +226,11 @@ impl Memberships {
                                     membership_not_found()
                                 }
                             })?;
+                    // Checked after the membership, so that a user leaving
+                    // learns nothing of an organization it is not in.
+                    if organization.deactivate_time.is_some() {
+                        return Err(Error::organization_deactivated());
+                    }
                     etag_matches(
                         etag.as_deref(),
                         &crate::domain::organizations::etag(current.revision),

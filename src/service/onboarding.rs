@@ -77,13 +77,25 @@ impl Onboardings {
                 .iter()
                 .any(|m| m.organization_id == domain.organization_id.as_str())
             && let Some(organization) = organizations::get(conn, &domain.organization_id).await?
+            && organization.deactivate_time.is_none()
         {
             suggestions.push(Suggestion {
                 organization: Organization::from(organization),
                 domain: domain.name,
             });
         }
-        let requires_organization = memberships.is_empty();
+        // Only an active membership of an active organization gives the user
+        // somewhere to work: deactivated ones keep their history, nothing more.
+        let mut requires_organization = true;
+        for membership in memberships.iter().filter(|m| m.deactivate_time.is_none()) {
+            if organizations::get(conn, membership.organization_id.as_str())
+                .await?
+                .is_some_and(|organization| organization.deactivate_time.is_none())
+            {
+                requires_organization = false;
+                break;
+            }
+        }
         Ok(Onboarding {
             memberships,
             invitations,
