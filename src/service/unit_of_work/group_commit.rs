@@ -121,7 +121,21 @@ impl Queue {
     {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |savepoint| {
-            Box::pin(async move { unit(savepoint).await.into_staged(reply) })
+            Box::pin(async move {
+                if reply.is_closed() {
+                    // The caller is gone (its deadline passed while the
+                    // unit waited): it runs no change.
+                    if let Err(err) = savepoint.rollback().await {
+                        tracing::warn!(error = %err, "rollback failed");
+                    }
+                    return Staged {
+                        changes: Vec::new(),
+                        last_seq: None,
+                        finish: Box::new(|_| {}),
+                    };
+                }
+                unit(savepoint).await.into_staged(reply)
+            })
         });
         if self.sender.send(job).await.is_err() {
             return Err(not_committed("the writer has stopped"));
