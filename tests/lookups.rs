@@ -332,3 +332,29 @@ async fn memberships_carry_the_name_and_slug_of_their_organization() {
     assert!(members.iter().all(|m| m.organization_name == "Second Org"));
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn racing_creations_with_one_external_id_give_one_organization_and_external_id_taken() {
+    let app = TestApp::spawn().await;
+    for round in 0..5 {
+        let external_id = format!("crm-race-{round}");
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(6));
+        let calls = (0..6).map(|i| {
+            let (app, barrier, external_id) = (&app, barrier.clone(), external_id.clone());
+            async move {
+                barrier.wait().await;
+                create_with_external_id(app, &format!("Race {round} {i}"), "", &external_id).await
+            }
+        });
+        let results = futures::future::join_all(calls).await;
+        let created = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(created, 1, "round {round}: {results:?}");
+        for refused in results.into_iter().filter_map(Result::err) {
+            assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
+            assert_eq!(
+                refused.get_error_details().error_info().unwrap().reason,
+                "EXTERNAL_ID_TAKEN"
+            );
+        }
+    }
+}

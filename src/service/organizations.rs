@@ -37,23 +37,17 @@ fn external_id_taken(external_id: &str) -> Error {
     )
 }
 
-/// What a unique index refused: the external id when another organization
-/// has it (checked again, as the refusal does not say which index), else the
-/// slug.
-async fn unique_violation(
-    tx: &Tx,
-    external_id: Option<&str>,
-    id: &str,
-    slug: impl FnOnce() -> Error,
-) -> Error {
-    if let Some(external_id) = external_id {
-        match organizations::external_id_taken(tx.conn(), external_id, Some(id)).await {
-            Ok(true) => return external_id_taken(external_id),
-            Ok(false) => {}
-            Err(err) => return err.into(),
-        }
-    }
-    slug()
+/// A unique index (slug or external id) refused a row whose values were
+/// checked free in this same transaction: a concurrent change took one of
+/// them in between. On PostgreSQL the refusal aborts the transaction, so
+/// nothing more can be asked in it; the writer runs the call again in a new
+/// one, whose checks then answer `SLUG_TAKEN` or `EXTERNAL_ID_TAKEN` (or pick
+/// another suffix for a derived slug).
+fn lost_unique_race() -> Error {
+    Error::Aborted(
+        Reason::SerializationFailure,
+        "a concurrent change took the slug or the external id; retry".into(),
+    )
 }
 
 fn slug_taken(slug: &Slug) -> Error {
@@ -134,7 +128,6 @@ impl Organizations {
                 ));
             }
         }
-        let derived_slug = new.slug.is_none();
         let slug = match new.slug {
             Some(slug) => {
                 if organizations::slug_taken(tx.conn(), slug.as_str()).await? {
@@ -180,20 +173,7 @@ impl Organizations {
         };
         if let Err(err) = organizations::insert(tx.conn(), &row).await {
             return Err(if is_unique_violation(&err) {
-                unique_violation(tx, row.external_id.as_deref(), &row.id, || {
-                    if derived_slug {
-                        // A concurrent call took the derived slug after it was
-                        // checked: the writer runs this call again, which sees
-                        // that slug taken and picks another suffix.
-                        Error::Aborted(
-                            Reason::SerializationFailure,
-                            "a concurrent call took the derived slug; retry".into(),
-                        )
-                    } else {
-                        slug_taken(&slug)
-                    }
-                })
-                .await
+                lost_unique_race()
             } else {
                 err.into()
             });
@@ -507,18 +487,7 @@ impl Organizations {
                         match organizations::update(tx.conn(), &row, current.revision).await {
                             Ok(written) => written,
                             Err(err) if is_unique_violation(&err) => {
-                                return Err(unique_violation(
-                                    tx,
-                                    row.external_id.as_deref(),
-                                    &row.id,
-                                    || {
-                                        Error::AlreadyExists(
-                                            Reason::SlugTaken,
-                                            "the slug is taken".into(),
-                                        )
-                                    },
-                                )
-                                .await);
+                                return Err(lost_unique_race());
                             }
                             Err(err) => return Err(err.into()),
                         };
