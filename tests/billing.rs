@@ -1521,12 +1521,16 @@ async fn reconciliation_with_a_seeded_random_workload() {
                         .await;
                     match removed {
                         Ok(_) => {
+                            assert!(!model.deactivated.contains(&org), "removed from {org}");
                             if let Some(members) = model.members.get_mut(&org) {
                                 members.remove(&user);
                             }
                             model
                                 .deactivated_members
                                 .remove(&(org.clone(), user.clone()));
+                        }
+                        Err(status) if model.deactivated.contains(&org) => {
+                            assert_eq!(reason(&status), "ORGANIZATION_DEACTIVATED")
                         }
                         Err(status) => assert_eq!(reason(&status), "LAST_ADMIN"),
                     }
