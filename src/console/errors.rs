@@ -76,6 +76,9 @@ pub fn explanation(reason: &str) -> Option<&'static str> {
         "TOO_MANY_WATCHES" => "Too many open watches with this token.",
         "CURSOR_EXPIRED" => "The cursor is older than the events kept.",
         "DATABASE_UNAVAILABLE" => "The database cannot be reached right now. Try again shortly.",
+        "SERIALIZATION_FAILURE" => {
+            "The change collided with others at the same moment. Nothing was changed: try again."
+        }
         "SHUTTING_DOWN" => "The server is shutting down. Try again shortly.",
         "DEADLINE_EXCEEDED" => "The request took too long and was cancelled. Nothing was changed.",
         "INTERNAL" => "The server failed. The cause is in its log.",
