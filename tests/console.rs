@@ -209,6 +209,11 @@ async fn forms_without_their_csrf_token_change_nothing() {
             vec![("user_id", "user_member")],
         ),
         (format!("{base}/delete"), vec![]),
+        (format!("{base}/deactivate"), vec![]),
+        (
+            format!("{base}/members/deactivate"),
+            vec![("user_id", "user_member")],
+        ),
     ];
     for (path, fields) in &actions {
         for csrf in [None, Some("00".repeat(32)), Some(foreign.clone())] {
@@ -237,13 +242,12 @@ async fn forms_without_their_csrf_token_change_nothing() {
     let after = organization(&app, &org.id).await.expect("still there");
     assert_eq!(after.name, "Guarded");
     assert_eq!(after.members_count, 2);
-    assert_eq!(
-        membership(&app, &org.id, "user_member")
-            .await
-            .expect("member")
-            .role,
-        "org:member"
-    );
+    assert_eq!(after.state, pb::OrganizationState::Active as i32);
+    let member = membership(&app, &org.id, "user_member")
+        .await
+        .expect("member");
+    assert_eq!(member.role, "org:member");
+    assert_eq!(member.state, pb::MembershipState::Active as i32);
     assert!(membership(&app, &org.id, "user_intruder").await.is_none());
 }
 
@@ -584,6 +588,175 @@ async fn rename_role_remove_and_delete_confirm_first_and_say_what_the_bill_keeps
 }
 
 #[tokio::test]
+async fn deactivate_and_reactivate_preview_the_bill_before_anything_is_written() {
+    let app = spawn_console(|config| config.billing.free_organizations = 0).await;
+    let org = org_with_members(&app, "Resting").await;
+    add_member(&app, &org.id, "user_third", "org:member").await;
+    record(&app, &["user_owner", "user_member"]).await;
+    let mut client = ConsoleClient::signed_in(&app, &admin_token()).await;
+    let base = format!("/organizations/{}", org.id);
+    let page = client.get(&base).await;
+    page.assert_contains("<span class=\"badge active\">Active</span>");
+    page.assert_contains("Deactivate this organization…");
+    let csrf = page.csrf();
+    let state = |o: &pb::Organization| o.state;
+
+    // Deactivating the organization: the preview writes nothing.
+    let preview = client
+        .post(&format!("{base}/deactivate"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    preview.assert_contains("Billing impact in");
+    preview.assert_contains("deactivating the organization does not change this period");
+    preview.assert_contains("Deactivating the organization does not lower this period's bill");
+    preview.assert_contains("name=\"confirm\"");
+    assert_eq!(
+        state(&organization(&app, &org.id).await.unwrap()),
+        pb::OrganizationState::Active as i32,
+        "a preview writes nothing"
+    );
+    let done = client
+        .post(
+            &format!("{base}/deactivate"),
+            &[("csrf", &csrf), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), format!("{base}?done=deactivated"));
+    let after = organization(&app, &org.id).await.unwrap();
+    assert_eq!(state(&after), pb::OrganizationState::Deactivated as i32);
+    let page = client.get(&done.location()).await;
+    page.assert_contains("The organization was deactivated.");
+    page.assert_contains("<span class=\"badge deactivated\">Deactivated</span> since <time");
+    page.assert_contains("Reactivate this organization…");
+
+    // Listed with its state, and found by the state filter.
+    let list = client.get("/organizations?state=deactivated").await;
+    list.assert_contains("Resting");
+    list.assert_contains("badge deactivated");
+    let list = client.get("/organizations?state=active").await;
+    assert!(!list.body.contains("Resting"), "{}", list.body);
+
+    // A deactivated organization refuses changes, in the words of gRPC.
+    let page = client
+        .post(
+            &format!("{base}/rename"),
+            &[("csrf", &csrf), ("name", "Busy"), ("confirm", "yes")],
+        )
+        .await;
+    let refused = app
+        .admin()
+        .update_organization(pb::UpdateOrganizationRequest {
+            organization: Some(pb::Organization {
+                id: org.id.clone(),
+                name: "Busy".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["name".into()],
+            }),
+        })
+        .await
+        .expect_err("deactivated");
+    assert_same_refusal(&page, refused);
+
+    // Reactivating it: the preview writes nothing either.
+    let preview = client
+        .post(&format!("{base}/reactivate"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    preview.assert_contains("Billing impact in");
+    preview.assert_contains("count toward its bill again");
+    assert_eq!(
+        state(&organization(&app, &org.id).await.unwrap()),
+        pb::OrganizationState::Deactivated as i32
+    );
+    let done = client
+        .post(
+            &format!("{base}/reactivate"),
+            &[("csrf", &csrf), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(done.location(), format!("{base}?done=reactivated"));
+    assert_eq!(
+        state(&organization(&app, &org.id).await.unwrap()),
+        pb::OrganizationState::Active as i32
+    );
+
+    // One membership: deactivated, then reactivated, each confirmed first.
+    let member_state = |m: Option<pb::Membership>| m.expect("member").state;
+    let page = client.get(&base).await;
+    page.assert_contains("Deactivate<span class=\"visually-hidden\"> user_member</span>…");
+    let deactivate = [("csrf", csrf.as_str()), ("user_id", "user_member")];
+    let preview = client
+        .post(&format!("{base}/members/deactivate"), &deactivate)
+        .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    preview.assert_contains("Billing impact in");
+    preview.assert_contains("Deactivating a membership does not lower this period's bill");
+    assert_eq!(
+        member_state(membership(&app, &org.id, "user_member").await),
+        pb::MembershipState::Active as i32
+    );
+    let mut confirmed = deactivate.to_vec();
+    confirmed.push(("confirm", "yes"));
+    let done = client
+        .post(&format!("{base}/members/deactivate"), &confirmed)
+        .await;
+    assert_eq!(
+        done.location(),
+        format!("{base}?done=membership-deactivated")
+    );
+    assert_eq!(
+        member_state(membership(&app, &org.id, "user_member").await),
+        pb::MembershipState::Deactivated as i32
+    );
+    let page = client.get(&done.location()).await;
+    page.assert_contains("The membership was deactivated.");
+    page.assert_contains("Reactivate<span class=\"visually-hidden\"> user_member</span>…");
+
+    let reactivate = [("csrf", csrf.as_str()), ("user_id", "user_member")];
+    let preview = client
+        .post(&format!("{base}/members/reactivate"), &reactivate)
+        .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    preview.assert_contains("Billing impact in");
+    assert_eq!(
+        member_state(membership(&app, &org.id, "user_member").await),
+        pb::MembershipState::Deactivated as i32
+    );
+    let mut confirmed = reactivate.to_vec();
+    confirmed.push(("confirm", "yes"));
+    let done = client
+        .post(&format!("{base}/members/reactivate"), &confirmed)
+        .await;
+    assert_eq!(
+        done.location(),
+        format!("{base}?done=membership-reactivated")
+    );
+    assert_eq!(
+        member_state(membership(&app, &org.id, "user_member").await),
+        pb::MembershipState::Active as i32
+    );
+
+    // A preview the service refuses says why and offers nothing to confirm:
+    // the last active admin cannot be deactivated while others remain.
+    let preview = client
+        .post(
+            &format!("{base}/members/deactivate"),
+            &[("csrf", &csrf), ("user_id", "user_owner")],
+        )
+        .await;
+    assert_eq!(preview.status, StatusCode::CONFLICT, "{}", preview.body);
+    preview.assert_contains("without a member who can manage members");
+    assert!(!preview.body.contains("name=\"confirm\""));
+    assert_eq!(
+        member_state(membership(&app, &org.id, "user_owner").await),
+        pb::MembershipState::Active as i32
+    );
+}
+
+#[tokio::test]
 async fn tokens_without_rights_meet_the_refusals_of_grpc() {
     let app = spawn_console(|_| {}).await;
     let org = org_with_members(&app, "Protected").await;
@@ -658,6 +831,48 @@ async fn tokens_without_rights_meet_the_refusals_of_grpc() {
             .expect_err(who);
         assert_same_refusal(&page, refused);
 
+        let page = client
+            .post(
+                &format!("{base}/deactivate"),
+                &[("csrf", &csrf), ("confirm", "yes")],
+            )
+            .await;
+        let refused = grpc
+            .clone()
+            .deactivate_organization(pb::DeactivateOrganizationRequest {
+                organization_id: org.id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect_err(who);
+        assert_same_refusal(&page, refused);
+
+        // The preview meets the same refusal, and offers nothing to confirm.
+        for confirm in ["", "yes"] {
+            let page = client
+                .post(
+                    &format!("{base}/members/deactivate"),
+                    &[
+                        ("csrf", &csrf),
+                        ("user_id", "user_owner"),
+                        ("confirm", confirm),
+                    ],
+                )
+                .await;
+            let refused = grpc
+                .clone()
+                .deactivate_membership(pb::DeactivateMembershipRequest {
+                    organization_id: org.id.clone(),
+                    user_id: "user_owner".into(),
+                    validate_only: confirm.is_empty(),
+                    ..Default::default()
+                })
+                .await
+                .expect_err(who);
+            assert_same_refusal(&page, refused);
+            assert!(!page.body.contains("name=\"confirm\""), "{who}");
+        }
+
         let page = client.get("/billing").await;
         let refused = app
             .billing(Some(bearer.clone()))
@@ -668,6 +883,11 @@ async fn tokens_without_rights_meet_the_refusals_of_grpc() {
     }
     let after = organization(&app, &org.id).await.expect("not deleted");
     assert_eq!(after.name, "Protected");
+    assert_eq!(after.state, pb::OrganizationState::Active as i32);
+    assert_eq!(
+        membership(&app, &org.id, "user_owner").await.unwrap().state,
+        pb::MembershipState::Active as i32
+    );
     assert!(membership(&app, &org.id, "user_new").await.is_none());
 }
 

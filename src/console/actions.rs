@@ -28,34 +28,34 @@ use crate::proto::v1::{self as pb, organization_service_server::OrganizationServ
 #[derive(Debug, Default, Deserialize)]
 pub struct ActionForm {
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
     /// `yes` on the confirmation step's form.
     #[serde(default)]
-    confirm: String,
+    pub(super) confirm: String,
     #[serde(default)]
-    name: String,
+    pub(super) name: String,
     #[serde(default)]
-    etag: String,
+    pub(super) etag: String,
     #[serde(default)]
-    user_id: String,
+    pub(super) user_id: String,
     #[serde(default)]
-    role: String,
+    pub(super) role: String,
     #[serde(default)]
-    request_id: String,
+    pub(super) request_id: String,
 }
 
 impl ActionForm {
-    fn confirmed(&self) -> bool {
+    pub(super) fn confirmed(&self) -> bool {
         self.confirm == "yes"
     }
 }
 
 /// What one action is called and how it reads.
-struct Action {
+pub(super) struct Action {
     /// The path below the organization's address.
-    path: &'static str,
+    pub(super) path: &'static str,
     /// The button of the confirmation step.
-    verb: &'static str,
+    pub(super) verb: &'static str,
 }
 
 const RENAME: Action = Action {
@@ -86,7 +86,7 @@ fn field_mask(path: &str) -> Option<prost_types::FieldMask> {
 }
 
 /// A page that shows a refused call.
-fn refused(session: &Session, id: &str, title: &str, status: &Status) -> Response {
+pub(super) fn refused(session: &Session, id: &str, title: &str, status: &Status) -> Response {
     let main = html! {
         h1 { (title) }
         (refusal(status))
@@ -100,7 +100,7 @@ fn refused(session: &Session, id: &str, title: &str, status: &Status) -> Respons
 
 /// The confirmation step: what changes, what it does to the bill, and the
 /// form that confirms it (`None` when the preview already refused it).
-fn confirmation(
+pub(super) fn confirmation(
     session: &Session,
     organization: &pb::Organization,
     action: &Action,
@@ -145,7 +145,7 @@ fn confirmation(
 }
 
 /// This period's bill as it stands, and why `what` does not lower it.
-fn accrued_bill(usage: &Result<pb::OrganizationUsage, Status>, what: &str) -> Markup {
+pub(super) fn accrued_bill(usage: &Result<pb::OrganizationUsage, Status>, what: &str) -> Markup {
     match usage {
         Ok(usage) if usage.billable => html! {
             p {
@@ -175,16 +175,18 @@ fn accrued_bill(usage: &Result<pb::OrganizationUsage, Status>, what: &str) -> Ma
     }
 }
 
-/// The `billing_impact` of a `validate_only` preview, in words and numbers.
-fn impact(impact: &pb::BillingImpact) -> Markup {
+/// The `billing_impact` of a `validate_only` preview of `what` (for example
+/// "adding this member"), in words and numbers.
+pub(super) fn impact(impact: &pb::BillingImpact, what: &str) -> Markup {
     let sentence = match (impact.billable_before, impact.billable_after) {
         (false, true) => format!(
-            "Adding this member makes the organization billable in {}, which adds {} to this period's bill.",
+            "{} makes the organization billable in {}, which adds {} to this period's bill.",
+            capitalized(what),
             impact.period,
             money(impact.marginal_amount.as_ref())
         ),
         (true, _) => format!(
-            "The organization is already billable in {}: adding this member does not change this period's bill.",
+            "The organization is already billable in {}: {what} does not change this period's bill.",
             impact.period
         ),
         (false, false) => format!(
@@ -207,8 +209,16 @@ fn impact(impact: &pb::BillingImpact) -> Markup {
     }
 }
 
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// The organization named in the path, or the page saying why it cannot be read.
-async fn organization_or_refusal(
+pub(super) async fn organization_or_refusal(
     console: &Console,
     session: &Session,
     id: &str,
@@ -219,7 +229,7 @@ async fn organization_or_refusal(
         .map_err(|status| refused(session, id, action.verb, &status))
 }
 
-fn done(id: &str, marker: &str) -> Response {
+pub(super) fn done(id: &str, marker: &str) -> Response {
     Redirect::to(&format!("{}?done={marker}", organization_href(id))).into_response()
 }
 
@@ -306,7 +316,7 @@ pub async fn add_member(
         return match preview {
             Ok(answer) => {
                 let bill = match &answer.billing_impact {
-                    Some(billing_impact) => impact(billing_impact),
+                    Some(billing_impact) => impact(billing_impact, "adding this member"),
                     None => html! { p { "The service gave no billing impact." } },
                 };
                 confirmation(

@@ -13,6 +13,7 @@ mod billing;
 mod chart;
 mod csrf;
 mod errors;
+mod lifecycle;
 mod organization;
 mod organizations;
 mod page;
@@ -146,6 +147,22 @@ pub fn router(console: Console) -> Router {
         .route("/organizations/{id}", get(organization::show))
         .route("/organizations/{id}/rename", post(actions::rename))
         .route("/organizations/{id}/delete", post(actions::delete))
+        .route(
+            "/organizations/{id}/deactivate",
+            post(lifecycle::deactivate_organization),
+        )
+        .route(
+            "/organizations/{id}/reactivate",
+            post(lifecycle::reactivate_organization),
+        )
+        .route(
+            "/organizations/{id}/members/deactivate",
+            post(lifecycle::deactivate_membership),
+        )
+        .route(
+            "/organizations/{id}/members/reactivate",
+            post(lifecycle::reactivate_membership),
+        )
         .route("/organizations/{id}/members/add", post(actions::add_member))
         .route(
             "/organizations/{id}/members/role",

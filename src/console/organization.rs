@@ -13,7 +13,10 @@ use tonic::Status;
 use super::Console;
 use super::errors::{http_status, refusal};
 use super::organizations::{done_text, usage_cell, usage_of};
-use super::page::{Area, encode, layout, notice, organization_href, respond, time_element};
+use super::page::{
+    Area, encode, layout, membership_state, notice, organization_href, organization_state, respond,
+    time_element,
+};
 use super::rpc::{call, paths};
 use super::session::Session;
 use crate::proto::v1::{
@@ -214,6 +217,14 @@ pub async fn show(
                 input type="hidden" name="etag" value=(organization.etag);
                 button.danger type="submit" { "Delete this organization…" }
             }
+            @let deactivated = organization.state == pb::OrganizationState::Deactivated as i32;
+            form.inline method="post" action={ (href) @if deactivated { "/reactivate" } @else { "/deactivate" } } {
+                input type="hidden" name="csrf" value=(session.csrf);
+                input type="hidden" name="etag" value=(organization.etag);
+                button type="submit" {
+                    @if deactivated { "Reactivate this organization…" } @else { "Deactivate this organization…" }
+                }
+            }
         }
     };
     respond(
@@ -235,9 +246,7 @@ fn section_of<T>(result: &Result<T, Status>, render: impl FnOnce(&T) -> Markup) 
     }
 }
 
-/// The organization's fields. Its lifecycle state (API §7.6) belongs here as a
-/// badge once the service reports it, with deactivate and reactivate beside
-/// delete among the actions.
+/// The organization's fields, its lifecycle state (API §7.6) first.
 fn details(organization: &pb::Organization) -> Markup {
     let limit = if organization.max_allowed_memberships == 0 {
         "unlimited".to_string()
@@ -246,6 +255,7 @@ fn details(organization: &pb::Organization) -> Markup {
     };
     html! {
         dl.fields {
+            dt { "State" } dd { (organization_state(organization)) }
             dt { "Id" } dd { code { (organization.id) } }
             dt { "Slug" } dd { code { (organization.slug) } }
             dt { "Created by" } dd { @if organization.created_by.is_empty() { "—" } @else { code { (organization.created_by) } } }
@@ -286,8 +296,10 @@ fn members_table(
                     tr {
                         th scope="col" { "User" }
                         th scope="col" { "Role" }
+                        th scope="col" { "State" }
                         th scope="col" { "Member since" }
                         th scope="col" { "Change role" }
+                        th scope="col" { "Deactivate or reactivate" }
                         th scope="col" { "Remove" }
                     }
                 }
@@ -296,6 +308,7 @@ fn members_table(
                         tr {
                             th scope="row" { code { (member.user_id) } }
                             td { (member.role) }
+                            td { (membership_state(member)) }
                             td { (time_element(member.create_time.as_ref())) }
                             td {
                                 form.inline method="post" action={ (href) "/members/role" } {
@@ -304,6 +317,18 @@ fn members_table(
                                     input type="hidden" name="etag" value=(member.etag);
                                     (role_picker(&format!("role-{index}"), html! { span.visually-hidden { "New role of " (member.user_id) } }, roles, &member.role))
                                     button type="submit" { "Change role…" }
+                                }
+                            }
+                            td {
+                                @let deactivated = member.state == pb::MembershipState::Deactivated as i32;
+                                form.inline method="post" action={ (href) @if deactivated { "/members/reactivate" } @else { "/members/deactivate" } } {
+                                    input type="hidden" name="csrf" value=(session.csrf);
+                                    input type="hidden" name="user_id" value=(member.user_id);
+                                    input type="hidden" name="etag" value=(member.etag);
+                                    button type="submit" {
+                                        @if deactivated { "Reactivate" } @else { "Deactivate" }
+                                        span.visually-hidden { " " (member.user_id) } "…"
+                                    }
                                 }
                             }
                             td {

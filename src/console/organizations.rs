@@ -12,7 +12,9 @@ use tonic::{Code, Status};
 
 use super::Console;
 use super::errors::{http_status, refusal};
-use super::page::{Area, encode, layout, notice, organization_href, respond, time_element};
+use super::page::{
+    Area, encode, layout, notice, organization_href, organization_state, respond, time_element,
+};
 use super::rpc::{call, paths};
 use super::session::Session;
 use crate::proto::v1::{
@@ -29,6 +31,9 @@ pub struct ListQuery {
     query: String,
     #[serde(default)]
     user_id: String,
+    /// `active`, `deactivated`, or empty for any state.
+    #[serde(default)]
+    state: String,
     #[serde(default)]
     page_token: String,
     #[serde(default)]
@@ -84,8 +89,21 @@ pub fn done_text(done: &str) -> Option<&'static str> {
         "role-changed" => "The member's role was changed.",
         "member-removed" => "The member was removed.",
         "deleted" => "The organization was deleted.",
+        "deactivated" => "The organization was deactivated.",
+        "reactivated" => "The organization was reactivated.",
+        "membership-deactivated" => "The membership was deactivated.",
+        "membership-reactivated" => "The membership was reactivated.",
         _ => return None,
     })
+}
+
+/// The `state` filter of the list, as ListOrganizations takes it.
+fn state_filter(state: &str) -> pb::OrganizationState {
+    match state {
+        "active" => pb::OrganizationState::Active,
+        "deactivated" => pb::OrganizationState::Deactivated,
+        _ => pb::OrganizationState::Unspecified,
+    }
 }
 
 pub async fn list(
@@ -104,7 +122,7 @@ pub async fn list(
             query: query.query.clone(),
             user_id: query.user_id.clone(),
             order_by: "name".into(),
-            ..Default::default()
+            state: state_filter(&query.state) as i32,
         },
         |request| api.list_organizations(request),
     )
@@ -133,6 +151,12 @@ pub async fn list(
                 label for="user_id" { "Member user id" }
                 input id="user_id" type="text" name="user_id" value=(query.user_id);
             }
+            label for="state" { "State" }
+            select id="state" name="state" {
+                @for (value, words) in [("", "Any"), ("active", "Active"), ("deactivated", "Deactivated")] {
+                    option value=(value) selected[query.state == value] { (words) }
+                }
+            }
             button type="submit" { "Search" }
         }
         (body)
@@ -150,9 +174,10 @@ fn table(
     next_page_token: &str,
 ) -> Markup {
     let base = format!(
-        "/organizations?query={}&user_id={}",
+        "/organizations?query={}&user_id={}&state={}",
         encode(&query.query),
-        encode(&query.user_id)
+        encode(&query.user_id),
+        encode(&query.state)
     );
     html! {
         p { (total) " organization" @if total != 1 { "s" } " found." }
@@ -163,6 +188,7 @@ fn table(
                     tr {
                         th scope="col" { "Name" }
                         th scope="col" { "Slug" }
+                        th scope="col" { "State" }
                         th scope="col" { "Members" }
                         th scope="col" { "Billable this period" }
                         th scope="col" { "Created" }
@@ -173,6 +199,7 @@ fn table(
                         tr {
                             th scope="row" { a href=(organization_href(&organization.id)) { (organization.name) } }
                             td { code { (organization.slug) } }
+                            td { (organization_state(organization)) }
                             td.number { (organization.members_count) }
                             td { (usage_cell(usage)) }
                             td { (time_element(organization.create_time.as_ref())) }

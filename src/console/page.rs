@@ -116,6 +116,32 @@ pub fn time_element(value: Option<&prost_types::Timestamp>) -> Markup {
 }
 
 /// A paragraph that confirms what was just done.
+/// An organization's lifecycle state as a badge: Active, or Deactivated since when.
+pub fn organization_state(organization: &pb::Organization) -> Markup {
+    state_badge(
+        organization.state == pb::OrganizationState::Deactivated as i32,
+        organization.deactivate_time.as_ref(),
+    )
+}
+
+/// A membership's lifecycle state as a badge: Active, or Deactivated since when.
+pub fn membership_state(membership: &pb::Membership) -> Markup {
+    state_badge(
+        membership.state == pb::MembershipState::Deactivated as i32,
+        membership.deactivate_time.as_ref(),
+    )
+}
+
+fn state_badge(deactivated: bool, since: Option<&prost_types::Timestamp>) -> Markup {
+    html! {
+        @if deactivated {
+            span.badge.deactivated { "Deactivated" } " since " (time_element(since))
+        } @else {
+            span.badge.active { "Active" }
+        }
+    }
+}
+
 pub fn notice(text: &str) -> Markup {
     html! { p.notice role="status" { (text) } }
 }

@@ -43,6 +43,10 @@ pub mod paths {
     pub const GET_ORGANIZATION: &str = "/orgs.v1.OrganizationService/GetOrganization";
     pub const UPDATE_ORGANIZATION: &str = "/orgs.v1.OrganizationService/UpdateOrganization";
     pub const DELETE_ORGANIZATION: &str = "/orgs.v1.OrganizationService/DeleteOrganization";
+    pub const DEACTIVATE_ORGANIZATION: &str = "/orgs.v1.OrganizationService/DeactivateOrganization";
+    pub const REACTIVATE_ORGANIZATION: &str = "/orgs.v1.OrganizationService/ReactivateOrganization";
+    pub const DEACTIVATE_MEMBERSHIP: &str = "/orgs.v1.OrganizationService/DeactivateMembership";
+    pub const REACTIVATE_MEMBERSHIP: &str = "/orgs.v1.OrganizationService/ReactivateMembership";
     pub const CREATE_MEMBERSHIP: &str = "/orgs.v1.OrganizationService/CreateMembership";
     pub const LIST_MEMBERSHIPS: &str = "/orgs.v1.OrganizationService/ListMemberships";
     pub const UPDATE_MEMBERSHIP: &str = "/orgs.v1.OrganizationService/UpdateMembership";
@@ -63,6 +67,10 @@ pub mod paths {
         GET_ORGANIZATION,
         UPDATE_ORGANIZATION,
         DELETE_ORGANIZATION,
+        DEACTIVATE_ORGANIZATION,
+        REACTIVATE_ORGANIZATION,
+        DEACTIVATE_MEMBERSHIP,
+        REACTIVATE_MEMBERSHIP,
         CREATE_MEMBERSHIP,
         LIST_MEMBERSHIPS,
         UPDATE_MEMBERSHIP,
