@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::billing::WatchSettings;
-use super::billing::watch::{check_age, shutting_down};
+use super::billing::watch::{Stop, check_age, shutting_down};
 use super::list::Listing;
 use crate::domain::billing::{EVENTS_CURSOR_QUERY, WatchCursor};
 use crate::domain::events::{Event, EventFilter};
@@ -190,25 +190,6 @@ struct StreamTask {
     shutdown: watch::Receiver<bool>,
     /// Every event up to this sequence number has been considered.
     after: i64,
-}
-
-/// Why a stream stopped sending.
-enum Stop {
-    /// The client went away.
-    Closed,
-    Failed(Error),
-}
-
-impl From<Error> for Stop {
-    fn from(err: Error) -> Self {
-        Stop::Failed(err)
-    }
-}
-
-impl From<sea_orm::DbErr> for Stop {
-    fn from(err: sea_orm::DbErr) -> Self {
-        Stop::Failed(err.into())
-    }
 }
 
 /// Why a stream stopped waiting.

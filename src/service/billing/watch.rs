@@ -325,8 +325,8 @@ enum Woken {
     Idle,
 }
 
-/// Why a watch stopped sending.
-enum Stop {
+/// Why a stream (a billing watch, or an event stream) stopped sending.
+pub(crate) enum Stop {
     /// The client went away.
     Closed,
     Failed(Error),
