@@ -521,3 +521,83 @@ async fn concurrent_creations_with_the_same_name_and_no_slug_all_succeed_with_di
         assert_eq!(slugs.len(), 8, "{slugs:?}");
     }
 }
+
+/// A replica answers its own writes from fresh state even when it cannot give
+/// their events positions (another replica's pass may do that; here the
+/// position row is held so that no pass runs): the access cache forgets at
+/// commit, not when the events are positioned.
+#[tokio::test]
+async fn a_replica_reads_its_own_writes_while_no_pass_can_position_their_events() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    if backend_url().is_none() {
+        // SQLite positions events in the writing transaction itself.
+        return;
+    }
+    let app = TestApp::spawn_with(|config| config.database.statement_timeout_secs = 1).await;
+    let organization = create_org(&app, "Own Writes", Some("user_owner")).await;
+    add_member(&app, &organization.id, "user_c", "org:admin").await;
+    let check = || {
+        let mut client = app.admin();
+        let organization_id = organization.id.clone();
+        async move {
+            let answer = client
+                .check_permission(pb::CheckPermissionRequest {
+                    organization_id,
+                    user_id: "user_c".into(),
+                    permission: "org:sys_memberships:manage".into(),
+                })
+                .await
+                .expect("check permission")
+                .into_inner();
+            (answer.allowed, answer.role)
+        }
+    };
+    let db = orgs::store::Db::connect(&app.database_url, 1)
+        .await
+        .expect("connect");
+    // Until the membership is cached and the log follower has nothing left
+    // to tell about it: then a role changed behind the server's back keeps
+    // answering from the cache across a few polls of the follower.
+    let set_role = |role: &'static str| {
+        let db = db.clone();
+        async move {
+            db.conn()
+                .execute_unprepared(&format!(
+                    "UPDATE memberships SET role = '{role}' WHERE user_id = 'user_c'"
+                ))
+                .await
+                .expect("change the role behind the server's back");
+        }
+    };
+    let mut cached = false;
+    for _ in 0..20 {
+        let before = check().await;
+        set_role(if before.1 == "org:admin" {
+            "org:member"
+        } else {
+            "org:admin"
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        if check().await == before {
+            cached = true;
+            break;
+        }
+    }
+    assert!(cached, "the membership never stayed cached");
+
+    let lock = db.conn().begin().await.expect("begin");
+    lock.execute_unprepared("SELECT last_seq FROM event_sequence WHERE id = 1 FOR UPDATE")
+        .await
+        .expect("hold the position row");
+    app.admin()
+        .deactivate_membership(pb::DeactivateMembershipRequest {
+            organization_id: organization.id.clone(),
+            user_id: "user_c".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("committed, though not yet positioned");
+    assert_eq!(check().await, (false, String::new()));
+    lock.rollback().await.expect("release");
+}

@@ -240,6 +240,8 @@ pub async fn count_audit(conn: &impl ConnectionTrait, filter: &AuditFilter) -> R
 /// What a committed change touched: its position, kind and organization.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
+    /// 0 for a change this process committed on PostgreSQL whose events are
+    /// not positioned yet.
     pub seq: i64,
     /// `None` for audit entries that change nothing.
     pub kind: Option<EventKind>,

@@ -305,6 +305,13 @@ impl Writer {
                 if let Some(sequencer) = &self.sequencer {
                     events::sequencer::stage(&txn, &events).await?;
                     txn.commit().await?;
+                    // Forgotten here before the answer: the pass that
+                    // positions these events may be another replica's, and
+                    // this one must answer its own writes from fresh state.
+                    let touched = unpositioned(&events);
+                    if !touched.is_empty() {
+                        self.listener.changed(&touched);
+                    }
                     // Committed: the answer stands even if the pass fails
                     // now; a later pass (of any replica) sequences the events.
                     if !events.is_empty() && !sequencer.sequenced().await {
@@ -353,6 +360,19 @@ fn changes(events: &[NewEvent], last_seq: Option<i64>) -> Vec<Change> {
         .enumerate()
         .map(|(offset, event)| Change {
             seq: first_seq + offset as i64,
+            kind: event.kind,
+            organization_id: event.organization_id.clone(),
+        })
+        .collect()
+}
+
+/// What a change committed on PostgreSQL touched, before a pass gives its
+/// events their positions (`seq` 0).
+fn unpositioned(events: &[NewEvent]) -> Vec<Change> {
+    events
+        .iter()
+        .map(|event| Change {
+            seq: 0,
             kind: event.kind,
             organization_id: event.organization_id.clone(),
         })
