@@ -2,9 +2,10 @@
 # Writes (and hot reads over a large data set) against Health/Check on the same
 # server in the same run, with orgs-bench: builds release, starts a server on a
 # fresh SQLite file and, when a PostgreSQL URL is given, on a fresh PostgreSQL
-# database too, runs `orgs-bench writes` and `orgs-bench reads` against each
-# (a new server process for each), prints their tables, and removes the
-# servers, the file and the database again.
+# database too, runs `orgs-bench writes` and `orgs-bench reads` (and, when
+# asked, `orgs-bench memory`) against each (a new server process for each),
+# prints their tables, and removes the servers, the file and the database
+# again.
 #
 # Usage: bench/writes.sh [POSTGRES_URL]
 #   POSTGRES_URL names a database the script may connect to in order to create
@@ -15,7 +16,10 @@
 #   measurement), RAW (inserts,writes,statements), BENCHES ("writes reads"),
 #   ORGANIZATIONS (100000 seeded for reads), MEMBERS (5), ROUNDS (3),
 #   READ_SECONDS (5), NO_BUILD=1 to use the binaries as they are, ORGS_BIN and
-#   ORGS_BENCH_BIN to name them.
+#   ORGS_BENCH_BIN to name them. BENCHES=memory measures the server's RSS after
+#   BOGUS_CHECKS (1000000) CheckPermission calls for unknown organizations and
+#   after reading MEMORY_ORGANIZATIONS (100000) organizations with
+#   METADATA_BYTES (8192) of public metadata once each.
 # Needs: cargo, python3 (free ports), psql for PostgreSQL.
 set -euo pipefail
 
@@ -109,6 +113,14 @@ run_benches() {
     start_server "$url"
     "$bench" --addr "$addr" --token "$token" reads --organizations "${ORGANIZATIONS:-100000}" \
       --members "${MEMBERS:-5}" --rounds "${ROUNDS:-3}" --seconds "${READ_SECONDS:-5}" \
+      --concurrency "$concurrency" --database-url "$url" --server-pid "$server"
+    stop_server
+  fi
+  if [[ " $benches " == *" memory "* ]]; then
+    echo
+    start_server "$url"
+    "$bench" --addr "$addr" --token "$token" memory --bogus-checks "${BOGUS_CHECKS:-1000000}" \
+      --organizations "${MEMORY_ORGANIZATIONS:-100000}" --metadata-bytes "${METADATA_BYTES:-8192}" \
       --concurrency "$concurrency" --database-url "$url" --server-pid "$server"
     stop_server
   fi

@@ -1,8 +1,10 @@
 //! Closed-loop load: a fixed number of callers, each starting its next call
-//! when the previous one returns, for a fixed time; every call's latency goes
+//! when the previous one returns, for a fixed time or number of calls; every call's latency goes
 //! into an HDR histogram.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -76,13 +78,33 @@ fn new_histogram() -> Histogram<u64> {
 /// another until the time is up. The rate counts the calls that succeeded over
 /// the time until the last caller returned.
 pub async fn run<C: Caller>(callers: Vec<C>, duration: Duration) -> anyhow::Result<Measured> {
+    let deadline = Instant::now() + duration;
+    run_while(callers, move || Instant::now() < deadline).await
+}
+
+/// Runs `callers` concurrently until they have made `total` calls between
+/// them.
+pub async fn run_count<C: Caller>(callers: Vec<C>, total: usize) -> anyhow::Result<Measured> {
+    let left = Arc::new(AtomicUsize::new(total));
+    run_while(callers, move || {
+        left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    })
+    .await
+}
+
+/// Runs `callers` concurrently; each makes another call while `go_on` says so.
+async fn run_while<C: Caller>(
+    callers: Vec<C>,
+    go_on: impl Fn() -> bool + Clone + Send + 'static,
+) -> anyhow::Result<Measured> {
     let started = Instant::now();
-    let deadline = started + duration;
     let mut tasks = Vec::with_capacity(callers.len());
     for mut caller in callers {
+        let go_on = go_on.clone();
         tasks.push(tokio::spawn(async move {
             let mut measured = Measured::empty();
-            while Instant::now() < deadline {
+            while go_on() {
                 let start = Instant::now();
                 match caller.call().await {
                     Ok(()) => {

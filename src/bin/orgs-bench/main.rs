@@ -9,11 +9,13 @@
 //! orgs-bench --token … watch-events --streams 1000 --rate 20 --server-pid "$SERVER_PID"
 //! orgs-bench --token … writes --record-activity --database-url "$ORGS_DATABASE_URL"
 //! orgs-bench --token … reads --database-url "$ORGS_DATABASE_URL" --server-pid "$SERVER_PID"
+//! orgs-bench --token … memory --database-url "$ORGS_DATABASE_URL" --server-pid "$SERVER_PID"
 //! ```
 
 mod activity;
 mod health;
 mod load;
+mod memory;
 mod raw;
 mod reads;
 mod report;
@@ -63,6 +65,10 @@ enum Command {
     /// CheckPermission and GetOrganization with random keys over a seeded
     /// data set against Health/Check, and the server's memory.
     Reads(reads::ReadsArgs),
+    /// The server's memory after a flood of CheckPermission calls for
+    /// unknown organizations, and after reading many organizations with
+    /// large metadata once each.
+    Memory(memory::MemoryArgs),
 }
 
 #[tokio::main]
@@ -80,5 +86,6 @@ async fn main() -> anyhow::Result<()> {
         Command::WatchEvents(args) => watch_events::watch_events(&target, &run, args).await,
         Command::Writes(args) => writes::writes(&target, &run, args).await,
         Command::Reads(args) => reads::reads(&target, &run, args).await,
+        Command::Memory(args) => memory::memory(&target, &run, args).await,
     }
 }

@@ -5,18 +5,16 @@
 //! the server's resident memory after seeding and after the rounds.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use orgs::domain::roles::MEMBERSHIPS_READ;
 use orgs::proto::v1 as pb;
-use orgs::store::Db;
-use sea_orm::DbBackend;
 
 use crate::health::health_load;
 use crate::load::{self, Caller, Measured};
 use crate::report;
-use crate::seed::{seed, seeded_user};
+use crate::seed::{DataSet, SeedArgs, seed_server, seeded_user};
 use crate::target::{Orgs, Target};
 
 #[derive(Args)]
@@ -36,16 +34,8 @@ pub struct ReadsArgs {
     /// Calls in flight at once, on one HTTP/2 connection.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// The server's database, where the data set is written.
-    #[arg(long, env = "ORGS_BENCH_DATABASE_URL", hide_env_values = true)]
-    database_url: String,
-    /// Concurrent seeding transactions; default: 1 on SQLite (one writer at a
-    /// time is all it has), 4 on PostgreSQL.
-    #[arg(long)]
-    seed_connections: Option<usize>,
-    /// The server's process id, to report its resident memory (Linux /proc).
-    #[arg(long)]
-    server_pid: Option<u32>,
+    #[command(flatten)]
+    server: SeedArgs,
 }
 
 /// `CheckPermission` of a random member of a random seeded organization for
@@ -110,16 +100,6 @@ impl Caller for GetOrganizationCaller {
     }
 }
 
-fn print_memory(pid: Option<u32>, when: &str) {
-    let Some(pid) = pid else { return };
-    match report::memory_of(pid) {
-        Ok((rss, peak)) => {
-            println!("server RSS {when}: {rss:.0} MiB (peak so far {peak:.0} MiB)")
-        }
-        Err(err) => eprintln!("cannot read the memory of process {pid}: {err}"),
-    }
-}
-
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {
@@ -138,29 +118,13 @@ pub async fn reads(target: &Target, run: &str, args: ReadsArgs) -> anyhow::Resul
     let concurrency = args.concurrency.max(1);
     let run: Arc<str> = Arc::from(run);
 
-    let db = Db::connect(&args.database_url, 4).await?;
-    let connections = args
-        .seed_connections
-        .unwrap_or(if db.backend() == DbBackend::Postgres {
-            4
-        } else {
-            1
-        });
-    eprintln!(
-        "seeding {} organizations × {} members",
-        args.organizations, args.members
-    );
-    let started = Instant::now();
-    let organizations =
-        Arc::new(seed(&db, &run, args.organizations, args.members, connections).await?);
-    db.close().await;
-    println!(
-        "reads: seeded {} organizations × {} members in {:.1} s, straight into the database",
-        args.organizations,
-        args.members,
-        started.elapsed().as_secs_f64()
-    );
-    print_memory(args.server_pid, "after seeding");
+    let set = DataSet {
+        organizations: args.organizations,
+        members: args.members,
+        metadata_bytes: 0,
+    };
+    let organizations = Arc::new(seed_server(&args.server, &run, set).await?);
+    report::print_memory(args.server.server_pid, "after seeding");
 
     let channel = target.channel().await?;
     println!(
@@ -227,6 +191,6 @@ pub async fn reads(target: &Target, run: &str, args: ReadsArgs) -> anyhow::Resul
         column(2),
         column(3)
     );
-    print_memory(args.server_pid, "after the rounds");
+    report::print_memory(args.server.server_pid, "after the rounds");
     Ok(())
 }

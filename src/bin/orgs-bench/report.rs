@@ -57,3 +57,14 @@ pub fn memory_of(pid: u32) -> anyhow::Result<(f64, f64)> {
     };
     Ok((kib("VmRSS:")? / 1024.0, kib("VmHWM:")? / 1024.0))
 }
+
+/// Prints the resident memory of process `pid` (when given) at `when`.
+pub fn print_memory(pid: Option<u32>, when: &str) {
+    let Some(pid) = pid else { return };
+    match memory_of(pid) {
+        Ok((rss, peak)) => {
+            println!("server RSS {when}: {rss:.0} MiB (peak so far {peak:.0} MiB)")
+        }
+        Err(err) => eprintln!("cannot read the memory of process {pid}: {err}"),
+    }
+}

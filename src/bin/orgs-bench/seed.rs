@@ -1,4 +1,4 @@
-//! A data set for `orgs-bench reads`, written straight into the server's
+//! A data set for `orgs-bench reads` and `orgs-bench memory`, written straight into the server's
 //! database with the store's own insert functions, the rows just as
 //! `CreateOrganization` and `CreateMembership` leave them (members_count,
 //! the creator as `org:admin`, the others `org:member`, the organization
@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use orgs::domain::ids::{self, new_id};
 use orgs::domain::roles::{ADMIN_ROLE, MEMBER_ROLE};
@@ -22,6 +23,7 @@ use orgs::store::Db;
 use orgs::store::repo::billing;
 use orgs::store::repo::memberships::{self, MembershipRow};
 use orgs::store::repo::organizations::{self, OrganizationRow};
+use sea_orm::DbBackend;
 
 /// Organizations written per transaction.
 const PER_TRANSACTION: usize = 1000;
@@ -31,21 +33,89 @@ pub fn seeded_user(run: &str, o: usize, m: usize) -> String {
     format!("bench_{run}_r{o}_{m}")
 }
 
-/// Writes `count` organizations with `members` members each over
-/// `connections` concurrent transactions; returns their ids, by index.
+/// Where a data set is seeded, and the server that reads it.
+#[derive(clap::Args)]
+pub struct SeedArgs {
+    /// The server's database, where the data set is written.
+    #[arg(long, env = "ORGS_BENCH_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Concurrent seeding transactions; default: 1 on SQLite (one writer at a
+    /// time is all it has), 4 on PostgreSQL.
+    #[arg(long)]
+    pub seed_connections: Option<usize>,
+    /// The server's process id, to report its resident memory (Linux /proc).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+}
+
+/// Connects to the server's database, seeds `set` there and says how long it
+/// took; returns the organizations' ids, by index.
+pub async fn seed_server(args: &SeedArgs, run: &str, set: DataSet) -> anyhow::Result<Vec<String>> {
+    let db = Db::connect(&args.database_url, 4).await?;
+    let connections = args
+        .seed_connections
+        .unwrap_or(if db.backend() == DbBackend::Postgres {
+            4
+        } else {
+            1
+        });
+    eprintln!(
+        "seeding {} organizations × {} members, {} bytes of metadata each",
+        set.organizations, set.members, set.metadata_bytes
+    );
+    let started = Instant::now();
+    let organizations = seed(&db, run, set, connections).await?;
+    db.close().await;
+    println!(
+        "seeded {} organizations × {} members ({} bytes of public metadata each) in {:.1} s, straight into the database",
+        set.organizations,
+        set.members,
+        set.metadata_bytes,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(organizations)
+}
+
+/// What `seed` writes: how many organizations, members each, and how large
+/// each organization's public metadata is (a JSON object of about that many
+/// bytes; 0 for `{}`).
+#[derive(Debug, Clone, Copy)]
+pub struct DataSet {
+    pub organizations: usize,
+    pub members: usize,
+    pub metadata_bytes: usize,
+}
+
+/// A JSON object of `bytes` bytes (at least `{}`).
+fn metadata_of(bytes: usize) -> String {
+    const FRAME: usize = r#"{"notes":""}"#.len();
+    if bytes <= FRAME {
+        return "{}".into();
+    }
+    format!(r#"{{"notes":"{}"}}"#, "x".repeat(bytes - FRAME))
+}
+
+/// Writes the data set over `connections` concurrent transactions; returns
+/// the organizations' ids, by index.
 pub async fn seed(
     db: &Db,
     run: &str,
-    count: usize,
-    members: usize,
+    set: DataSet,
     connections: usize,
 ) -> anyhow::Result<Vec<String>> {
+    let (count, members) = (set.organizations, set.members);
+    let metadata: Arc<str> = Arc::from(metadata_of(set.metadata_bytes));
     let ids: Arc<Vec<String>> = Arc::new((0..count).map(|_| new_id(ids::ORGANIZATION)).collect());
     let next_chunk = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..connections.max(1) {
-        let (db, ids, next_chunk, run) =
-            (db.clone(), ids.clone(), next_chunk.clone(), run.to_string());
+        let (db, ids, next_chunk, run, metadata) = (
+            db.clone(),
+            ids.clone(),
+            next_chunk.clone(),
+            run.to_string(),
+            metadata.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             loop {
                 let start = next_chunk.fetch_add(1, Ordering::Relaxed) * PER_TRANSACTION;
@@ -53,7 +123,7 @@ pub async fn seed(
                     return anyhow::Ok(());
                 }
                 let end = (start + PER_TRANSACTION).min(ids.len());
-                write_chunk(&db, &run, &ids, start..end, members).await?;
+                write_chunk(&db, &run, &ids, start..end, members, &metadata).await?;
                 if end % (PER_TRANSACTION * 10) == 0 {
                     eprintln!("  {end} organizations");
                 }
@@ -72,6 +142,7 @@ async fn write_chunk(
     ids: &[String],
     range: std::ops::Range<usize>,
     members: usize,
+    metadata: &str,
 ) -> anyhow::Result<()> {
     let now = chrono::Utc::now().timestamp_micros();
     let txn = db.begin().await?;
@@ -86,7 +157,7 @@ async fn write_chunk(
             max_allowed_memberships: 0,
             members_count: i32::try_from(members)?,
             pending_invitations_count: 0,
-            public_metadata: "{}".into(),
+            public_metadata: metadata.to_string(),
             private_metadata: "{}".into(),
             create_time: now,
             update_time: now,

@@ -20,7 +20,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::health::health_baseline;
-use crate::report::{memory_of, ms};
+use crate::report::{self, ms};
 use crate::target::Target;
 
 #[derive(Args)]
@@ -46,16 +46,6 @@ pub struct WatchEventsArgs {
     server_pid: Option<u32>,
 }
 
-fn print_memory(pid: Option<u32>, when: &str) {
-    let Some(pid) = pid else { return };
-    match memory_of(pid) {
-        Ok((rss, peak)) => {
-            println!("server RSS {when}: {rss:.0} MiB (peak so far {peak:.0} MiB)")
-        }
-        Err(err) => eprintln!("cannot read the memory of process {pid}: {err}"),
-    }
-}
-
 fn quantile(histogram: &Histogram<u64>, q: f64) -> f64 {
     histogram.value_at_quantile(q) as f64 / 1000.0
 }
@@ -66,7 +56,7 @@ pub async fn watch_events(target: &Target, run: &str, args: WatchEventsArgs) -> 
         "baseline Health/Check round trip (median, no streams open): {:.2} ms",
         ms(health_round_trip)
     );
-    print_memory(args.server_pid, "before the streams");
+    report::print_memory(args.server_pid, "before the streams");
 
     // The organizations the load writes into.
     let channel = target.channel().await?;
@@ -135,7 +125,7 @@ pub async fn watch_events(target: &Target, run: &str, args: WatchEventsArgs) -> 
     }
     drop(arrivals);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    print_memory(
+    report::print_memory(
         args.server_pid,
         &format!("with {} idle streams", args.streams),
     );
@@ -204,7 +194,7 @@ pub async fn watch_events(target: &Target, run: &str, args: WatchEventsArgs) -> 
         }
     }
     let health = health.await?;
-    print_memory(args.server_pid, "after the write load");
+    report::print_memory(args.server_pid, "after the write load");
 
     println!(
         "{} CreateMembership calls at {}/s ({failed} failed) delivered to {} streams: {} of {expected} deliveries",
