@@ -267,7 +267,7 @@ impl BillingWatch {
         let mut usages = Vec::new();
         let mut after = 0;
         loop {
-            let rows = repo::billable_page(&txn, &p, after, 500).await?;
+            let rows = repo::billable_page(&txn, &p, after, i64::MAX, 500).await?;
             let Some(last) = rows.last() else { break };
             after = last.billable_order.unwrap_or(after + 1);
             usages.extend(with_members(&txn, &p, rows).await?);
@@ -468,7 +468,7 @@ fn to_watch_event(event: EventRow) -> Result<WatchEvent> {
         Some(EventKind::BillingOrganizationBecameBillable) => {
             let payload: BecameBillable =
                 serde_json::from_str(&event.payload).map_err(Error::internal)?;
-            Ok(WatchEvent::BecameBillable(payload.usage))
+            Ok(WatchEvent::BecameBillable(payload.usage.bounded()))
         }
         Some(EventKind::BillingPeriodStarted) => {
             let payload: PeriodStarted =
