@@ -1,21 +1,27 @@
 //! Memory bounded whatever callers send, for billing reads: the active member
-//! ids of an organization are paged, and every other message carries at most
-//! the first 100 of them. Through the
+//! ids of an organization are paged, every other message carries at most the
+//! first 100 of them, and a watch's initial state is streamed a page at a
+//! time, exactly once with the live stream that follows. Through the
 //! generated clients against a real server, on SQLite or (with
 //! ORGS_TEST_DATABASE_URL) PostgreSQL.
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::*;
 use orgs::proto::v1 as pb;
+use orgs::proto::v1::billing_service_client::BillingServiceClient;
 use pb::watch_billable_organizations_response::Event;
 use tonic::Code;
+use tonic::transport::Channel;
 
 /// What a message other than GetOrganizationUsage carries at most.
 const IDS_MAX: usize = 100;
 const LIVENESS: Duration = Duration::from_secs(10);
+/// Organizations billable before the watch of the initial-state test opens.
+const EARLY: usize = 250;
 
 fn reader(app: &TestApp) -> Billing {
     app.billing(Some(token("svc-finance", "billing:read")))
@@ -226,6 +232,103 @@ async fn active_member_ids_are_paged_and_bounded_everywhere_else() {
         }
         other => panic!("the initial state first, got {other:?}"),
     }
+}
+
+/// A billing client whose connection accepts only a few kilobytes unread, so
+/// a client that does not read holds the server's stream back at once.
+async fn slow_reader(app: &TestApp) -> Billing {
+    let channel = Channel::from_shared(format!("http://{}", app.addr))
+        .expect("uri")
+        .initial_stream_window_size(Some(2048))
+        .initial_connection_window_size(Some(2048))
+        .connect()
+        .await
+        .expect("connect");
+    BillingServiceClient::with_interceptor(channel, Bearer::new(token("svc-slow", "billing:read")))
+}
+
+#[tokio::test]
+async fn initial_state_is_streamed_in_pages_exactly_once_with_the_live_stream() {
+    let app = TestApp::spawn_with(|config| config.rules.max_organizations_per_user = 1000).await;
+    // 250 organizations become billable together (pages of the initial
+    // state: more than the server buffers for a client that does not read,
+    // so some pages are read after the client stalls); 20 more and one last
+    // one are ready to.
+    let pair = |name: &str| (format!("user_{name}_a"), format!("user_{name}_b"));
+    let (a, b) = pair("early");
+    let mut early = BTreeSet::new();
+    for i in 0..EARLY {
+        early.insert(org_with(&app, &format!("Early {i}"), &a, std::slice::from_ref(&b)).await);
+    }
+    let (c, d) = pair("during");
+    let mut during = BTreeSet::new();
+    for i in 0..20 {
+        during.insert(org_with(&app, &format!("During {i}"), &c, std::slice::from_ref(&d)).await);
+    }
+    let (e, f) = pair("last");
+    let last = org_with(&app, "Last", &e, std::slice::from_ref(&f)).await;
+    record(&app, &[a, b]).await;
+
+    let mut watch = slow_reader(&app)
+        .await
+        .watch_billable_organizations(pb::WatchBillableOrganizationsRequest {
+            send_initial_state: true,
+            ..Default::default()
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut initial = BTreeSet::new();
+    let first = next_watch_message(&mut watch).await;
+    let Some(Event::OrganizationBecameBillable(usage)) = first.event else {
+        panic!("the initial state first, got {first:?}");
+    };
+    *seen.entry(usage.organization_id.clone()).or_default() += 1;
+    initial.insert(usage.organization_id);
+
+    // The stream is held back inside its initial state: more organizations
+    // become billable now, after its starting position.
+    record(&app, &[c, d]).await;
+
+    let mut live = BTreeSet::new();
+    let mut in_initial_state = true;
+    while !seen.contains_key(&last) {
+        let message = next_watch_message(&mut watch).await;
+        match message.event {
+            Some(Event::OrganizationBecameBillable(usage)) => {
+                *seen.entry(usage.organization_id.clone()).or_default() += 1;
+                if in_initial_state {
+                    initial.insert(usage.organization_id);
+                } else {
+                    live.insert(usage.organization_id);
+                }
+            }
+            Some(Event::Checkpoint(_)) if in_initial_state => {
+                in_initial_state = false;
+                // Everything else is live from here; the last organization
+                // marks the end of what this test waits for.
+                record(&app, &[e.clone(), f.clone()]).await;
+            }
+            Some(Event::Checkpoint(_) | Event::PeriodStarted(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let odd: Vec<_> = initial.symmetric_difference(&early).collect();
+    assert!(
+        odd.is_empty(),
+        "the initial state is what was billable at the start; differs by {odd:?}"
+    );
+    let mut expected_live = during.clone();
+    expected_live.insert(last.clone());
+    let odd: Vec<_> = live.symmetric_difference(&expected_live).collect();
+    assert!(
+        odd.is_empty(),
+        "later transitions arrive live; differs by {odd:?}"
+    );
+    let repeated: Vec<_> = seen.iter().filter(|(_, count)| **count != 1).collect();
+    assert!(repeated.is_empty(), "each organization once: {repeated:?}");
+    assert_eq!(seen.len(), EARLY + 21);
 }
 
 #[tokio::test]
