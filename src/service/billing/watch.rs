@@ -4,6 +4,7 @@
 //! database about once. An initial state is read and sent a page at a time,
 //! so a watch holds at most one page of it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use crate::domain::events::{EventFilter, EventKind};
 use crate::domain::paging::PageTokens;
 use crate::domain::time::{BillingPeriod, Clock, Micros};
 use crate::domain::{Error, Reason, Result};
-use crate::events::{EventRow, Notifier, WatchHub, reader};
+use crate::events::{EventRow, Notifier, WatchHub, reader, sequencer};
 use crate::store::{Db, repo::billing as repo};
 
 /// Events read from the log at a time by one watch.
@@ -77,15 +78,18 @@ struct Shared {
     summary: tokio::sync::Mutex<Option<SharedSummary>>,
 }
 
-/// What an initial state sends: the organizations of `period` that were
-/// billable at the watch's starting log position, which are exactly those
-/// with a billable order up to `through_order` (orders are handed out one
-/// by one, in the transaction of the transition, and never taken back
-/// within a period).
-#[derive(Debug, Clone, Copy)]
+/// What an initial state sends: the organizations of `period` whose
+/// transition has a position up to the watch's starting one. Those are the
+/// ones with a billable order up to `through_order` (orders are handed out
+/// one by one, in the transaction of the transition, and never taken back
+/// within a period) except the orders in `pending`: transitions committed
+/// whose events get their positions later (on PostgreSQL, after commit), so
+/// the live stream sends them.
+#[derive(Debug, Clone)]
 struct InitialState {
     period: BillingPeriod,
     through_order: i64,
+    pending: BTreeSet<i64>,
 }
 
 /// Totals computed for watches, with the log position they include.
@@ -238,29 +242,39 @@ impl BillingWatch {
     /// stream from that position and the initial state up to that order
     /// together send each transition once.
     async fn initial_position(&self, period: BillingPeriod) -> Result<(i64, InitialState)> {
+        let p = period.to_string();
         let txn = self.db.begin_snapshot().await?;
         let head = reader::head(&txn).await?;
-        let through_order = repo::period_totals(&txn, &period.to_string())
-            .await?
-            .billable_organizations;
+        let through_order = repo::period_totals(&txn, &p).await?.billable_organizations;
+        let mut pending = BTreeSet::new();
+        for payload in
+            sequencer::pending_payloads(&txn, EventKind::BillingOrganizationBecameBillable).await?
+        {
+            let event: BecameBillable = serde_json::from_str(&payload).map_err(Error::internal)?;
+            if event.usage.period == p {
+                pending.insert(event.billable_order);
+            }
+        }
         txn.commit().await?;
         Ok((
             head,
             InitialState {
                 period,
                 through_order,
+                pending,
             },
         ))
     }
 
     /// One page of an initial state: the billable organizations after
-    /// `after_order` up to its end, with their order, read in a snapshot of
-    /// its own so no transaction stays open while the client reads.
+    /// `after_order` up to its end, read in a snapshot of its own so no
+    /// transaction stays open while the client reads; with the last order
+    /// the page covers (`None` past the end).
     async fn initial_page(
         &self,
         initial: &InitialState,
         after_order: i64,
-    ) -> Result<Vec<(i64, OrganizationUsage)>> {
+    ) -> Result<(Option<i64>, Vec<OrganizationUsage>)> {
         let p = initial.period.to_string();
         let txn = self.db.begin_snapshot().await?;
         let rows = repo::billable_page(
@@ -271,13 +285,17 @@ impl BillingWatch {
             WATCH_INITIAL_PAGE,
         )
         .await?;
-        let orders: Vec<i64> = rows
-            .iter()
-            .map(|row| row.billable_order.unwrap_or_default())
+        let last_order = rows.last().and_then(|row| row.billable_order);
+        let rows = rows
+            .into_iter()
+            .filter(|row| {
+                row.billable_order
+                    .is_none_or(|order| !initial.pending.contains(&order))
+            })
             .collect();
         let usages = with_members(&txn, &p, rows).await?;
         txn.commit().await?;
-        Ok(orders.into_iter().zip(usages).collect())
+        Ok((last_order, usages))
     }
 
     /// The totals of the current period, including at least every event up
@@ -433,12 +451,12 @@ impl WatchTask {
         let cursor = self.cursor();
         let mut after_order = 0;
         while after_order < initial.through_order {
-            let page = self.watch.initial_page(&initial, after_order).await?;
-            let Some(&(last_order, _)) = page.last() else {
+            let (last_order, page) = self.watch.initial_page(&initial, after_order).await?;
+            let Some(last_order) = last_order else {
                 break;
             };
             after_order = last_order;
-            for (_, usage) in page {
+            for usage in page {
                 self.send(WatchMessage {
                     cursor: cursor.clone(),
                     event: WatchEvent::BecameBillable(usage),
