@@ -236,11 +236,13 @@ impl BillingWatch {
         Ok(receiver)
     }
 
-    /// The log position and how many organizations of the period were
-    /// billable then, as of one short snapshot: every later transition has
-    /// a larger sequence number and a larger billable order, so the live
-    /// stream from that position and the initial state up to that order
-    /// together send each transition once.
+    /// The log position, how many organizations of the period were billable
+    /// then and which of those transitions still wait for their positions,
+    /// as of one short snapshot: every transition the snapshot does not see
+    /// has a larger billable order and, like the waiting ones, a larger
+    /// sequence number, so the live stream from that position and the
+    /// initial state up to that order, less the waiting ones, together send
+    /// each transition once.
     async fn initial_position(&self, period: BillingPeriod) -> Result<(i64, InitialState)> {
         let p = period.to_string();
         let txn = self.db.begin_snapshot().await?;
