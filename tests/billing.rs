@@ -66,17 +66,33 @@ async fn record(
         .into_inner()
 }
 
+/// The usage with every active member id, read page by page.
 async fn usage(app: &TestApp, organization_id: &str, period: &str) -> pb::OrganizationUsage {
-    reader(app)
-        .get_organization_usage(pb::GetOrganizationUsageRequest {
-            organization_id: organization_id.into(),
-            period: period.into(),
-        })
-        .await
-        .expect("get usage")
-        .into_inner()
-        .usage
-        .expect("usage")
+    let mut whole: Option<pb::OrganizationUsage> = None;
+    let mut page_token = String::new();
+    loop {
+        let page = reader(app)
+            .get_organization_usage(pb::GetOrganizationUsageRequest {
+                organization_id: organization_id.into(),
+                period: period.into(),
+                page_token: page_token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("get usage")
+            .into_inner();
+        let usage = page.usage.expect("usage");
+        match whole.as_mut() {
+            None => whole = Some(usage),
+            Some(whole) => whole
+                .active_member_user_ids
+                .extend(usage.active_member_user_ids),
+        }
+        if page.next_page_token.is_empty() {
+            return whole.expect("a first page");
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 async fn summary(app: &TestApp, period: &str) -> pb::BillingSummary {
@@ -726,6 +742,7 @@ async fn deleted_organizations_keep_their_history_and_leave_the_count() {
         .get_organization_usage(pb::GetOrganizationUsageRequest {
             organization_id: "org_01JZZZZZZZZZZZZZZZZZZZZZZZ".into(),
             period: String::new(),
+            ..Default::default()
         })
         .await;
     assert_status(unknown, Code::NotFound, "ORGANIZATION_NOT_FOUND");
@@ -984,6 +1001,7 @@ async fn who_may_call_billing() {
     let request = || pb::GetOrganizationUsageRequest {
         organization_id: org.clone(),
         period: String::new(),
+        ..Default::default()
     };
     app.billing(Some(token("user_alice", "")))
         .get_organization_usage(request())

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use orgs::domain::roles::{ADMIN_ROLE, MEMBER_ROLE, MEMBERSHIPS_MANAGE, MEMBERSHIPS_READ};
 use orgs::store::repo::billing;
+use orgs::store::repo::billing_members;
 use orgs::store::repo::idempotency;
 use orgs::store::repo::memberships::{self, MembershipFilter, MembershipRow};
 use orgs::store::repo::organizations::{self, OrganizationRow};

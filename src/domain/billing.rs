@@ -169,14 +169,21 @@ impl Pricing {
     }
 }
 
+/// Active member ids a usage carries wherever it is not paged (listings,
+/// watch messages, event payloads): the first ones by user id. The whole list
+/// is paged by `GetOrganizationUsage`.
+pub const USAGE_MEMBER_IDS_MAX: usize = 100;
+
 /// The usage of one organization in one period.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OrganizationUsage {
     pub organization_id: super::ids::OrganizationId,
     /// `YYYY-MM`.
     pub period: String,
+    /// All of them, however many ids the usage carries.
     pub active_member_count: i64,
-    /// Ordered by user id.
+    /// Ordered by user id: one page of them, or at most
+    /// [`USAGE_MEMBER_IDS_MAX`].
     pub active_member_user_ids: Vec<super::ids::UserId>,
     /// When the organization became billable in the period (the time the
     /// transition was recorded); `None` while it is not billable.
@@ -186,6 +193,13 @@ pub struct OrganizationUsage {
 impl OrganizationUsage {
     pub fn billable(&self) -> bool {
         self.billable_since.is_some()
+    }
+
+    /// The same usage with at most [`USAGE_MEMBER_IDS_MAX`] member ids: a
+    /// payload logged before the bound may carry more.
+    pub fn bounded(mut self) -> Self {
+        self.active_member_user_ids.truncate(USAGE_MEMBER_IDS_MAX);
+        self
     }
 }
 

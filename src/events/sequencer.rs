@@ -120,6 +120,24 @@ async fn pass(conn: &DatabaseConnection) -> Result<(Vec<Change>, i64), DbErr> {
     Ok((changes, head))
 }
 
+/// The payloads of the events of `kind` committed but not yet numbered: in
+/// a snapshot, the changes it sees whose events will get positions after
+/// the head it sees.
+pub async fn pending_payloads(
+    conn: &impl ConnectionTrait,
+    kind: EventKind,
+) -> Result<Vec<String>, DbErr> {
+    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+    pending::Entity::find()
+        .select_only()
+        .column(pending::Column::Payload)
+        .filter(pending::Column::Kind.eq(kind.as_str()))
+        .order_by_asc(pending::Column::PendingId)
+        .into_tuple()
+        .all(conn)
+        .await
+}
+
 async fn pending(conn: &DatabaseConnection) -> Result<bool, DbErr> {
     Ok(fetch_i64(
         conn,

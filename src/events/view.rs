@@ -48,7 +48,9 @@ pub fn event(row: EventRow) -> Result<Option<Event>> {
         | K::MembershipRequestRejected => R::MembershipRequest(payload(&row)?),
         K::RoleCreated | K::RoleUpdated | K::RoleDeleted => R::Role(payload(&row)?),
         K::PermissionCreated | K::PermissionDeleted => R::Permission(payload(&row)?),
-        K::BillingOrganizationBecameBillable => R::Usage(payload::<BecameBillable>(&row)?.usage),
+        K::BillingOrganizationBecameBillable => {
+            R::Usage(payload::<BecameBillable>(&row)?.usage.bounded())
+        }
         K::BillingPeriodStarted => R::PeriodStarted(payload::<PeriodStarted>(&row)?.period),
         K::BillingBudgetThresholdCrossed => R::Budget(payload::<BudgetThresholdCrossed>(&row)?),
     };

@@ -77,13 +77,18 @@ impl BillingService for BillingApi {
         let req = request.into_inner();
         let organization = OrganizationId::parse("organization_id", &req.organization_id);
         let period = self.period("period", &req.period);
-        let (organization, period) = all_valid!(organization, period);
+        let size = page_size("page_size", req.page_size);
+        let (organization, period, size) = all_valid!(organization, period, size);
         self.authorizer
             .authorize(&caller, Target::Organization(&organization, None))
             .await?;
-        let usage = self.reads.usage(&organization, period).await?;
+        let page = self
+            .reads
+            .usage(&organization, period, size, &req.page_token)
+            .await?;
         Ok(Response::new(pb::GetOrganizationUsageResponse {
-            usage: Some(usage.into()),
+            usage: Some(page.usage.into()),
+            next_page_token: page.next_page_token,
         }))
     }
 

@@ -1243,14 +1243,30 @@ async fn billing_round_trip() {
             .unwrap()
             .is_empty()
     );
+    let organizations = ["org_b".to_string(), "org_none".to_string()];
+    let first = billing_members::first_active_members(conn, PERIOD, &organizations, 1)
+        .await
+        .unwrap();
     assert_eq!(
-        billing::active_members(conn, PERIOD, &["org_b".into()])
+        first.into_iter().collect::<Vec<_>>(),
+        [("org_b".to_string(), vec!["user_1".to_string()])],
+        "the first by user id, none for an organization without any"
+    );
+    let all = billing_members::first_active_members(conn, PERIOD, &organizations, 10)
+        .await
+        .unwrap();
+    assert_eq!(all["org_b"], ["user_1", "user_2"]);
+    assert_eq!(
+        billing_members::active_member_page(conn, PERIOD, "org_b", None, 1)
             .await
             .unwrap(),
-        [
-            ("org_b".to_string(), "user_1".to_string()),
-            ("org_b".into(), "user_2".into())
-        ]
+        ["user_1"]
+    );
+    assert_eq!(
+        billing_members::active_member_page(conn, PERIOD, "org_b", Some("user_1"), 10)
+            .await
+            .unwrap(),
+        ["user_2"]
     );
 
     let after = billing::add_to_usage(
@@ -1293,17 +1309,24 @@ async fn billing_round_trip() {
         })
     );
     assert_eq!(
-        billing::billable_page(conn, PERIOD, 0, 10)
+        billing::billable_page(conn, PERIOD, 0, 1, 10)
             .await
             .unwrap()
             .len(),
         1
     );
     assert!(
-        billing::billable_page(conn, PERIOD, 1, 10)
+        billing::billable_page(conn, PERIOD, 1, i64::MAX, 10)
             .await
             .unwrap()
             .is_empty()
+    );
+    assert!(
+        billing::billable_page(conn, PERIOD, 0, 0, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing past the upper bound"
     );
 
     assert_eq!(

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::domain::billing::{
     BecameBillable, BillingImpact, BudgetThresholdCrossed, OrganizationUsage, PeriodStarted,
-    Pricing,
+    Pricing, USAGE_MEMBER_IDS_MAX,
 };
 use crate::domain::events::EventKind;
 use crate::domain::ids::{OrganizationId, UserId};
@@ -21,6 +21,7 @@ use crate::domain::time::{BillingPeriod, Micros};
 use crate::domain::{Error, Reason, Result};
 use crate::service::unit_of_work::Tx;
 use crate::store::repo::billing::{self as repo, UsageRow};
+use crate::store::repo::billing_members;
 
 /// A counter moved by one change, and its position in the billable order if
 /// the change made the organization billable.
@@ -314,15 +315,13 @@ impl BillingCounters {
                 .iter()
                 .map(|&i| changes[i].after.organization_id.clone())
                 .collect();
-            let mut members: BTreeMap<String, Vec<UserId>> = BTreeMap::new();
-            for (organization, user) in
-                repo::active_members(tx.conn(), &period, &organizations).await?
-            {
-                members
-                    .entry(organization)
-                    .or_default()
-                    .push(UserId::from_stored(user));
-            }
+            let mut members = billing_members::first_active_members(
+                tx.conn(),
+                &period,
+                &organizations,
+                USAGE_MEMBER_IDS_MAX as u64,
+            )
+            .await?;
             let first_order = billable_total - became.len() as i64 + 1;
             for (offset, &index) in became.iter().enumerate() {
                 let order = first_order + offset as i64;
@@ -336,7 +335,10 @@ impl BillingCounters {
                         active_member_count: row.active_member_count,
                         active_member_user_ids: members
                             .remove(&row.organization_id)
-                            .unwrap_or_default(),
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(UserId::from_stored)
+                            .collect(),
                         billable_since: Some(tx.now),
                     },
                     billable_order: order,

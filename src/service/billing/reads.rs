@@ -2,12 +2,13 @@
 //! totals, its billable organizations and the users who drive its cost. Each
 //! reads one snapshot, so its numbers agree with each other.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sea_orm::ConnectionTrait;
 
-use crate::domain::billing::{BillingSummary, CostDriver, OrganizationUsage, Pricing};
+use crate::domain::billing::{
+    BillingSummary, CostDriver, OrganizationUsage, Pricing, USAGE_MEMBER_IDS_MAX,
+};
 use crate::domain::ids::{OrganizationId, UserId};
 use crate::domain::paging::{Page, PageTokens};
 use crate::domain::time::{BillingPeriod, Clock, Micros};
@@ -15,7 +16,16 @@ use crate::domain::{Error, Result};
 use crate::service::list::Listing;
 use crate::store::Db;
 use crate::store::repo::billing::{self as repo, UsageRow};
+use crate::store::repo::billing_members as members;
 use crate::store::repo::organizations;
+
+/// An organization's usage with one page of its active member ids.
+#[derive(Debug, Clone)]
+pub struct UsagePage {
+    pub usage: OrganizationUsage,
+    /// Empty on the last page.
+    pub next_page_token: String,
+}
 
 /// Billing reads.
 #[derive(Debug, Clone)]
@@ -41,15 +51,28 @@ impl BillingReads {
         &self.pricing
     }
 
-    /// The usage of an organization in a period. Every organization that ever
-    /// existed answers: one deleted since keeps its history (a tombstone
-    /// remembers it even when it never had an active member).
+    /// The usage of an organization in a period with one page of its active
+    /// members, by user id (keyset on the user id; the count is always the
+    /// whole). Every organization that ever existed answers: one deleted
+    /// since keeps its history (a tombstone remembers it even when it never
+    /// had an active member).
     pub async fn usage(
         &self,
         organization_id: &OrganizationId,
         period: BillingPeriod,
-    ) -> Result<OrganizationUsage> {
+        page_size: u64,
+        page_token: &str,
+    ) -> Result<UsagePage> {
         let p = period.to_string();
+        let listing = Listing::start(
+            &self.tokens,
+            "organization_usage_members",
+            &[organization_id.as_str(), &p],
+            1,
+            page_size,
+            page_token,
+        )?;
+        let after = listing.after_text(0);
         let txn = self.db.begin_snapshot().await?;
         let row = repo::usage(&txn, organization_id.as_str(), &p).await?;
         if row.is_none()
@@ -61,17 +84,26 @@ impl BillingReads {
         {
             return Err(Error::organization_not_found());
         }
-        let members = repo::active_members(&txn, &p, &[organization_id.to_string()]).await?;
+        let members = members::active_member_page(
+            &txn,
+            &p,
+            organization_id.as_str(),
+            after.as_deref(),
+            listing.limit(),
+        )
+        .await?;
         txn.commit().await?;
-        Ok(OrganizationUsage {
-            organization_id: organization_id.clone(),
-            period: p,
-            active_member_count: row.as_ref().map_or(0, |r| r.active_member_count),
-            active_member_user_ids: members
-                .into_iter()
-                .map(|(_, user)| UserId::from_stored(user))
-                .collect(),
-            billable_since: row.and_then(|r| r.billable_since),
+        let active_member_count = row.as_ref().map_or(0, |r| r.active_member_count);
+        let page = listing.finish(members, active_member_count, |last| vec![last.clone()]);
+        Ok(UsagePage {
+            usage: OrganizationUsage {
+                organization_id: organization_id.clone(),
+                period: p,
+                active_member_count,
+                active_member_user_ids: page.items.into_iter().map(UserId::from_stored).collect(),
+                billable_since: row.and_then(|r| r.billable_since),
+            },
+            next_page_token: page.next_page_token,
         })
     }
 
@@ -103,7 +135,7 @@ impl BillingReads {
         )?;
         let after = listing.after_number(0)?.unwrap_or(0);
         let txn = self.db.begin_snapshot().await?;
-        let rows = repo::billable_page(&txn, &p, after, listing.limit()).await?;
+        let rows = repo::billable_page(&txn, &p, after, i64::MAX, listing.limit()).await?;
         let total_size = repo::period_totals(&txn, &p).await?.billable_organizations;
         let page = listing.finish(rows, total_size, |last| {
             vec![last.billable_order.unwrap_or_default().to_string()]
@@ -192,24 +224,26 @@ pub async fn summary_in(
     .project(pricing, period, now))
 }
 
-/// Usages with their active member ids.
+/// Usages with their first active member ids (at most
+/// [`USAGE_MEMBER_IDS_MAX`] each, read no further).
 pub async fn with_members(
     conn: &impl ConnectionTrait,
     period: &str,
     rows: Vec<UsageRow>,
 ) -> Result<Vec<OrganizationUsage>> {
     let organizations: Vec<String> = rows.iter().map(|row| row.organization_id.clone()).collect();
-    let mut members: BTreeMap<String, Vec<UserId>> = BTreeMap::new();
-    for (organization, user) in repo::active_members(conn, period, &organizations).await? {
-        members
-            .entry(organization)
-            .or_default()
-            .push(UserId::from_stored(user));
-    }
+    let mut members =
+        members::first_active_members(conn, period, &organizations, USAGE_MEMBER_IDS_MAX as u64)
+            .await?;
     Ok(rows
         .into_iter()
         .map(|row| OrganizationUsage {
-            active_member_user_ids: members.remove(&row.organization_id).unwrap_or_default(),
+            active_member_user_ids: members
+                .remove(&row.organization_id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(UserId::from_stored)
+                .collect(),
             organization_id: OrganizationId::from_stored(row.organization_id),
             period: period.to_string(),
             active_member_count: row.active_member_count,

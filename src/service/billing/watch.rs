@@ -1,8 +1,10 @@
 //! `WatchBillableOrganizations`: billing events read from the log, resumable
-//! from any replica. Every watch of a process shares the log's tail, the
-//! current totals and an initial state taken moments ago, so a thousand
-//! watches waking for one commit read the database about once.
+//! from any replica. Every watch of a process shares the log's tail and the
+//! current totals, so a thousand watches waking for one commit read the
+//! database about once. An initial state is read and sent a page at a time,
+//! so a watch holds at most one page of it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use crate::domain::events::{EventFilter, EventKind};
 use crate::domain::paging::PageTokens;
 use crate::domain::time::{BillingPeriod, Clock, Micros};
 use crate::domain::{Error, Reason, Result};
-use crate::events::{EventRow, Notifier, WatchHub, reader};
+use crate::events::{EventRow, Notifier, WatchHub, reader, sequencer};
 use crate::store::{Db, repo::billing as repo};
 
 /// Events read from the log at a time by one watch.
@@ -28,8 +30,9 @@ const WATCH_BUFFER: usize = 64;
 /// How stale the totals sent with watch messages may be; they always
 /// include every event up to the message they go with.
 const WATCH_SUMMARY_MAX_AGE: Duration = Duration::from_millis(250);
-/// How old an initial state shared by watches opened together may be.
-const WATCH_INITIAL_STATE_MAX_AGE: Duration = Duration::from_secs(1);
+/// Billable organizations read at a time for an initial state, each with
+/// at most `USAGE_MEMBER_IDS_MAX` member ids.
+const WATCH_INITIAL_PAGE: u64 = 100;
 
 /// The kinds a watch delivers.
 const WATCHED_KINDS: &[EventKind] = &[
@@ -73,16 +76,20 @@ struct Shared {
     /// What the tail is read for: billing events.
     filter: EventFilter,
     summary: tokio::sync::Mutex<Option<SharedSummary>>,
-    initial: tokio::sync::Mutex<Option<SharedInitialState>>,
 }
 
-/// An initial state read for watches, with the log position it ends at.
-#[derive(Debug)]
-struct SharedInitialState {
+/// What an initial state sends: the organizations of `period` whose
+/// transition has a position up to the watch's starting one. Those are the
+/// ones with a billable order up to `through_order` (orders are handed out
+/// one by one, in the transaction of the transition, and never taken back
+/// within a period) except the orders in `pending`: transitions committed
+/// whose events get their positions later (on PostgreSQL, after commit), so
+/// the live stream sends them.
+#[derive(Debug, Clone)]
+struct InitialState {
     period: BillingPeriod,
-    taken: tokio::time::Instant,
-    head: i64,
-    usages: Arc<Vec<OrganizationUsage>>,
+    through_order: i64,
+    pending: BTreeSet<i64>,
 }
 
 /// Totals computed for watches, with the log position they include.
@@ -168,7 +175,6 @@ impl BillingWatch {
                     organization_id: None,
                 },
                 summary: tokio::sync::Mutex::new(None),
-                initial: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -211,10 +217,10 @@ impl BillingWatch {
                 (cursor.seq, None)
             }
             None if send_initial_state => {
-                let (head, usages) = self
-                    .initial_state(BillingPeriod::containing_micros(now))
+                let (head, initial) = self
+                    .initial_position(BillingPeriod::containing_micros(now))
                     .await?;
-                (head, Some(usages))
+                (head, Some(initial))
             }
             None => (reader::head(self.db.conn()).await?, None),
         };
@@ -230,50 +236,68 @@ impl BillingWatch {
         Ok(receiver)
     }
 
-    /// The log position and the current period's billable organizations, as
-    /// of one snapshot: every later transition has a larger sequence number.
-    /// Watches opened together share one snapshot, up to a second old: the
-    /// live stream that follows starts at its position, so an older snapshot
-    /// only means more to catch up.
-    async fn initial_state(
-        &self,
-        period: BillingPeriod,
-    ) -> Result<(i64, Arc<Vec<OrganizationUsage>>)> {
-        let mut shared = self.shared.initial.lock().await;
-        if let Some(cached) = shared.as_ref()
-            && cached.period == period
-            && cached.taken.elapsed() < WATCH_INITIAL_STATE_MAX_AGE
-        {
-            return Ok((cached.head, cached.usages.clone()));
-        }
-        let (head, usages) = self.read_initial_state(period).await?;
-        let usages = Arc::new(usages);
-        *shared = Some(SharedInitialState {
-            period,
-            taken: tokio::time::Instant::now(),
-            head,
-            usages: usages.clone(),
-        });
-        Ok((head, usages))
-    }
-
-    async fn read_initial_state(
-        &self,
-        period: BillingPeriod,
-    ) -> Result<(i64, Vec<OrganizationUsage>)> {
+    /// The log position, how many organizations of the period were billable
+    /// then and which of those transitions still wait for their positions,
+    /// as of one short snapshot: every transition the snapshot does not see
+    /// has a larger billable order and, like the waiting ones, a larger
+    /// sequence number, so the live stream from that position and the
+    /// initial state up to that order, less the waiting ones, together send
+    /// each transition once.
+    async fn initial_position(&self, period: BillingPeriod) -> Result<(i64, InitialState)> {
         let p = period.to_string();
         let txn = self.db.begin_snapshot().await?;
         let head = reader::head(&txn).await?;
-        let mut usages = Vec::new();
-        let mut after = 0;
-        loop {
-            let rows = repo::billable_page(&txn, &p, after, 500).await?;
-            let Some(last) = rows.last() else { break };
-            after = last.billable_order.unwrap_or(after + 1);
-            usages.extend(with_members(&txn, &p, rows).await?);
+        let through_order = repo::period_totals(&txn, &p).await?.billable_organizations;
+        let mut pending = BTreeSet::new();
+        for payload in
+            sequencer::pending_payloads(&txn, EventKind::BillingOrganizationBecameBillable).await?
+        {
+            let event: BecameBillable = serde_json::from_str(&payload).map_err(Error::internal)?;
+            if event.usage.period == p {
+                pending.insert(event.billable_order);
+            }
         }
         txn.commit().await?;
-        Ok((head, usages))
+        Ok((
+            head,
+            InitialState {
+                period,
+                through_order,
+                pending,
+            },
+        ))
+    }
+
+    /// One page of an initial state: the billable organizations after
+    /// `after_order` up to its end, read in a snapshot of its own so no
+    /// transaction stays open while the client reads; with the last order
+    /// the page covers (`None` past the end).
+    async fn initial_page(
+        &self,
+        initial: &InitialState,
+        after_order: i64,
+    ) -> Result<(Option<i64>, Vec<OrganizationUsage>)> {
+        let p = initial.period.to_string();
+        let txn = self.db.begin_snapshot().await?;
+        let rows = repo::billable_page(
+            &txn,
+            &p,
+            after_order,
+            initial.through_order,
+            WATCH_INITIAL_PAGE,
+        )
+        .await?;
+        let last_order = rows.last().and_then(|row| row.billable_order);
+        let rows = rows
+            .into_iter()
+            .filter(|row| {
+                row.billable_order
+                    .is_none_or(|order| !initial.pending.contains(&order))
+            })
+            .collect();
+        let usages = with_members(&txn, &p, rows).await?;
+        txn.commit().await?;
+        Ok((last_order, usages))
     }
 
     /// The totals of the current period, including at least every event up
@@ -345,7 +369,7 @@ impl From<sea_orm::DbErr> for Stop {
 }
 
 impl WatchTask {
-    async fn run(mut self, initial: Option<Arc<Vec<OrganizationUsage>>>) {
+    async fn run(mut self, initial: Option<InitialState>) {
         let result = self.stream(initial).await;
         if let Err(Stop::Failed(err)) = result {
             if !matches!(err, Error::Unavailable(Reason::ShuttingDown, _)) {
@@ -356,20 +380,10 @@ impl WatchTask {
         }
     }
 
-    async fn stream(&mut self, initial: Option<Arc<Vec<OrganizationUsage>>>) -> Result<(), Stop> {
+    async fn stream(&mut self, initial: Option<InitialState>) -> Result<(), Stop> {
         let checkpoint_interval = self.watch.settings.checkpoint_interval;
-        if let Some(usages) = initial {
-            let summary = self.watch.summary(self.after).await?;
-            let cursor = self.cursor();
-            for usage in usages.iter() {
-                self.send(WatchMessage {
-                    cursor: cursor.clone(),
-                    event: WatchEvent::BecameBillable(usage.clone()),
-                    summary: summary.clone(),
-                })
-                .await?;
-            }
-            self.checkpoint().await?;
+        if let Some(initial) = initial {
+            self.send_initial_state(initial).await?;
         }
         let mut last_sent = tokio::time::Instant::now();
         loop {
@@ -432,6 +446,30 @@ impl WatchTask {
         }
     }
 
+    /// Sends the initial state a page at a time, every message with the
+    /// starting position as its cursor, then a checkpoint.
+    async fn send_initial_state(&mut self, initial: InitialState) -> Result<(), Stop> {
+        let summary = self.watch.summary(self.after).await?;
+        let cursor = self.cursor();
+        let mut after_order = 0;
+        while after_order < initial.through_order {
+            let (last_order, page) = self.watch.initial_page(&initial, after_order).await?;
+            let Some(last_order) = last_order else {
+                break;
+            };
+            after_order = last_order;
+            for usage in page {
+                self.send(WatchMessage {
+                    cursor: cursor.clone(),
+                    event: WatchEvent::BecameBillable(usage),
+                    summary: summary.clone(),
+                })
+                .await?;
+            }
+        }
+        self.checkpoint().await
+    }
+
     async fn checkpoint(&mut self) -> Result<(), Stop> {
         let summary = self.watch.summary(self.after).await?;
         let now = self.watch.clock.now_micros();
@@ -468,7 +506,7 @@ fn to_watch_event(event: EventRow) -> Result<WatchEvent> {
         Some(EventKind::BillingOrganizationBecameBillable) => {
             let payload: BecameBillable =
                 serde_json::from_str(&event.payload).map_err(Error::internal)?;
-            Ok(WatchEvent::BecameBillable(payload.usage))
+            Ok(WatchEvent::BecameBillable(payload.usage.bounded()))
         }
         Some(EventKind::BillingPeriodStarted) => {
             let payload: PeriodStarted =

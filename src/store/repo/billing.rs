@@ -371,43 +371,20 @@ pub async fn has_history(
     .await
 }
 
-/// The active members of organizations in a period, `(organization_id,
-/// user_id)` ordered by organization and user.
-pub async fn active_members(
-    conn: &impl ConnectionTrait,
-    period: &str,
-    organizations: &[String],
-) -> Result<Vec<(String, String)>, DbErr> {
-    let mut found = Vec::new();
-    for chunk in organizations.chunks(CHUNK) {
-        let rows: Vec<(String, String)> = active::Entity::find()
-            .select_only()
-            .column(active::Column::OrganizationId)
-            .column(active::Column::UserId)
-            .filter(active::Column::Period.eq(period))
-            .filter(active::Column::OrganizationId.is_in(chunk.iter().map(String::as_str)))
-            .order_by_asc(active::Column::OrganizationId)
-            .order_by_asc(active::Column::UserId)
-            .into_tuple()
-            .all(conn)
-            .await?;
-        found.extend(rows);
-    }
-    Ok(found)
-}
-
-/// Billable organizations of a period after position `after_order`, in the
-/// order they became billable.
+/// Billable organizations of a period after position `after_order` and up
+/// to `through_order`, in the order they became billable.
 pub async fn billable_page(
     conn: &impl ConnectionTrait,
     period: &str,
     after_order: i64,
+    through_order: i64,
     limit: u64,
 ) -> Result<Vec<UsageRow>, DbErr> {
     usage::Entity::find()
         .filter(usage::Column::Period.eq(period))
         .filter(usage::Column::BillableOrder.is_not_null())
         .filter(usage::Column::BillableOrder.gt(after_order))
+        .filter(usage::Column::BillableOrder.lte(through_order))
         .order_by_asc(usage::Column::BillableOrder)
         .limit(limit)
         .all(conn)
