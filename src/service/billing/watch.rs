@@ -17,6 +17,7 @@ use crate::domain::events::{EventFilter, EventKind};
 use crate::domain::paging::PageTokens;
 use crate::domain::time::{BillingPeriod, Clock, Micros};
 use crate::domain::{Error, Reason, Result};
+use crate::events::sequencer::{self, Sequencer};
 use crate::events::{EventRow, Notifier, WatchHub, reader};
 use crate::store::{Db, repo::billing as repo};
 
@@ -106,6 +107,9 @@ pub struct BillingWatch {
     shutdown: watch::Receiver<bool>,
     tokens: PageTokens,
     shared: Arc<Shared>,
+    /// PostgreSQL: a watch that starts from now waits for the changes
+    /// committed before it to have their positions.
+    sequencer: Option<Sequencer>,
 }
 
 /// Refuses a cursor whose age passes the retention. Its age is judged by the
@@ -152,8 +156,10 @@ impl BillingWatch {
             notifier,
             shutdown,
             tail,
+            sequencer,
         } = hub;
         BillingWatch {
+            sequencer,
             db,
             clock,
             pricing,
@@ -191,6 +197,9 @@ impl BillingWatch {
     ) -> Result<mpsc::Receiver<Result<WatchMessage>>> {
         if *self.shutdown.borrow() {
             return Err(shutting_down());
+        }
+        if start.is_none() {
+            sequencer::caught_up(self.sequencer.as_ref()).await;
         }
         // Subscribe before reading the head, so no commit after it is missed.
         let wake = self.notifier.subscribe();
