@@ -15,10 +15,12 @@
 #   and the raw baselines' pool size), SECONDS_PER (10 s per write
 #   measurement), RAW (inserts,writes,statements), BENCHES ("writes reads"),
 #   ORGANIZATIONS (100000 seeded for reads), MEMBERS (5), ROUNDS (3),
-#   READ_SECONDS (5), NO_BUILD=1 to use the binaries as they are, ORGS_BIN and
-#   ORGS_BENCH_BIN to name them. BENCHES=memory measures the server's RSS after
-#   BOGUS_CHECKS (1000000) CheckPermission calls for unknown organizations and
-#   after reading MEMORY_ORGANIZATIONS (100000) organizations with
+#   READ_SECONDS (5), REPLICAS (1; 2 runs the writes through two server
+#   processes on the same database, calls split between them; each has a pool
+#   of POOL connections), NO_BUILD=1 to use the binaries as they are, ORGS_BIN
+#   and ORGS_BENCH_BIN to name them. BENCHES=memory measures the server's RSS
+#   after BOGUS_CHECKS (1000000) CheckPermission calls for unknown organizations
+#   and after reading MEMORY_ORGANIZATIONS (100000) organizations with
 #   METADATA_BYTES (8192) of public metadata once each.
 # Needs: cargo, python3 (free ports), psql for PostgreSQL.
 set -euo pipefail
@@ -43,10 +45,16 @@ export ORGS_RATE_LIMIT_READS_PER_SECOND=0 ORGS_RATE_LIMIT_WRITES_PER_SECOND=0
 token="$("$orgs" token --sub bench --scope "billing:write billing:read orgs:admin")"
 work="$(mktemp -d)"
 server=""
+replica=""
 pg_admin_url=""
 pg_database=""
 
 stop_server() {
+  if [[ -n "$replica" ]]; then
+    kill "$replica" 2>/dev/null || true
+    wait "$replica" 2>/dev/null || true
+    replica=""
+  fi
   if [[ -n "$server" ]]; then
     kill "$server" 2>/dev/null || true
     wait "$server" 2>/dev/null || true
@@ -103,9 +111,18 @@ run_benches() {
   # Other work on the machine moves every number; say how busy it was.
   echo "=== $name === ($(uptime | sed 's/.*load average/load average/'))"
   if [[ " $benches " == *" writes "* ]]; then
+    local also=()
+    if [[ "${REPLICAS:-1}" -ge 2 ]]; then
+      # A second process on the same database: start it first and keep it
+      # under $replica; start_server then sets $server and $addr anew.
+      start_server "$url"
+      replica="$server"
+      also=(--also-addr "$addr")
+    fi
     start_server "$url"
     "$bench" --addr "$addr" --token "$token" writes --seconds "$seconds" \
-      --concurrency "$concurrency" --record-activity --database-url "$url" --raw "$raw"
+      --concurrency "$concurrency" --record-activity --database-url "$url" --raw "$raw" \
+      "${also[@]}"
     stop_server
   fi
   if [[ " $benches " == *" reads "* ]]; then

@@ -103,6 +103,9 @@ pub struct WatchHub {
     /// Becomes true when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
     pub tail: std::sync::Arc<reader::SharedTail>,
+    /// PostgreSQL: what positions committed events; a watch that starts
+    /// from now waits for it first.
+    pub sequencer: Option<sequencer::Sequencer>,
 }
 
 /// Wakes in-process readers of the log when a transaction that appended events

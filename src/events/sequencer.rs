@@ -1,16 +1,19 @@
 //! Positions in the log on PostgreSQL, given after commit. A change writes
 //! its events to `pending_events` in its own transaction and takes no lock
 //! for them, so changes commit side by side. After its commit it asks this
-//! process's sequencer for a pass: in one short transaction, holding the
-//! `event_sequence` row only for that transaction, the pass moves every
-//! pending event it sees into `events` with the next positions, in the order
-//! their changes committed (a change whose events are seen committed after
-//! another's took its pending number later), and raises the head. Readers
-//! read only `events` up to the head, so they never see a gap fill in
-//! later, nor an event twice. Passes serve every change that asked while the
-//! previous one ran; a pass also runs every [`POLL_INTERVAL`] when events
-//! are pending, so the events of a process that died between its commit and
-//! its pass are sequenced by any replica.
+//! process's sequencer for a pass and answers without waiting for it: in one
+//! short transaction, holding the `event_sequence` row only for that
+//! transaction, the pass moves every pending event it sees into `events` with
+//! the next positions, in the order their changes committed (a change whose
+//! events are seen committed after another's took its pending number later),
+//! and raises the head. Readers read only `events` up to the head, so they
+//! never see a gap fill in later, nor an event twice; a reader that must see
+//! every change committed before it asked (a listing of the log, a watch that
+//! starts from now) first waits for a pass of its own ([`caught_up`]). Passes
+//! serve every change and reader that asked while the previous one ran; a
+//! pass also runs every [`POLL_INTERVAL`] when events are pending, so the
+//! events of a process that died between its commit and its pass are
+//! sequenced by any replica.
 
 use std::sync::Arc;
 
@@ -189,6 +192,13 @@ impl Sequencer {
         Sequencer { sender }
     }
 
+    /// Asks for a pass without waiting for it: a change just committed
+    /// events. A full queue has passes coming anyway.
+    pub fn nudge(&self) {
+        let (done, _) = oneshot::channel();
+        let _ = self.sender.try_send(done);
+    }
+
     /// Waits for a pass that starts after this call: every event committed
     /// before it then has its position. False when the pass failed (the
     /// events stay pending for a later pass).
@@ -198,6 +208,18 @@ impl Sequencer {
             return false;
         }
         answer.await.unwrap_or(false)
+    }
+}
+
+/// Waits, on PostgreSQL, until every event committed before the call has its
+/// position, so a read of the log that follows sees them: what a reader that
+/// must see its own (or any earlier) writes calls first. On SQLite positions
+/// are taken in the change's own transaction and there is nothing to wait for.
+pub async fn caught_up(sequencer: Option<&Sequencer>) {
+    if let Some(sequencer) = sequencer
+        && !sequencer.sequenced().await
+    {
+        tracing::warn!("reading the log while committed events still wait for a pass");
     }
 }
 

@@ -5,6 +5,7 @@ use crate::domain::Result;
 use crate::domain::events::{AuditEvent, AuditFilter};
 use crate::domain::paging::{Page, PageTokens};
 use crate::events::reader;
+use crate::events::sequencer::{self, Sequencer};
 use crate::store::Db;
 
 /// Reads the audit trail.
@@ -12,11 +13,18 @@ use crate::store::Db;
 pub struct Audit {
     db: Db,
     tokens: PageTokens,
+    /// PostgreSQL: the first page waits for the changes committed before
+    /// the call to have their positions.
+    sequencer: Option<Sequencer>,
 }
 
 impl Audit {
-    pub fn new(db: Db, tokens: PageTokens) -> Self {
-        Audit { db, tokens }
+    pub fn new(db: Db, tokens: PageTokens, sequencer: Option<Sequencer>) -> Self {
+        Audit {
+            db,
+            tokens,
+            sequencer,
+        }
     }
 
     pub async fn list(
@@ -38,6 +46,9 @@ impl Audit {
         )?;
         let conn = self.db.conn();
         let before = listing.after_number(0)?;
+        if before.is_none() {
+            sequencer::caught_up(self.sequencer.as_ref()).await;
+        }
         let rows = reader::audit_page(conn, &filter, before, listing.limit()).await?;
         // Counting the trail is a scan of every matching event: done for the
         // first page only, which is where a caller shows it.

@@ -17,6 +17,7 @@ use crate::domain::events::{Event, EventFilter};
 use crate::domain::paging::{Page, PageTokens};
 use crate::domain::time::{Clock, Micros};
 use crate::domain::{Error, Reason, Result};
+use crate::events::sequencer::{self, Sequencer};
 use crate::events::{Notifier, WatchHub, reader, view};
 use crate::store::Db;
 
@@ -60,6 +61,9 @@ pub struct Events {
     shutdown: watch::Receiver<bool>,
     tokens: PageTokens,
     tail: Arc<reader::SharedTail>,
+    /// PostgreSQL: listings and watches from now wait for the changes
+    /// committed before the call to have their positions.
+    sequencer: Option<Sequencer>,
 }
 
 impl Events {
@@ -74,6 +78,7 @@ impl Events {
             notifier,
             shutdown,
             tail,
+            sequencer,
         } = hub;
         Events {
             db,
@@ -83,6 +88,7 @@ impl Events {
             shutdown,
             tokens,
             tail,
+            sequencer,
         }
     }
 
@@ -114,6 +120,7 @@ impl Events {
             page_size,
             page_token,
         )?;
+        sequencer::caught_up(self.sequencer.as_ref()).await;
         let conn = self.db.conn();
         let after = listing.after_number(0)?.unwrap_or(0);
         // A page token from before the log was pruned past it may skip events.
@@ -145,6 +152,9 @@ impl Events {
     ) -> Result<mpsc::Receiver<Result<StreamMessage>>> {
         if *self.shutdown.borrow() {
             return Err(shutting_down());
+        }
+        if start.is_none() {
+            sequencer::caught_up(self.sequencer.as_ref()).await;
         }
         // Subscribe before reading the head, so no commit after it is missed.
         let wake = self.notifier.subscribe();

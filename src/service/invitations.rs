@@ -9,7 +9,7 @@
 
 use super::lifecycle::{lock_active, lock_if_active};
 use super::list::Listing;
-use super::members::{Members, check_ceiling};
+use super::members::{Holding, Members, check_ceiling};
 use super::unit_of_work::{Call, Idempotency, Tx, Writer};
 use crate::domain::enrollment::{
     Acceptance, AcceptedInvitation, CreatedInvitation, Invitation, InvitationFilter, InvitationKey,
@@ -407,10 +407,11 @@ async fn accept_in(
         InvitationKey::Id(id) => invitations::get(tx.conn(), id.as_str()).await?,
     }
     .ok_or_else(invitation_not_found)?;
-    if let Some(organization_id) = &found.organization_id {
+    let locked = match &found.organization_id {
         // Serializes accepts into one organization (and with the cap).
-        lock_if_active(tx.conn(), organization_id).await?;
-    }
+        Some(organization_id) => lock_if_active(tx.conn(), organization_id).await?,
+        None => None,
+    };
     // Read again under the lock: a concurrent accept may have committed.
     let mut invitation = read(tx, &found.id).await?;
     if invitation.email_address != acceptance.email_address.as_str() {
@@ -463,10 +464,11 @@ async fn accept_in(
             format!("the invited role {role} no longer exists"),
         ));
     }
+    let locked = locked.ok_or_else(Error::organization_not_found)?;
     let added = members
         .add(
             tx,
-            &organization_id,
+            Holding::Locked(&locked),
             &acceptance.user_id,
             &role,
             invitation.public_metadata.clone(),

@@ -11,9 +11,10 @@ use crate::domain::organizations::{AddedMember, LifecycleState, Membership};
 use crate::domain::roles::MEMBERSHIPS_MANAGE;
 use crate::domain::types::Metadata;
 use crate::domain::{Access, Actor, Error, Reason, Result};
+use crate::store::membership_view;
 use crate::store::repo::memberships::{self, MembershipFilter, MembershipRow};
-use crate::store::repo::{organizations, roles};
-use crate::store::{is_unique_violation, membership_view};
+use crate::store::repo::organizations::{self, OrganizationRow};
+use crate::store::repo::roles;
 
 pub fn membership_not_found() -> Error {
     Error::NotFound(Reason::MembershipNotFound, "membership not found".into())
@@ -41,45 +42,37 @@ impl Members {
         &self.counters
     }
 
-    /// Adds a member in `tx`: checks the role, takes a place within
+    /// Adds a member in `tx`: checks the role, inserts the membership (a
+    /// member already is refused), takes a place within
     /// `max_allowed_memberships` with a conditional update that concurrent
-    /// calls cannot overshoot, inserts the membership and moves the billing
-    /// counters. The caller emits the event.
+    /// calls cannot overshoot, and moves the billing counters. The caller
+    /// holds the organization (see [`Holding`]) and emits the event; a
+    /// refusal leaves the transaction to be rolled back.
     pub async fn add(
         &self,
         tx: &mut Tx,
-        organization_id: &OrganizationId,
+        organization: Holding<'_>,
         user_id: &UserId,
         role: &RoleKey,
         public_metadata: Metadata,
         private_metadata: Metadata,
     ) -> Result<AddedMember> {
-        // The role cannot be deleted or changed while it is being given.
-        roles::lock_catalogue_for_use(tx.conn()).await?;
+        let (row, created) = match organization {
+            Holding::Locked(row) => (row, false),
+            Holding::Created(row) => {
+                // The role cannot be deleted or changed while it is being
+                // given (a locked organization took this lock with its row).
+                roles::lock_catalogue_for_use(tx.conn()).await?;
+                (row, true)
+            }
+        };
+        let organization_id = OrganizationId::from_stored(row.id.clone());
         let Some(role_record) = roles::get_role(tx.conn(), role.as_str()).await? else {
             return Err(Error::invalid("role", format!("there is no role {role}")));
         };
-        if memberships::get(tx.conn(), organization_id.as_str(), user_id.as_str())
-            .await?
-            .is_some()
-        {
-            return Err(already_member(user_id));
-        }
-        if !organizations::take_membership_place(tx.conn(), organization_id.as_str()).await? {
-            return match organizations::get(tx.conn(), organization_id.as_str()).await? {
-                None => Err(Error::organization_not_found()),
-                Some(organization) => Err(Error::FailedPrecondition(
-                    Reason::MembershipLimitReached,
-                    format!(
-                        "the organization has its maximum of {} members",
-                        organization.max_allowed_memberships
-                    ),
-                )),
-            };
-        }
-        let row = MembershipRow {
+        let membership = MembershipRow {
             id: MembershipId::new().into_string(),
-            organization_id: organization_id.to_string(),
+            organization_id: row.id.clone(),
             user_id: user_id.to_string(),
             role: role.to_string(),
             public_metadata: public_metadata.to_json(),
@@ -89,24 +82,49 @@ impl Members {
             revision: 1,
             deactivate_time: None,
         };
-        memberships::insert(tx.conn(), &row).await.map_err(|err| {
-            if is_unique_violation(&err) {
-                already_member(user_id)
-            } else {
-                err.into()
-            }
-        })?;
-        let billing_impact = self
-            .counters
-            .member_added(tx, organization_id, user_id)
-            .await?;
-        let mut membership = membership_view(row, role_record.permissions);
-        name_organizations(tx.conn(), std::slice::from_mut(&mut membership)).await?;
+        // First, so that a member of a full organization hears it is one.
+        if !memberships::insert_new(tx.conn(), &membership).await? {
+            return Err(already_member(user_id));
+        }
+        // A new organization was inserted with its creator's place taken.
+        if !created && !organizations::take_membership_place(tx.conn(), &row.id).await? {
+            return Err(Error::FailedPrecondition(
+                Reason::MembershipLimitReached,
+                format!(
+                    "the organization has its maximum of {} members",
+                    row.max_allowed_memberships
+                ),
+            ));
+        }
+        let billing_impact = if created {
+            self.counters
+                .creator_added(tx, &organization_id, user_id)
+                .await?
+        } else {
+            self.counters
+                .member_added(tx, &organization_id, user_id)
+                .await?
+        };
+        let mut membership = membership_view(membership, role_record.permissions);
+        membership.organization_name = row.name.clone();
+        membership.organization_slug = row.slug.clone();
         Ok(AddedMember {
             membership,
             billing_impact,
         })
     }
+}
+
+/// What the caller of [`Members::add`] holds of the organization a member
+/// joins, as read or written in the same transaction.
+#[derive(Debug, Clone, Copy)]
+pub enum Holding<'a> {
+    /// Locked with [`crate::store::repo::organizations::get_for_update`]
+    /// (so with the role catalogue): changes to its members wait.
+    Locked(&'a OrganizationRow),
+    /// Inserted by this transaction with no member and its creator's place
+    /// taken (`members_count` 1): no other transaction sees it yet.
+    Created(&'a OrganizationRow),
 }
 
 /// Refuses to give a role above the caller: one acting through its own

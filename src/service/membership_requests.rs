@@ -3,7 +3,7 @@
 
 use super::lifecycle::lock_if_active;
 use super::list::Listing;
-use super::members::{Members, check_ceiling};
+use super::members::{Holding, Members, check_ceiling};
 use super::unit_of_work::{Call, Idempotency, Tx, Writer};
 use crate::domain::enrollment::{
     AcceptedMembershipRequest, MembershipRequest, NewMembershipRequest,
@@ -218,9 +218,10 @@ impl MembershipRequests {
                 move |tx| {
                     Box::pin(async move {
                         let found = read(tx, &id).await?;
-                        lock_if_active(tx.conn(), found.organization_id.as_str())
-                            .await?
-                            .ok_or_else(membership_request_not_found)?;
+                        let organization =
+                            lock_if_active(tx.conn(), found.organization_id.as_str())
+                                .await?
+                                .ok_or_else(membership_request_not_found)?;
                         if !membership_requests::decide(
                             tx.conn(),
                             id.as_str(),
@@ -235,7 +236,7 @@ impl MembershipRequests {
                         let added = members
                             .add(
                                 tx,
-                                &found.organization_id,
+                                Holding::Locked(&organization),
                                 &found.user_id,
                                 &role,
                                 Metadata::default(),

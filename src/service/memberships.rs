@@ -5,7 +5,7 @@ use super::access::{AccessCache, Cached};
 use super::lifecycle::lock_active;
 use super::list::Listing;
 use super::members::{
-    Members, check_ceiling, guard_last_admin, membership_not_found, with_permissions,
+    Holding, Members, check_ceiling, guard_last_admin, membership_not_found, with_permissions,
     with_permissions_one,
 };
 use super::unit_of_work::{Call, Idempotency, Writer};
@@ -75,12 +75,13 @@ impl Memberships {
                 move |tx| {
                     Box::pin(async move {
                         // Serializes the changes to the organization's members.
-                        lock_active(tx.conn(), new.organization_id.as_str()).await?;
+                        let organization =
+                            lock_active(tx.conn(), new.organization_id.as_str()).await?;
                         check_ceiling(tx.conn(), tx.actor(), &role).await?;
                         let added = members
                             .add(
                                 tx,
-                                &new.organization_id,
+                                Holding::Locked(&organization),
                                 &new.user_id,
                                 &role,
                                 new.public_metadata,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::access::AccessCache;
 use super::list::Listing;
-use super::members::Members;
+use super::members::{Holding, Members};
 use super::unit_of_work::{Call, Idempotency, Tx, Writer};
 use crate::domain::events::EventKind;
 use crate::domain::ids::{OrganizationId, UserId};
@@ -39,10 +39,11 @@ fn external_id_taken(external_id: &str) -> Error {
 
 /// A unique index (slug or external id) refused a row whose values were
 /// checked free in this same transaction: a concurrent change took one of
-/// them in between. On PostgreSQL the refusal aborts the transaction, so
-/// nothing more can be asked in it; the writer runs the call again in a new
-/// one, whose checks then answer `SLUG_TAKEN` or `EXTERNAL_ID_TAKEN` (or pick
-/// another suffix for a derived slug).
+/// them in between (or, for a new organization, refused the insert and then
+/// gave them up again). On PostgreSQL a refused update aborts the
+/// transaction, so nothing more can be asked in it; the writer runs the call
+/// again in a new one, whose checks then answer `SLUG_TAKEN` or
+/// `EXTERNAL_ID_TAKEN` (or pick another suffix for a derived slug).
 fn lost_unique_race() -> Error {
     Error::Aborted(
         Reason::SerializationFailure,
@@ -128,40 +129,19 @@ impl Organizations {
                 ));
             }
         }
-        let slug = match new.slug {
-            Some(slug) => {
-                if organizations::slug_taken(tx.conn(), slug.as_str()).await? {
-                    return Err(slug_taken(&slug));
-                }
-                slug
-            }
-            None => {
-                let derived = Slug::derive_from(&new.name);
-                let mut candidate = derived.clone();
-                let mut attempts = 0;
-                while organizations::slug_taken(tx.conn(), candidate.as_str()).await? {
-                    attempts += 1;
-                    if attempts > 8 {
-                        return Err(slug_taken(&derived));
-                    }
-                    candidate = derived.with_suffix(&slug_suffix());
-                }
-                candidate
-            }
-        };
-        if let Some(external_id) = &new.external_id
-            && organizations::external_id_taken(tx.conn(), external_id, None).await?
-        {
-            return Err(external_id_taken(external_id));
-        }
+        let first_slug = new
+            .slug
+            .clone()
+            .unwrap_or_else(|| Slug::derive_from(&new.name));
         let id = OrganizationId::new();
-        let row = OrganizationRow {
+        let mut row = OrganizationRow {
             id: id.to_string(),
             name: new.name,
-            slug: slug.as_str().to_string(),
+            slug: first_slug.as_str().to_string(),
             created_by: new.created_by.as_ref().map(UserId::to_string),
             max_allowed_memberships: new.max_allowed_memberships,
-            members_count: 0,
+            // The creator's place is taken with the insert.
+            members_count: i32::from(new.created_by.is_some()),
             pending_invitations_count: 0,
             public_metadata: new.public_metadata.to_json(),
             private_metadata: new.private_metadata.to_json(),
@@ -171,19 +151,37 @@ impl Organizations {
             external_id: new.external_id.clone(),
             deactivate_time: None,
         };
-        if let Err(err) = organizations::insert(tx.conn(), &row).await {
-            return Err(if is_unique_violation(&err) {
-                lost_unique_race()
-            } else {
-                err.into()
-            });
+        // The insert decides whether the slug and the external id are free
+        // (waiting for a concurrent change that holds one of them); only a
+        // refused insert asks which one was taken. A derived slug that is
+        // taken gets a random suffix.
+        let mut suffixes = 0;
+        while !organizations::insert_new(tx.conn(), &row).await? {
+            let slug_was_taken = organizations::slug_taken(tx.conn(), &row.slug).await?;
+            if slug_was_taken && new.slug.is_some() {
+                return Err(slug_taken(&first_slug));
+            }
+            if let Some(external_id) = &new.external_id
+                && organizations::external_id_taken(tx.conn(), external_id, None).await?
+            {
+                return Err(external_id_taken(external_id));
+            }
+            if !slug_was_taken {
+                // The row that refused this one is gone again.
+                return Err(lost_unique_race());
+            }
+            suffixes += 1;
+            if suffixes > 8 {
+                return Err(slug_taken(&first_slug));
+            }
+            row.slug = first_slug.with_suffix(&slug_suffix()).as_str().to_string();
         }
         let added = match &new.created_by {
             Some(creator) => Some(
                 self.members
                     .add(
                         tx,
-                        &id,
+                        Holding::Created(&row),
                         creator,
                         &self.rules.creator_role,
                         Metadata::default(),
@@ -194,10 +192,8 @@ impl Organizations {
             None => None,
         };
         billing::add_to_total_organizations(tx.conn(), 1).await?;
-        let organization: Organization = organizations::get(tx.conn(), id.as_str())
-            .await?
-            .ok_or_else(|| Error::internal("organization vanished in its own transaction"))?
-            .into();
+        // As inserted: nothing else can have changed it yet.
+        let organization = Organization::from(row);
         tx.emit(
             EventKind::OrganizationCreated,
             Some(&id),

@@ -3,8 +3,9 @@
 //! that claimed it), runs the change, appends the events the change emitted,
 //! stores the answer under the key and commits — or rolls all of it back, for
 //! an error or for `validate_only`. After the commit this process's caches
-//! forget what the change touched and its watches wake, before the caller
-//! hears of it.
+//! forget what the change touched, before the caller hears of it; its
+//! watches wake when the events have their positions (at once on SQLite,
+//! after the sequencer's next pass on PostgreSQL).
 //!
 //! The change is a closure that owns what it needs (`'static + Send`), so the
 //! writer decides where and when it runs.
@@ -186,7 +187,8 @@ pub struct Writer {
     /// it every change commits its own transaction.
     batches: Option<group_commit::Queue>,
     /// PostgreSQL: events are written without a position, and this gives
-    /// them theirs after the commit.
+    /// them theirs after the commit; readers of the log wait for it, writers
+    /// do not.
     sequencer: Option<Sequencer>,
 }
 
@@ -212,18 +214,18 @@ impl Writer {
     /// `listener` hears of this process's own commits, as the log follower
     /// tells it of other replicas'. On an SQLite file this starts the one
     /// task that writes: it runs queued changes in batches, one transaction
-    /// and one commit per batch.
+    /// and one commit per batch. On PostgreSQL `sequencer` (see
+    /// [`Writer::sequencer_for`]) positions the events after commit.
     pub fn new(
         db: Db,
         clock: Arc<dyn Clock>,
         notifier: Notifier,
         listener: Arc<dyn ChangeListener>,
+        sequencer: Option<Sequencer>,
     ) -> Self {
         let batches = db
             .batch_connection()
             .map(|conn| group_commit::spawn(conn.clone(), notifier.clone(), listener.clone()));
-        let sequencer = (db.backend() == sea_orm::DbBackend::Postgres)
-            .then(|| Sequencer::spawn(db.conn().clone(), notifier.clone(), listener.clone()));
         Writer {
             db,
             clock,
@@ -232,6 +234,17 @@ impl Writer {
             batches,
             sequencer,
         }
+    }
+
+    /// The sequencer the writer of `db` needs: on PostgreSQL one, started
+    /// here, that the readers of the log share; none on SQLite.
+    pub fn sequencer_for(
+        db: &Db,
+        notifier: &Notifier,
+        listener: Arc<dyn ChangeListener>,
+    ) -> Option<Sequencer> {
+        (db.backend() == sea_orm::DbBackend::Postgres)
+            .then(|| Sequencer::spawn(db.conn().clone(), notifier.clone(), listener))
     }
 
     pub fn now(&self) -> Micros {
@@ -311,11 +324,11 @@ impl Writer {
                     let touched = unpositioned(&events);
                     if !touched.is_empty() {
                         self.listener.changed(&touched);
-                    }
-                    // Committed: the answer stands even if the pass fails
-                    // now; a later pass (of any replica) sequences the events.
-                    if !events.is_empty() && !sequencer.sequenced().await {
-                        tracing::warn!("committed events wait for a later pass");
+                        // Not waited for: committed, the answer stands; a
+                        // reader of the log waits for a pass itself
+                        // (`sequencer::caught_up`), and if this pass fails a
+                        // later one (of any replica) positions the events.
+                        sequencer.nudge();
                     }
                     return answer;
                 }

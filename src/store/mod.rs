@@ -69,6 +69,9 @@ impl Db {
     }
 
     fn options(url: &str, settings: &PoolSettings) -> ConnectOptions {
+        /// How long a pooled connection may sit idle and still be handed out
+        /// without a ping.
+        const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
         let mut options = ConnectOptions::new(url.to_string());
         let statement_timeout = settings.statement_timeout;
         options
@@ -76,6 +79,11 @@ impl Db {
             .min_connections(1)
             .acquire_timeout(settings.acquire_timeout)
             .connect_timeout(settings.acquire_timeout)
+            // A connection in steady use is handed out as it is: a ping on
+            // every checkout would cost every transaction a round trip. One
+            // idle long enough to have been dropped by the server or a proxy
+            // is pinged first.
+            .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
             .sqlx_logging(false)
             .map_sqlx_postgres_opts(move |opts| match statement_timeout {
                 Some(timeout) => {

@@ -55,6 +55,11 @@ pub struct WritesArgs {
     /// Size of the raw baselines' pool; default: `--concurrency`.
     #[arg(long)]
     raw_pool: Option<u32>,
+    /// Further servers on the same database (replicas), comma-separated: the
+    /// write calls are spread over `--addr` and these, round robin, one
+    /// HTTP/2 connection each. Health/Check is measured on `--addr`.
+    #[arg(long, value_delimiter = ',')]
+    also_addr: Vec<String>,
 }
 
 fn creator_id(run: &str, n: u64) -> String {
@@ -157,6 +162,16 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
     let run: Arc<str> = Arc::from(run);
     let channel = target.channel().await?;
     let mut orgs = target.orgs(channel.clone());
+    // Caller i writes through server i modulo their number.
+    let mut channels = vec![channel.clone()];
+    for addr in &args.also_addr {
+        let replica = Target {
+            addr: addr.clone(),
+            bearer: target.bearer.clone(),
+        };
+        channels.push(replica.channel().await?);
+    }
+    let channel_of = |caller: usize| channels[caller % channels.len()].clone();
 
     eprintln!("creating {} organizations", args.organizations);
     let mut organizations = Vec::with_capacity(args.organizations);
@@ -179,8 +194,8 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
     eprintln!("measuring CreateOrganization");
     let creators = Arc::new(AtomicU64::new(0));
     let callers = (0..concurrency)
-        .map(|_| CreateOrganizationCaller {
-            client: target.orgs(channel.clone()),
+        .map(|caller| CreateOrganizationCaller {
+            client: target.orgs(channel_of(caller)),
             run: run.clone(),
             counter: creators.clone(),
         })
@@ -190,8 +205,8 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
     eprintln!("measuring CreateMembership");
     let members = Arc::new(AtomicU64::new(0));
     let callers = (0..concurrency)
-        .map(|_| CreateMembershipCaller {
-            client: target.orgs(channel.clone()),
+        .map(|caller| CreateMembershipCaller {
+            client: target.orgs(channel_of(caller)),
             run: run.clone(),
             counter: members.clone(),
             organizations: organizations.clone(),
@@ -208,8 +223,8 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
             creators.load(Ordering::Relaxed),
         );
         let callers = (0..concurrency)
-            .map(|_| FirstActivityCaller {
-                client: target.billing(channel.clone()),
+            .map(|caller| FirstActivityCaller {
+                client: target.billing(channel_of(caller)),
                 run: run.clone(),
                 counter: used.clone(),
                 members,
@@ -236,7 +251,11 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
     health.merge(&health_load(target, concurrency, duration).await?);
 
     println!(
-        "writes: {concurrency} calls in flight on one connection, {} s per measurement, each call a new user",
+        "writes: {concurrency} calls in flight on {} (one connection each), {} s per measurement, each call a new user",
+        match channels.len() {
+            1 => "one server".to_string(),
+            n => format!("{n} servers on one database"),
+        },
         args.seconds
     );
     report::header("p99 ÷ Health/Check p99");

@@ -81,7 +81,19 @@ impl BillingCounters {
         organization_id: &OrganizationId,
         user_id: &UserId,
     ) -> Result<BillingImpact> {
-        self.members_back(tx, organization_id, &[user_id.to_string()])
+        self.members_back(tx, organization_id, &[user_id.to_string()], false)
+            .await
+    }
+
+    /// Like [`Self::member_added`], for the creator of an organization
+    /// created in `tx`: the organization has no counters to read yet.
+    pub async fn creator_added(
+        &self,
+        tx: &mut Tx,
+        organization_id: &OrganizationId,
+        user_id: &UserId,
+    ) -> Result<BillingImpact> {
+        self.members_back(tx, organization_id, &[user_id.to_string()], true)
             .await
     }
 
@@ -94,11 +106,12 @@ impl BillingCounters {
         organization_id: &OrganizationId,
     ) -> Result<BillingImpact> {
         let users = repo::active_member_users_of(tx.conn(), organization_id.as_str()).await?;
-        self.members_back(tx, organization_id, &users).await
+        self.members_back(tx, organization_id, &users, false).await
     }
 
     /// Makes those of `users` (sorted) who are active in the current period
-    /// active members of the organization, and returns the impact. With the
+    /// active members of the organization (`new_organization`: created in
+    /// `tx`, so without counters), and returns the impact. With the
     /// budget enforced, a change that would make the amount due exceed the
     /// budget is refused (`BUDGET_EXCEEDED`), so the caller's transaction
     /// rolls back.
@@ -107,6 +120,7 @@ impl BillingCounters {
         tx: &mut Tx,
         organization_id: &OrganizationId,
         users: &[String],
+        new_organization: bool,
     ) -> Result<BillingImpact> {
         let period = BillingPeriod::containing_micros(tx.now);
         let p = period.to_string();
@@ -124,6 +138,9 @@ impl BillingCounters {
         let added = repo::insert_active_members(tx.conn(), &rows, tx.now)
             .await?
             .len() as i64;
+        if added == 0 && new_organization {
+            return Ok(self.nothing_changed(tx.now));
+        }
         if added == 0 {
             return self.unchanged(tx, organization_id).await;
         }

@@ -19,7 +19,8 @@ use crate::domain::events::{EventFilter, EventKind};
 use crate::domain::paging::PageTokens;
 use crate::domain::time::{BillingPeriod, Clock, Micros};
 use crate::domain::{Error, Reason, Result};
-use crate::events::{EventRow, Notifier, WatchHub, reader, sequencer};
+use crate::events::sequencer::{self, Sequencer};
+use crate::events::{EventRow, Notifier, WatchHub, reader};
 use crate::store::{Db, repo::billing as repo};
 
 /// Events read from the log at a time by one watch.
@@ -113,6 +114,9 @@ pub struct BillingWatch {
     shutdown: watch::Receiver<bool>,
     tokens: PageTokens,
     shared: Arc<Shared>,
+    /// PostgreSQL: a watch that starts from now waits for the changes
+    /// committed before it to have their positions.
+    sequencer: Option<Sequencer>,
 }
 
 /// Refuses a cursor whose age passes the retention. Its age is judged by the
@@ -159,8 +163,10 @@ impl BillingWatch {
             notifier,
             shutdown,
             tail,
+            sequencer,
         } = hub;
         BillingWatch {
+            sequencer,
             db,
             clock,
             pricing,
@@ -197,6 +203,9 @@ impl BillingWatch {
     ) -> Result<mpsc::Receiver<Result<WatchMessage>>> {
         if *self.shutdown.borrow() {
             return Err(shutting_down());
+        }
+        if start.is_none() {
+            sequencer::caught_up(self.sequencer.as_ref()).await;
         }
         // Subscribe before reading the head, so no commit after it is missed.
         let wake = self.notifier.subscribe();

@@ -1,6 +1,6 @@
 //! The `memberships` table.
 
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, JoinType,
     QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait, Select,
@@ -30,6 +30,17 @@ pub async fn get(
         .filter(Column::UserId.eq(user_id))
         .one(conn)
         .await
+}
+
+/// Inserts the membership unless the user is a member of the organization
+/// already (then nothing, and false): the statement decides, so on
+/// PostgreSQL the transaction goes on either way.
+pub async fn insert_new(conn: &impl ConnectionTrait, row: &MembershipRow) -> Result<bool, DbErr> {
+    let inserted = Entity::insert(row.clone().into_active_model())
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_without_returning(conn)
+        .await?;
+    Ok(inserted == 1)
 }
 
 pub async fn insert(conn: &impl ConnectionTrait, row: &MembershipRow) -> Result<(), DbErr> {

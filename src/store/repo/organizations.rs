@@ -1,6 +1,6 @@
 //! The `organizations` table.
 
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, IntoActiveModel,
     JoinType, Order, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, RelationTrait,
@@ -199,6 +199,18 @@ pub async fn slug_taken(conn: &impl ConnectionTrait, slug: &str) -> Result<bool,
 
 pub async fn count_created_by(conn: &impl ConnectionTrait, user_id: &str) -> Result<i64, DbErr> {
     query::count(conn, Entity::find().filter(Column::CreatedBy.eq(user_id))).await
+}
+
+/// Inserts the organization unless its id, slug or external id is taken
+/// (then nothing, and false): the statement decides, waiting for a concurrent
+/// transaction that holds one of them, and on PostgreSQL the transaction goes
+/// on either way.
+pub async fn insert_new(conn: &impl ConnectionTrait, row: &OrganizationRow) -> Result<bool, DbErr> {
+    let inserted = Entity::insert(row.clone().into_active_model())
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_without_returning(conn)
+        .await?;
+    Ok(inserted == 1)
 }
 
 pub async fn insert(conn: &impl ConnectionTrait, row: &OrganizationRow) -> Result<(), DbErr> {

@@ -100,12 +100,28 @@ async fn with_permissions(
         .collect())
 }
 
+/// The role `key` with its permissions, in one query (a join).
 pub async fn get_role(conn: &impl ConnectionTrait, key: &str) -> Result<Option<RoleRecord>, DbErr> {
-    let rows = roles::Entity::find()
+    let found = roles::Entity::find()
         .filter(roles::Column::Key.eq(key))
+        .find_with_related(role_permissions::Entity)
+        .order_by_asc(role_permissions::Column::PermissionKey)
         .all(conn)
         .await?;
-    Ok(with_permissions(conn, rows).await?.into_iter().next())
+    Ok(found.into_iter().next().map(|(row, grants)| RoleRecord {
+        permissions: grants
+            .into_iter()
+            .map(|grant| grant.permission_key)
+            .collect(),
+        id: row.id,
+        key: row.key,
+        name: row.name,
+        description: row.description,
+        built_in: row.built_in,
+        create_time: row.create_time,
+        update_time: row.update_time,
+        revision: row.revision,
+    }))
 }
 
 /// Roles ordered by key, after `after` (exclusive), at most `limit`.
