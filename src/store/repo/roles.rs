@@ -47,6 +47,21 @@ pub struct RoleRecord {
 }
 
 impl RoleRecord {
+    /// A stored role row with its permission keys.
+    fn from_row(row: roles::Model, permissions: Vec<String>) -> RoleRecord {
+        RoleRecord {
+            id: row.id,
+            key: row.key,
+            name: row.name,
+            description: row.description,
+            built_in: row.built_in,
+            create_time: row.create_time,
+            update_time: row.update_time,
+            revision: row.revision,
+            permissions,
+        }
+    }
+
     pub fn etag(&self) -> String {
         super::organizations::etag(self.revision)
     }
@@ -86,16 +101,9 @@ async fn with_permissions(
     let mut by_role = permissions_of(conn, &keys).await?;
     Ok(rows
         .into_iter()
-        .map(|row| RoleRecord {
-            permissions: by_role.remove(&row.key).unwrap_or_default(),
-            id: row.id,
-            key: row.key,
-            name: row.name,
-            description: row.description,
-            built_in: row.built_in,
-            create_time: row.create_time,
-            update_time: row.update_time,
-            revision: row.revision,
+        .map(|row| {
+            let permissions = by_role.remove(&row.key).unwrap_or_default();
+            RoleRecord::from_row(row, permissions)
         })
         .collect())
 }
@@ -108,19 +116,12 @@ pub async fn get_role(conn: &impl ConnectionTrait, key: &str) -> Result<Option<R
         .order_by_asc(role_permissions::Column::PermissionKey)
         .all(conn)
         .await?;
-    Ok(found.into_iter().next().map(|(row, grants)| RoleRecord {
-        permissions: grants
+    Ok(found.into_iter().next().map(|(row, grants)| {
+        let permissions = grants
             .into_iter()
             .map(|grant| grant.permission_key)
-            .collect(),
-        id: row.id,
-        key: row.key,
-        name: row.name,
-        description: row.description,
-        built_in: row.built_in,
-        create_time: row.create_time,
-        update_time: row.update_time,
-        revision: row.revision,
+            .collect();
+        RoleRecord::from_row(row, permissions)
     }))
 }
 
