@@ -180,8 +180,18 @@ impl Sequencer {
                 while let Ok(request) = requests.try_recv() {
                     waiting.push(request);
                 }
-                if waiting.is_empty() && !pending(&conn).await.unwrap_or(false) {
-                    continue;
+                // Nothing pending: every event committed before these
+                // requests has its position already, and a pass (which locks
+                // the position row) would move nothing.
+                match pending(&conn).await {
+                    Ok(false) => {
+                        for request in waiting {
+                            let _ = request.send(true);
+                        }
+                        continue;
+                    }
+                    Err(_) if waiting.is_empty() => continue,
+                    _ => {}
                 }
                 let done = run_passes(&conn, &notifier, listener.as_ref()).await;
                 for request in waiting {
@@ -199,9 +209,10 @@ impl Sequencer {
         let _ = self.sender.try_send(done);
     }
 
-    /// Waits for a pass that starts after this call: every event committed
-    /// before it then has its position. False when the pass failed (the
-    /// events stay pending for a later pass).
+    /// Waits until every event committed before this call has its position:
+    /// at once when none is pending, else after a pass that starts after
+    /// this call. False when the pass failed (the events stay pending for a
+    /// later pass).
     pub async fn sequenced(&self) -> bool {
         let (done, answer) = oneshot::channel();
         if self.sender.send(done).await.is_err() {
