@@ -153,9 +153,10 @@ impl Events {
         if *self.shutdown.borrow() {
             return Err(shutting_down());
         }
-        if start.is_none() {
-            sequencer::caught_up(self.sequencer.as_ref()).await;
-        }
+        // Every write acknowledged before this call has its position first:
+        // the live stream starts after it, and a cursor's age is judged by
+        // the events it has not seen.
+        sequencer::caught_up(self.sequencer.as_ref()).await;
         // Subscribe before reading the head, so no commit after it is missed.
         let wake = self.notifier.subscribe();
         let head = reader::head(self.db.conn()).await?;
