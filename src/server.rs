@@ -253,6 +253,12 @@ impl App {
             shared.shutdown.clone(),
             follower::POLL_INTERVAL,
         );
+        let cache_warm_up = config.limits.cache_warm.then(|| {
+            tokio::spawn(crate::service::warm::run(
+                shared.db.clone(),
+                shared.access.clone(),
+            ))
+        });
         let log_pruner = crate::events::pruning::spawn(
             shared.db.clone(),
             shared.clock.clone(),
@@ -448,6 +454,7 @@ impl App {
         }
         watchdog.abort();
         log_follower.abort();
+        cache_warm_up.inspect(tokio::task::JoinHandle::abort);
         log_pruner.abort();
         limits_upkeep.abort();
         shared.db.close().await;

@@ -147,3 +147,106 @@ async fn the_cache_stays_within_its_configured_bytes() {
     assert!(sizes[3] <= 128.0 * 1024.0, "{sizes:?}");
     assert!(sizes[2] >= 1.0 && sizes[2] < 60.0, "{sizes:?}");
 }
+
+/// The memberships' and organizations' entry counts.
+async fn entries(app: &TestApp) -> (f64, f64) {
+    let sizes = cache_sizes(app).await;
+    (sizes[0], sizes[2])
+}
+
+#[tokio::test]
+async fn a_restarted_server_answers_its_data_set_from_memory() {
+    let app = TestApp::spawn().await;
+    let url = app.database_url.clone();
+    let mut organizations = Vec::new();
+    for i in 0..5 {
+        let organization = create_org(&app, &format!("Warm {i}"), Some("user_owner")).await;
+        add_member(&app, &organization.id, "user_member", "org:member").await;
+        organizations.push(organization.id);
+    }
+    // A member who left is not a member after the restart either.
+    app.admin()
+        .delete_membership(pb::DeleteMembershipRequest {
+            organization_id: organizations[0].clone(),
+            user_id: "user_member".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("delete membership");
+    // Every change has its position in the log before the restart, so no
+    // replica's log follower drops what the next one warms.
+    app.events(Some(token("svc", "orgs:admin")))
+        .list_events(pb::ListEventsRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("list events");
+    app.shutdown().await;
+
+    let cold = TestApp::spawn_on(&url, |config| config.limits.cache_warm = false).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        entries(&cold).await,
+        (0.0, 0.0),
+        "nothing read, nothing cached"
+    );
+    cold.shutdown().await;
+
+    let warm = TestApp::spawn_on(&url, |_| {}).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while entries(&warm).await != (5.0, 5.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not warmed: {:?}",
+            entries(&warm).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // What it holds is the database's answer.
+    let check = |organization_id: &str, user_id: &str| pb::CheckPermissionRequest {
+        organization_id: organization_id.into(),
+        user_id: user_id.into(),
+        permission: "org:sys_memberships:manage".into(),
+    };
+    let owner = warm
+        .admin()
+        .check_permission(check(&organizations[1], "user_owner"))
+        .await
+        .expect("check")
+        .into_inner();
+    assert!(owner.allowed, "{owner:?}");
+    let member = warm
+        .admin()
+        .check_permission(check(&organizations[1], "user_member"))
+        .await
+        .expect("check")
+        .into_inner();
+    assert_eq!(
+        (member.allowed, member.role.as_str()),
+        (false, "org:member")
+    );
+    let left = warm
+        .admin()
+        .check_permission(check(&organizations[0], "user_member"))
+        .await
+        .expect("check")
+        .into_inner();
+    assert_eq!((left.allowed, left.role.as_str()), (false, ""));
+    let organization = warm
+        .admin()
+        .get_organization(pb::GetOrganizationRequest {
+            lookup: Some(pb::get_organization_request::Lookup::OrganizationId(
+                organizations[4].clone(),
+            )),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .organization
+        .expect("organization");
+    assert_eq!(organization.name, "Warm 4");
+    assert_eq!(organization.members_count, 2);
+    // Reads answered from what was warmed add nothing.
+    assert_eq!(entries(&warm).await, (5.0, 5.0));
+}

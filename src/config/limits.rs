@@ -47,6 +47,16 @@ pub struct LimitsConfig {
     /// `CheckPermission` and `GetOrganization`) may take, about.
     #[arg(long = "cache-max-bytes", env = "ORGS_CACHE_MAX_BYTES", default_value_t = crate::service::access::DEFAULT_CACHE_MAX_BYTES)]
     pub cache_max_bytes: u64,
+    /// Fill the caches from the database at startup (in the background,
+    /// up to nine tenths of `ORGS_CACHE_MAX_BYTES`), so that reads spread
+    /// over many organizations answer from memory from the start.
+    #[arg(
+        long = "cache-warm",
+        env = "ORGS_CACHE_WARM",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub cache_warm: bool,
 }
 
 /// 8 MiB: a `RecordActivity` of 10,000 events with 128-character user ids is
@@ -65,6 +75,7 @@ impl Default for LimitsConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             request_timeout_secs: 30,
             cache_max_bytes: crate::service::access::DEFAULT_CACHE_MAX_BYTES,
+            cache_warm: true,
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod onboarding;
 pub mod organizations;
 pub mod roles;
 pub mod unit_of_work;
+pub mod warm;
 
 pub use access::AccessCache;
 pub use audit::Audit;

@@ -134,6 +134,39 @@ pub async fn role_and_permissions(
     )))
 }
 
+/// Active memberships with their roles (of active organizations or not:
+/// see [`super::organizations::deactivated_among`]), ordered by organization
+/// and user, after `after` (exclusive), at most `limit`: the access cache
+/// reads them in pages when it warms up. One index range, no join, so that
+/// each page costs the same however far the reading has come.
+pub async fn active_roles_after(
+    conn: &impl ConnectionTrait,
+    after: Option<(&str, &str)>,
+    limit: u64,
+) -> Result<Vec<(String, String, String)>, DbErr> {
+    let mut select = Entity::find()
+        .select_only()
+        .column(Column::OrganizationId)
+        .column(Column::UserId)
+        .column(Column::Role)
+        .filter(Column::DeactivateTime.is_null());
+    if let Some((organization_id, user_id)) = after {
+        // A row value, so that the scan of the unique index starts there.
+        select = select.filter(
+            Expr::tuple([Expr::col(Column::OrganizationId), Expr::col(Column::UserId)]).gt(
+                Expr::tuple([Expr::value(organization_id), Expr::value(user_id)]),
+            ),
+        );
+    }
+    select
+        .order_by_asc(Column::OrganizationId)
+        .order_by_asc(Column::UserId)
+        .limit(limit)
+        .into_tuple()
+        .all(conn)
+        .await
+}
+
 /// Active members of the organization whose role grants `permission`.
 pub async fn count_with_permission(
     conn: &impl ConnectionTrait,

@@ -30,6 +30,39 @@ pub async fn get(conn: &impl ConnectionTrait, id: &str) -> Result<Option<Organiz
     Entity::find_by_id(id).one(conn).await
 }
 
+/// Organizations ordered by id, after `after` (exclusive), at most `limit`:
+/// the access cache reads them in pages when it warms up.
+pub async fn page_after(
+    conn: &impl ConnectionTrait,
+    after: &str,
+    limit: u64,
+) -> Result<Vec<OrganizationRow>, DbErr> {
+    Entity::find()
+        .filter(Column::Id.gt(after))
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
+/// Which of `ids` are deactivated.
+pub async fn deactivated_among(
+    conn: &impl ConnectionTrait,
+    ids: &[&str],
+) -> Result<Vec<String>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(Column::Id.is_in(ids.iter().copied()))
+        .filter(Column::DeactivateTime.is_not_null())
+        .into_tuple()
+        .all(conn)
+        .await
+}
+
 /// Reads the organization and locks it for the rest of the transaction, so
 /// changes to its memberships are serialized: `FOR UPDATE` on PostgreSQL;
 /// SQLite has no row locks (the builder leaves the clause out) and its write
