@@ -14,8 +14,10 @@
 # Settings (environment): CONCURRENCY (32 calls in flight; also the server's
 #   and the raw baselines' pool size), SECONDS_PER (10 s per write
 #   measurement), RAW (inserts,writes,statements), BENCHES ("writes reads"),
-#   ORGANIZATIONS (100000 seeded for reads), MEMBERS (5), ROUNDS (3),
-#   READ_SECONDS (5), REPLICAS (1; 2 runs the writes through two server
+#   ORGANIZATIONS (100000 seeded for reads, before the reads' server starts,
+#   so that it warms its cache from them), MEMBERS (5), ROUNDS (3),
+#   READ_SECONDS (5), READ_CACHE_BYTES (268435456: ORGS_CACHE_MAX_BYTES of the
+#   reads' server, enough for 100,000 × 5), REPLICAS (1; 2 runs the writes through two server
 #   processes on the same database, calls split between them; each has a pool
 #   of POOL connections), NO_BUILD=1 to use the binaries as they are, ORGS_BIN
 #   and ORGS_BENCH_BIN to name them. BENCHES=memory measures the server's RSS
@@ -127,9 +129,28 @@ run_benches() {
   fi
   if [[ " $benches " == *" reads "* ]]; then
     echo
-    start_server "$url"
-    "$bench" --addr "$addr" --token "$token" reads --organizations "${ORGANIZATIONS:-100000}" \
-      --members "${MEMBERS:-5}" --rounds "${ROUNDS:-3}" --seconds "${READ_SECONDS:-5}" \
+    # Seeded first, so that the server finds the data set when it starts and
+    # warms its cache from it, as a replica restarted on a database does.
+    "$orgs" migrate --database-url "$url" >>"$work/server.log" 2>&1
+    "$bench" --addr "http://127.0.0.1:1" --token "$token" seed \
+      --organizations "${ORGANIZATIONS:-100000}" --members "${MEMBERS:-5}" \
+      --database-url "$url" --ids-file "$work/seeded"
+    local warmed_before
+    warmed_before="$(grep -c 'access cache warmed' "$work/server.log" 2>/dev/null || true)"
+    # The cache sized to hold the data set (100,000 × 5 take about 100 MiB
+    # of its estimate); READ_CACHE_BYTES changes it.
+    ORGS_CACHE_MAX_BYTES="${READ_CACHE_BYTES:-268435456}" start_server "$url"
+    local started=$SECONDS
+    until [[ "$(grep -c 'access cache warmed' "$work/server.log" || true)" -gt "${warmed_before:-0}" ]]; do
+      if ((SECONDS - started > 300)); then
+        echo "the server did not warm its cache within 300 s" >&2
+        exit 1
+      fi
+      sleep 0.5
+    done
+    grep 'access cache warmed' "$work/server.log" | tail -n 1
+    "$bench" --addr "$addr" --token "$token" reads --ids-file "$work/seeded" \
+      --rounds "${ROUNDS:-3}" --seconds "${READ_SECONDS:-5}" \
       --concurrency "$concurrency" --database-url "$url" --server-pid "$server"
     stop_server
   fi

@@ -65,6 +65,8 @@ enum Command {
     /// CheckPermission and GetOrganization with random keys over a seeded
     /// data set against Health/Check, and the server's memory.
     Reads(reads::ReadsArgs),
+    /// Seeds a data set for `reads --ids-file` straight into a database.
+    Seed(seed::SeedCommand),
     /// The server's memory after a flood of CheckPermission calls for
     /// unknown organizations, and after reading many organizations with
     /// large metadata once each.
@@ -86,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         Command::WatchEvents(args) => watch_events::watch_events(&target, &run, args).await,
         Command::Writes(args) => writes::writes(&target, &run, args).await,
         Command::Reads(args) => reads::reads(&target, &run, args).await,
+        Command::Seed(args) => seed::seed_command(&run, args).await,
         Command::Memory(args) => memory::memory(&target, &run, args).await,
     }
 }

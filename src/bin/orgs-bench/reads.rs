@@ -14,7 +14,7 @@ use orgs::proto::v1 as pb;
 use crate::health::health_load;
 use crate::load::{self, Caller, Measured};
 use crate::report;
-use crate::seed::{DataSet, SeedArgs, seed_server, seeded_user};
+use crate::seed::{DataSet, SeedArgs, read_ids_file, seed_server, seeded_user};
 use crate::target::{Orgs, Target};
 
 #[derive(Args)]
@@ -34,6 +34,11 @@ pub struct ReadsArgs {
     /// Calls in flight at once, on one HTTP/2 connection.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Measure the data set `orgs-bench seed` wrote (its run and ids are in
+    /// this file) instead of seeding one: the server, started after the
+    /// seeding, warmed its cache from it.
+    #[arg(long)]
+    ids_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     server: SeedArgs,
 }
@@ -116,15 +121,28 @@ pub async fn reads(target: &Target, run: &str, args: ReadsArgs) -> anyhow::Resul
     );
     let duration = Duration::from_secs(args.seconds);
     let concurrency = args.concurrency.max(1);
-    let run: Arc<str> = Arc::from(run);
-
-    let set = DataSet {
-        organizations: args.organizations,
-        members: args.members,
-        metadata_bytes: 0,
+    let (run, members, organizations) = match &args.ids_file {
+        Some(path) => {
+            let (run, members, ids) = read_ids_file(path)?;
+            println!(
+                "{} organizations × {members} members seeded before the server started",
+                ids.len()
+            );
+            (run, members, ids)
+        }
+        None => {
+            let set = DataSet {
+                organizations: args.organizations,
+                members: args.members,
+                metadata_bytes: 0,
+            };
+            let ids = seed_server(&args.server, run, set).await?;
+            (run.to_string(), args.members, ids)
+        }
     };
-    let organizations = Arc::new(seed_server(&args.server, &run, set).await?);
-    report::print_memory(args.server.server_pid, "after seeding");
+    let run: Arc<str> = Arc::from(run);
+    let organizations = Arc::new(organizations);
+    report::print_memory(args.server.server_pid, "before the rounds");
 
     let channel = target.channel().await?;
     println!(
@@ -141,7 +159,7 @@ pub async fn reads(target: &Target, run: &str, args: ReadsArgs) -> anyhow::Resul
                     client: target.orgs(channel.clone()),
                     run: run.clone(),
                     organizations: organizations.clone(),
-                    members: args.members,
+                    members,
                 })
                 .collect(),
             duration,

@@ -65,6 +65,12 @@ pub async fn seed_server(args: &SeedArgs, run: &str, set: DataSet) -> anyhow::Re
     );
     let started = Instant::now();
     let organizations = seed(&db, run, set, connections).await?;
+    if db.backend() == DbBackend::Postgres {
+        // The planner's statistics, as autovacuum would have them after a
+        // while: the server's first queries should not plan for empty tables.
+        use sea_orm::ConnectionTrait;
+        db.conn().execute_unprepared("ANALYZE").await?;
+    }
     db.close().await;
     println!(
         "seeded {} organizations × {} members ({} bytes of public metadata each) in {:.1} s, straight into the database",
@@ -74,6 +80,58 @@ pub async fn seed_server(args: &SeedArgs, run: &str, set: DataSet) -> anyhow::Re
         started.elapsed().as_secs_f64()
     );
     Ok(organizations)
+}
+
+/// `orgs-bench seed`: writes a data set and, for a later `orgs-bench reads
+/// --ids-file`, the run and the organizations' ids to a file; so that a
+/// server started after the seeding finds the data set there when it starts.
+#[derive(clap::Args)]
+pub struct SeedCommand {
+    /// Organizations to seed.
+    #[arg(long, default_value_t = 100_000)]
+    organizations: usize,
+    /// Members of each seeded organization, its creator included.
+    #[arg(long, default_value_t = 5)]
+    members: usize,
+    /// Where to write the run and the organizations' ids, one per line.
+    #[arg(long)]
+    ids_file: std::path::PathBuf,
+    #[command(flatten)]
+    server: SeedArgs,
+}
+
+pub async fn seed_command(run: &str, args: SeedCommand) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.organizations > 0 && args.members > 0,
+        "--organizations and --members must be at least 1"
+    );
+    let set = DataSet {
+        organizations: args.organizations,
+        members: args.members,
+        metadata_bytes: 0,
+    };
+    let ids = seed_server(&args.server, run, set).await?;
+    let mut text = format!("{run} {}\n", args.members);
+    for id in &ids {
+        text.push_str(id);
+        text.push('\n');
+    }
+    std::fs::write(&args.ids_file, text)?;
+    Ok(())
+}
+
+/// A data set written by `orgs-bench seed`: its run, members per
+/// organization and organization ids.
+pub fn read_ids_file(path: &std::path::Path) -> anyhow::Result<(String, usize, Vec<String>)> {
+    let text = std::fs::read_to_string(path)?;
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    let (run, members) = first
+        .split_once(' ')
+        .ok_or_else(|| anyhow::anyhow!("{}: no run on the first line", path.display()))?;
+    let ids: Vec<String> = lines.map(str::to_string).collect();
+    anyhow::ensure!(!ids.is_empty(), "{}: no organizations", path.display());
+    Ok((run.to_string(), members.parse()?, ids))
 }
 
 /// What `seed` writes: how many organizations, members each, and how large
