@@ -9,6 +9,9 @@ use orgs::domain::time::SystemClock;
 use orgs::store::Db;
 use orgs::telemetry::TelemetryOptions;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "orgs",
