@@ -338,9 +338,14 @@ async fn billable_transition_is_recorded_once() {
         billing::ensure_period(&txn, PERIOD, NOW)
             .await
             .expect("period");
-        billing::add_to_period(&txn, PERIOD, new_users.len() as i64, i64::from(became))
+        billing::add_period_users(&txn, PERIOD, new_users.len() as i64)
             .await
-            .expect("totals");
+            .expect("users");
+        if became {
+            billing::add_billable(&txn, PERIOD, 1)
+                .await
+                .expect("billable");
+        }
         txn.commit().await.expect("commit");
         became
     })

@@ -1335,11 +1335,22 @@ async fn billing_round_trip() {
     );
     assert!(billing::ensure_period(conn, PERIOD, NOW).await.unwrap());
     assert!(!billing::ensure_period(conn, PERIOD, NOW).await.unwrap());
-    assert_eq!(billing::add_to_period(conn, PERIOD, 3, 1).await.unwrap(), 1);
+    billing::add_period_users(conn, PERIOD, 3).await.unwrap();
+    assert_eq!(billing::add_billable(conn, PERIOD, 1).await.unwrap(), 1);
     let totals = billing::period_totals(conn, PERIOD).await.unwrap();
     assert_eq!(
         (totals.monthly_active_users, totals.billable_organizations),
         (3, 1)
+    );
+    // Users counted on several rows add up.
+    for _ in 0..40 {
+        billing::add_period_users(conn, PERIOD, 2).await.unwrap();
+    }
+    billing::add_period_users(conn, PERIOD, 0).await.unwrap();
+    let totals = billing::period_totals(conn, PERIOD).await.unwrap();
+    assert_eq!(
+        (totals.monthly_active_users, totals.billable_organizations),
+        (83, 1)
     );
 
     // user_1 and user_2 hold up org_b (2 active members, threshold 2).

@@ -101,6 +101,7 @@ async fn entities_have_the_columns_of_their_tables() {
     check::<entity::billing_organization_usage::Entity>(&store, &mut checked).await;
     check::<entity::billing_periods::Entity>(&store, &mut checked).await;
     check::<entity::billing_totals::Entity>(&store, &mut checked).await;
+    check::<entity::billing_period_users::Entity>(&store, &mut checked).await;
     check::<entity::server_keys::Entity>(&store, &mut checked).await;
     check::<entity::removed_domain_claims::Entity>(&store, &mut checked).await;
     check::<entity::budget_alerts::Entity>(&store, &mut checked).await;

@@ -321,11 +321,12 @@ impl BillingCounters {
             }
             let became = transitions.remove(&period).unwrap_or_default();
             let added_users = new_users.get(&period).copied().unwrap_or(0);
-            let billable_total =
-                repo::add_to_period(tx.conn(), &period, added_users, became.len() as i64).await?;
+            repo::add_period_users(tx.conn(), &period, added_users).await?;
             if became.is_empty() {
                 continue;
             }
+            let billable_total =
+                repo::add_billable(tx.conn(), &period, became.len() as i64).await?;
             self.record_budget_alerts(tx, &period, billable_total)
                 .await?;
             let organizations: Vec<String> = became

@@ -9,6 +9,7 @@
 
 pub mod billing_active_members;
 pub mod billing_organization_usage;
+pub mod billing_period_users;
 pub mod billing_periods;
 pub mod billing_totals;
 pub mod billing_user_activity;

@@ -13,6 +13,7 @@ mod m20261201_000007_external_ids;
 mod m20261201_000008_lifecycle;
 mod m20261201_000009_event_pruning;
 mod m20261201_000010_pending_events;
+mod m20261201_000011_period_users;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_lifecycle::Migration),
             Box::new(m20261201_000009_event_pruning::Migration),
             Box::new(m20261201_000010_pending_events::Migration),
+            Box::new(m20261201_000011_period_users::Migration),
         ]
     }
 }

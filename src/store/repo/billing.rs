@@ -13,8 +13,9 @@ use sea_orm::{
 };
 
 use crate::store::entity::{
-    billing_active_members as active, billing_organization_usage as usage, billing_periods,
-    billing_totals, billing_user_activity as activity, budget_alerts, memberships, organizations,
+    billing_active_members as active, billing_organization_usage as usage, billing_period_users,
+    billing_periods, billing_totals, billing_user_activity as activity, budget_alerts, memberships,
+    organizations,
 };
 use crate::store::{self, query, query::literal};
 
@@ -314,20 +315,47 @@ pub async fn ensure_period(
     Ok(inserted == 1)
 }
 
-/// Adds newly active users and newly billable organizations to a period's
-/// totals; returns its billable organizations after the change.
-pub async fn add_to_period(
+/// Adds newly active users to a period's count, on one of its rows chosen
+/// at random: concurrent first activities seldom wait for each other's
+/// commit.
+pub async fn add_period_users(
     conn: &impl ConnectionTrait,
     period: &str,
     new_users: i64,
+) -> Result<(), DbErr> {
+    use billing_period_users::Column;
+    if new_users == 0 {
+        return Ok(());
+    }
+    billing_period_users::Entity::insert(billing_period_users::ActiveModel {
+        period: Set(period.to_string()),
+        shard: Set(rand::random_range(1..=TOTALS_SHARDS)),
+        monthly_active_users: Set(new_users),
+    })
+    .on_conflict(
+        OnConflict::columns([Column::Period, Column::Shard])
+            .value(
+                Column::MonthlyActiveUsers,
+                Expr::col((billing_period_users::Entity, Column::MonthlyActiveUsers))
+                    .add(new_users),
+            )
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
+/// Adds newly billable organizations to a period's totals; returns its
+/// billable organizations after the change. The period's one row decides
+/// their order, so these changes wait for each other.
+pub async fn add_billable(
+    conn: &impl ConnectionTrait,
+    period: &str,
     new_billable: i64,
 ) -> Result<i64, DbErr> {
     use billing_periods::Column;
     let after = billing_periods::Entity::update_many()
-        .col_expr(
-            Column::MonthlyActiveUsers,
-            Expr::col(Column::MonthlyActiveUsers).add(new_users),
-        )
         .col_expr(
             Column::BillableOrganizations,
             Expr::col(Column::BillableOrganizations).add(new_billable),
@@ -342,11 +370,19 @@ pub async fn add_to_period(
 }
 
 pub async fn period_totals(conn: &impl ConnectionTrait, period: &str) -> Result<PeriodRow, DbErr> {
-    Ok(billing_periods::Entity::find_by_id(period)
+    let mut totals: PeriodRow = billing_periods::Entity::find_by_id(period)
         .into_partial_model()
         .one(conn)
         .await?
-        .unwrap_or_default())
+        .unwrap_or_default();
+    totals.monthly_active_users += billing_period_users::Entity::find()
+        .filter(billing_period_users::Column::Period.eq(period))
+        .all(conn)
+        .await?
+        .iter()
+        .map(|row| row.monthly_active_users)
+        .sum::<i64>();
+    Ok(totals)
 }
 
 pub async fn usage(
