@@ -125,12 +125,20 @@ pub fn activity_events(
     }
     let mut violations = Vec::new();
     let mut inputs = Vec::with_capacity(events.len());
+    // Field names are written out only for a violation: a call carries up to
+    // 10,000 events, and nearly all of them are well-formed.
+    fn at(index: usize, field: &'static str) -> impl FnOnce(FieldViolation) -> FieldViolation {
+        move |mut violation| {
+            violation.field = format!("events[{index}].{field}");
+            violation
+        }
+    }
     for (index, event) in events.iter().enumerate() {
-        let user = UserId::parse(&format!("events[{index}].user_id"), &event.user_id);
+        let user = UserId::parse("user_id", &event.user_id).map_err(at(index, "user_id"));
         let occur = event
             .occur_time
             .as_ref()
-            .map(|ts| occur_micros(&format!("events[{index}].occur_time"), ts))
+            .map(|ts| occur_micros("occur_time", ts).map_err(at(index, "occur_time")))
             .transpose();
         match (user, occur) {
             (Ok(user_id), Ok(occur_time)) => inputs.push(ActivityEvent {

@@ -27,14 +27,18 @@ pub struct KnownActive {
 }
 
 impl KnownActive {
-    fn contains(&self, period: BillingPeriod, user_id: &str) -> bool {
+    /// Calls `each` with a test of whether a user is known active in a
+    /// period, under one lock for a whole call's events.
+    fn with<T>(&self, each: impl FnOnce(&dyn Fn(BillingPeriod, &str) -> bool) -> T) -> T {
         let known = self
             .periods
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        known
-            .get(&period)
-            .is_some_and(|users| users.contains(user_id))
+        each(&|period, user_id| {
+            known
+                .get(&period)
+                .is_some_and(|users| users.contains(user_id))
+        })
     }
 
     /// Remembers committed activity; keeps the two newest periods, which are
@@ -89,31 +93,39 @@ impl Activity {
         let mut outcome = ActivityOutcome::default();
         // (period, user) → the earliest occur_time in this call.
         let mut candidates: BTreeMap<(BillingPeriod, String), Micros> = BTreeMap::new();
-        for (index, event) in events.into_iter().enumerate() {
-            let occur = event.occur_time.unwrap_or(now);
-            let problem = if occur > now + MAX_AHEAD_MICROS {
-                Some("occur_time is more than 5 minutes ahead of the server clock")
-            } else if occur >= current.end_micros() {
-                Some("occur_time is in the next period")
-            } else if occur < earliest {
-                Some("occur_time is before the previous period")
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
-                outcome.rejected.push((index, problem.to_string()));
-                continue;
+        let previous = current.previous();
+        self.known.with(|known| {
+            for (index, event) in events.into_iter().enumerate() {
+                let occur = event.occur_time.unwrap_or(now);
+                let problem = if occur > now + MAX_AHEAD_MICROS {
+                    Some("occur_time is more than 5 minutes ahead of the server clock")
+                } else if occur >= current.end_micros() {
+                    Some("occur_time is in the next period")
+                } else if occur < earliest {
+                    Some("occur_time is before the previous period")
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    outcome.rejected.push((index, problem.to_string()));
+                    continue;
+                }
+                outcome.accepted_count += 1;
+                // Accepted times fall in one of the two periods.
+                let period = if occur >= current.start_micros() {
+                    current
+                } else {
+                    previous
+                };
+                if known(period, event.user_id.as_str()) {
+                    continue;
+                }
+                candidates
+                    .entry((period, event.user_id.into_string()))
+                    .and_modify(|first| *first = (*first).min(occur))
+                    .or_insert(occur);
             }
-            outcome.accepted_count += 1;
-            let period = BillingPeriod::containing_micros(occur);
-            if self.known.contains(period, event.user_id.as_str()) {
-                continue;
-            }
-            candidates
-                .entry((period, event.user_id.into_string()))
-                .and_modify(|first| *first = (*first).min(occur))
-                .or_insert(occur);
-        }
+        });
         if candidates.is_empty() {
             return Ok(outcome);
         }
