@@ -13,8 +13,8 @@
 //! billing locks in hash order.
 
 use sea_orm::sea_query::{
-    Alias, CommonTableExpression, Condition, Expr, ExprTrait, JoinType, OnConflict, Order, Query,
-    SelectStatement, WithClause,
+    Alias, CommonTableExpression, Condition, Expr, ExprTrait, Func, JoinType, OnConflict, Order,
+    Query, SelectStatement, WithClause,
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, IntoActiveModel, QueryTrait,
@@ -311,8 +311,7 @@ async fn run(
 
 /// Inserts a new organization with its creator's membership (`membership`,
 /// when its role exists) and moves the organization count on one of its
-/// rows, chosen at random (as [`super::billing::add_to_total_organizations`]),
-/// in one statement, after [`lock_catalogue_and_users`] for the creator; the
+/// rows (the one of this connection's server process), in one statement, after [`lock_catalogue_and_users`] for the creator; the
 /// answer says whether the creator is active in `period`. Nothing is written
 /// when the organization's id, slug or external id is taken
 /// (`organization_written` false), as [`super::organizations::insert_new`].
@@ -322,7 +321,13 @@ pub async fn insert_organization_with_creator(
     membership: &MembershipRow,
     period: &str,
 ) -> Result<MemberWrite, DbErr> {
-    let shard = rand::random_range(1..=super::billing::TOTALS_SHARDS);
+    // The row of this connection's server process: a pool's connections
+    // seldom share one, so concurrent creations seldom wait for each other's
+    // commit (a row chosen at random would be shared by most of 32 calls in
+    // flight over 16 rows).
+    let shard = Expr::expr(Func::cust("pg_backend_pid"))
+        .modulo(super::billing::TOTALS_SHARDS)
+        .add(1);
     let mut insert_organization =
         organizations::Entity::insert(organization.clone().into_active_model())
             .on_conflict(OnConflict::new().do_nothing().to_owned())
@@ -335,7 +340,7 @@ pub async fn insert_organization_with_creator(
             billing_totals::Column::TotalOrganizations,
             Expr::col(billing_totals::Column::TotalOrganizations).add(1),
         )
-        .and_where(billing_totals::Column::Id.eq(shard))
+        .and_where(Expr::col(billing_totals::Column::Id).eq(shard))
         .and_where(exists_in("o"))
         .returning_col(billing_totals::Column::Id);
     let with = WithClause::new()
