@@ -149,6 +149,10 @@ impl ServerTls {
                         continue;
                     }
                 };
+                // As for plain connections (`server::without_delay`).
+                if let Err(error) = tcp.set_nodelay(true) {
+                    tracing::debug!(%error, "cannot turn Nagle's algorithm off");
+                }
                 let acceptor = TlsAcceptor::from(self.current());
                 let connections = connections.clone();
                 tokio::spawn(async move {

@@ -572,6 +572,69 @@ async fn a_member_added_after_its_activity_counts_and_previews_the_cost() {
     assert_eq!(cents(&idle.marginal_amount), 0);
 }
 
+/// A user's first activity recorded while the user joins an organization
+/// (a new member, or the creator of a new organization) counts the user for
+/// it exactly once, whichever of the two commits first.
+#[tokio::test]
+async fn activity_racing_a_member_joining_counts_the_member_once() {
+    const ROUNDS: usize = 12;
+    let app = spawn_at(at(2026, 3, 10, 12), |_| {}).await;
+    let joined = create_org(&app, "Joined", None).await.id;
+    let mut created = Vec::new();
+    for round in 0..ROUNDS {
+        let user = format!("user_racer{round}");
+        let activity = {
+            let (mut client, user) = (writer(&app), user.clone());
+            tokio::spawn(async move {
+                client
+                    .record_activity(pb::RecordActivityRequest {
+                        events: events(&[&user], None),
+                    })
+                    .await
+                    .expect("record activity")
+                    .into_inner()
+            })
+        };
+        let mut admin = app.admin();
+        let joining = if round % 2 == 0 {
+            let request = pb::CreateMembershipRequest {
+                organization_id: joined.clone(),
+                user_id: user.clone(),
+                ..Default::default()
+            };
+            tokio::spawn(async move {
+                let added = admin.create_membership(request).await;
+                added.expect("create membership").into_inner();
+                None
+            })
+        } else {
+            let request = pb::CreateOrganizationRequest {
+                name: format!("Created {round}"),
+                created_by: user.clone(),
+                ..Default::default()
+            };
+            tokio::spawn(async move {
+                let response = admin.create_organization(request).await;
+                let response = response.expect("create organization").into_inner();
+                Some(response.organization.expect("organization").id)
+            })
+        };
+        let recorded = activity.await.expect("activity task");
+        assert_eq!(recorded.newly_active_count, 1, "round {round}");
+        if let Some(id) = joining.await.expect("joining task") {
+            created.push((id, user));
+        }
+    }
+    let usage_of_joined = usage(&app, &joined, "2026-03").await;
+    assert_eq!(usage_of_joined.active_member_count, (ROUNDS / 2) as i32);
+    assert_eq!(usage_of_joined.active_member_user_ids.len(), ROUNDS / 2);
+    for (id, user) in created {
+        let usage = usage(&app, &id, "2026-03").await;
+        assert_eq!(usage.active_member_count, 1, "{user}");
+        assert_eq!(usage.active_member_user_ids, vec![user]);
+    }
+}
+
 #[tokio::test]
 async fn accepting_an_invitation_previews_and_moves_the_bill() {
     let app = spawn_at(at(2026, 3, 10, 12), |c| c.billing.free_organizations = 0).await;

@@ -15,8 +15,8 @@ use crate::domain::organizations::{
     AddedMember, Organization, OrganizationTransition, etag as etag_of,
 };
 use crate::domain::{Actor, Error, Reason, Result};
-use crate::store::repo::memberships;
 use crate::store::repo::organizations::{self, OrganizationRow};
+use crate::store::repo::{member_writes, memberships};
 
 /// Reads the organization, locked for the rest of the transaction, and
 /// refuses a change to a deactivated one (`ORGANIZATION_DEACTIVATED`).
@@ -24,6 +24,26 @@ pub async fn lock_active(conn: &impl ConnectionTrait, id: &str) -> Result<Organi
     lock_if_active(conn, id)
         .await?
         .ok_or_else(Error::organization_not_found)
+}
+
+/// The organization a member joins, as [`lock_active`] reads and locks it,
+/// and how it is held: on PostgreSQL locked in the same statement with the
+/// billing lock of `user_id`, who joins it.
+pub async fn lock_active_for_member(
+    conn: &impl ConnectionTrait,
+    id: &str,
+    user_id: &UserId,
+) -> Result<(OrganizationRow, bool)> {
+    if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok((lock_active(conn, id).await?, false));
+    }
+    let row = member_writes::lock_organization_and_users(conn, id, &[user_id.to_string()])
+        .await?
+        .ok_or_else(Error::organization_not_found)?;
+    if row.deactivate_time.is_some() {
+        return Err(Error::organization_deactivated());
+    }
+    Ok((row, true))
 }
 
 /// Like [`lock_active`], but `None` for an organization that does not exist.

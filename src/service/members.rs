@@ -6,12 +6,15 @@ use sea_orm::ConnectionTrait;
 
 use super::billing::BillingCounters;
 use super::unit_of_work::Tx;
+use crate::domain::billing::BillingImpact;
 use crate::domain::ids::{MembershipId, OrganizationId, RoleKey, UserId};
 use crate::domain::organizations::{AddedMember, LifecycleState, Membership};
 use crate::domain::roles::MEMBERSHIPS_MANAGE;
+use crate::domain::time::BillingPeriod;
 use crate::domain::types::Metadata;
 use crate::domain::{Access, Actor, Error, Reason, Result};
 use crate::store::membership_view;
+use crate::store::repo::member_writes;
 use crate::store::repo::memberships::{self, MembershipFilter, MembershipRow};
 use crate::store::repo::organizations::{self, OrganizationRow};
 use crate::store::repo::roles;
@@ -58,6 +61,11 @@ impl Members {
         private_metadata: Metadata,
     ) -> Result<AddedMember> {
         let (row, created) = match organization {
+            Holding::LockedWithUser(row) => {
+                return self
+                    .add_to_locked(tx, row, user_id, role, public_metadata, private_metadata)
+                    .await;
+            }
             Holding::Locked(row) => (row, false),
             Holding::Created(row) => {
                 // The role cannot be deleted or changed while it is being
@@ -68,33 +76,16 @@ impl Members {
         };
         let organization_id = OrganizationId::from_stored(row.id.clone());
         let Some(role_record) = roles::get_role(tx.conn(), role.as_str()).await? else {
-            return Err(Error::invalid("role", format!("there is no role {role}")));
+            return Err(no_role(role));
         };
-        let membership = MembershipRow {
-            id: MembershipId::new().into_string(),
-            organization_id: row.id.clone(),
-            user_id: user_id.to_string(),
-            role: role.to_string(),
-            public_metadata: public_metadata.to_json(),
-            private_metadata: private_metadata.to_json(),
-            create_time: tx.now,
-            update_time: tx.now,
-            revision: 1,
-            deactivate_time: None,
-        };
+        let membership = new_membership(tx, row, user_id, role, public_metadata, private_metadata);
         // First, so that a member of a full organization hears it is one.
         if !memberships::insert_new(tx.conn(), &membership).await? {
             return Err(already_member(user_id));
         }
         // A new organization was inserted with its creator's place taken.
         if !created && !organizations::take_membership_place(tx.conn(), &row.id).await? {
-            return Err(Error::FailedPrecondition(
-                Reason::MembershipLimitReached,
-                format!(
-                    "the organization has its maximum of {} members",
-                    row.max_allowed_memberships
-                ),
-            ));
+            return Err(organization_full(row));
         }
         let billing_impact = if created {
             self.counters
@@ -105,13 +96,142 @@ impl Members {
                 .member_added(tx, &organization_id, user_id)
                 .await?
         };
-        let mut membership = membership_view(membership, role_record.permissions);
-        membership.organization_name = row.name.clone();
-        membership.organization_slug = row.slug.clone();
-        Ok(AddedMember {
+        Ok(added(
             membership,
+            role_record.permissions,
+            row,
             billing_impact,
-        })
+        ))
+    }
+}
+
+impl Members {
+    /// PostgreSQL: inserts a new organization (`row`, its creator's place
+    /// taken) with its creator's membership and moves the counts in one
+    /// statement, after [`member_writes::lock_catalogue_and_users`] for the
+    /// creator; `None` (nothing written) when its id, slug or external id is
+    /// taken. Emits no event, as [`Members::add`].
+    pub async fn insert_with_creator(
+        &self,
+        tx: &mut Tx,
+        row: &OrganizationRow,
+        creator: &UserId,
+        role: &RoleKey,
+    ) -> Result<Option<AddedMember>> {
+        let membership = new_membership(
+            tx,
+            row,
+            creator,
+            role,
+            Metadata::default(),
+            Metadata::default(),
+        );
+        let period = BillingPeriod::containing_micros(tx.now).to_string();
+        let write =
+            member_writes::insert_organization_with_creator(tx.conn(), row, &membership, &period)
+                .await?;
+        if !write.organization_written {
+            return Ok(None);
+        }
+        let Some(permissions) = write.permissions else {
+            return Err(no_role(role));
+        };
+        if !write.member_inserted {
+            return Err(Error::internal("the creator's membership was not inserted"));
+        }
+        let organization_id = OrganizationId::from_stored(row.id.clone());
+        let billing_impact = self
+            .counters
+            .member_joined(tx, &organization_id, creator, write.user_active, None)
+            .await?;
+        Ok(Some(added(membership, permissions, row, billing_impact)))
+    }
+
+    /// PostgreSQL: [`Members::add`] for an organization locked with
+    /// [`member_writes::lock_organization_and_users`] for `user_id`: the
+    /// membership, its place and the reads the bill needs in one statement.
+    async fn add_to_locked(
+        &self,
+        tx: &mut Tx,
+        row: &OrganizationRow,
+        user_id: &UserId,
+        role: &RoleKey,
+        public_metadata: Metadata,
+        private_metadata: Metadata,
+    ) -> Result<AddedMember> {
+        let membership = new_membership(tx, row, user_id, role, public_metadata, private_metadata);
+        let period = BillingPeriod::containing_micros(tx.now).to_string();
+        let write = member_writes::insert_member(tx.conn(), &membership, &period).await?;
+        let Some(permissions) = write.permissions else {
+            return Err(no_role(role));
+        };
+        if !write.member_inserted {
+            return Err(already_member(user_id));
+        }
+        if !write.organization_written {
+            return Err(organization_full(row));
+        }
+        let organization_id = OrganizationId::from_stored(row.id.clone());
+        let usage = Some((write.active_member_count, write.billable));
+        let billing_impact = self
+            .counters
+            .member_joined(tx, &organization_id, user_id, write.user_active, usage)
+            .await?;
+        Ok(added(membership, permissions, row, billing_impact))
+    }
+}
+
+fn no_role(role: &RoleKey) -> Error {
+    Error::invalid("role", format!("there is no role {role}"))
+}
+
+fn organization_full(row: &OrganizationRow) -> Error {
+    Error::FailedPrecondition(
+        Reason::MembershipLimitReached,
+        format!(
+            "the organization has its maximum of {} members",
+            row.max_allowed_memberships
+        ),
+    )
+}
+
+/// The membership row of a member joining `row` now.
+fn new_membership(
+    tx: &Tx,
+    row: &OrganizationRow,
+    user_id: &UserId,
+    role: &RoleKey,
+    public_metadata: Metadata,
+    private_metadata: Metadata,
+) -> MembershipRow {
+    MembershipRow {
+        id: MembershipId::new().into_string(),
+        organization_id: row.id.clone(),
+        user_id: user_id.to_string(),
+        role: role.to_string(),
+        public_metadata: public_metadata.to_json(),
+        private_metadata: private_metadata.to_json(),
+        create_time: tx.now,
+        update_time: tx.now,
+        revision: 1,
+        deactivate_time: None,
+    }
+}
+
+/// The added member as answered: the membership with its role's
+/// permissions and its organization's name and slug.
+fn added(
+    membership: MembershipRow,
+    permissions: Vec<String>,
+    row: &OrganizationRow,
+    billing_impact: BillingImpact,
+) -> AddedMember {
+    let mut membership = membership_view(membership, permissions);
+    membership.organization_name = row.name.clone();
+    membership.organization_slug = row.slug.clone();
+    AddedMember {
+        membership,
+        billing_impact,
     }
 }
 
@@ -122,6 +242,10 @@ pub enum Holding<'a> {
     /// Locked with [`crate::store::repo::organizations::get_for_update`]
     /// (so with the role catalogue): changes to its members wait.
     Locked(&'a OrganizationRow),
+    /// PostgreSQL: locked with
+    /// [`member_writes::lock_organization_and_users`] for the user who
+    /// joins (so with the role catalogue and the user's billing lock).
+    LockedWithUser(&'a OrganizationRow),
     /// Inserted by this transaction with no member and its creator's place
     /// taken (`members_count` 1): no other transaction sees it yet.
     Created(&'a OrganizationRow),

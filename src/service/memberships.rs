@@ -2,7 +2,7 @@
 //! or removing, and `CheckPermission`, the hot read other services call.
 
 use super::access::{AccessCache, Cached};
-use super::lifecycle::lock_active;
+use super::lifecycle::{lock_active, lock_active_for_member};
 use super::list::Listing;
 use super::members::{
     Holding, Members, check_ceiling, guard_last_admin, membership_not_found, with_permissions,
@@ -75,13 +75,22 @@ impl Memberships {
                 move |tx| {
                     Box::pin(async move {
                         // Serializes the changes to the organization's members.
-                        let organization =
-                            lock_active(tx.conn(), new.organization_id.as_str()).await?;
+                        let (organization, with_user) = lock_active_for_member(
+                            tx.conn(),
+                            new.organization_id.as_str(),
+                            &new.user_id,
+                        )
+                        .await?;
                         check_ceiling(tx.conn(), tx.actor(), &role).await?;
+                        let holding = if with_user {
+                            Holding::LockedWithUser(&organization)
+                        } else {
+                            Holding::Locked(&organization)
+                        };
                         let added = members
                             .add(
                                 tx,
-                                Holding::Locked(&organization),
+                                holding,
                                 &new.user_id,
                                 &role,
                                 new.public_metadata,

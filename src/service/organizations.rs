@@ -10,15 +10,17 @@ use super::unit_of_work::{Call, Idempotency, Tx, Writer};
 use crate::domain::events::EventKind;
 use crate::domain::ids::{OrganizationId, UserId};
 use crate::domain::organizations::{
-    CreatedOrganization, MetadataPatch, NewOrganization, Organization, OrganizationChanges,
-    OrganizationFilter, OrganizationLookup, OrganizationOrder, OrganizationRules,
+    AddedMember, CreatedOrganization, MetadataPatch, NewOrganization, Organization,
+    OrganizationChanges, OrganizationFilter, OrganizationLookup, OrganizationOrder,
+    OrganizationRules,
 };
 use crate::domain::paging::{Page, PageTokens};
 use crate::domain::types::{Metadata, Slug};
 use crate::domain::{Actor, Error, Reason, Result};
 use crate::store::repo::organizations::{KeyColumn, OrganizationRow};
-use crate::store::repo::{billing, organizations};
+use crate::store::repo::{billing, member_writes, organizations};
 use crate::store::{Db, is_unique_violation};
+use sea_orm::{ConnectionTrait, DbBackend};
 
 fn etag_matches(expected: Option<&str>, actual: &str) -> Result<()> {
     match expected {
@@ -151,12 +153,25 @@ impl Organizations {
             external_id: new.external_id.clone(),
             deactivate_time: None,
         };
+        // PostgreSQL inserts the organization with its creator's membership
+        // in one statement, whose reads of the creator's billing state must
+        // come after the creator's lock: taken first, with the catalogue's.
+        let merged = tx.conn().get_database_backend() == DbBackend::Postgres;
+        if merged && let Some(creator) = &new.created_by {
+            member_writes::lock_catalogue_and_users(tx.conn(), &[creator.to_string()]).await?;
+        }
         // The insert decides whether the slug and the external id are free
         // (waiting for a concurrent change that holds one of them); only a
         // refused insert asks which one was taken. A derived slug that is
         // taken gets a random suffix.
         let mut suffixes = 0;
-        while !organizations::insert_new(tx.conn(), &row).await? {
+        let added = loop {
+            if let Some(added) = self
+                .insert(tx, &row, new.created_by.as_ref(), merged)
+                .await?
+            {
+                break added;
+            }
             let slug_was_taken = organizations::slug_taken(tx.conn(), &row.slug).await?;
             if slug_was_taken && new.slug.is_some() {
                 return Err(slug_taken(&first_slug));
@@ -175,23 +190,7 @@ impl Organizations {
                 return Err(slug_taken(&first_slug));
             }
             row.slug = first_slug.with_suffix(&slug_suffix()).as_str().to_string();
-        }
-        let added = match &new.created_by {
-            Some(creator) => Some(
-                self.members
-                    .add(
-                        tx,
-                        Holding::Created(&row),
-                        creator,
-                        &self.rules.creator_role,
-                        Metadata::default(),
-                        Metadata::default(),
-                    )
-                    .await?,
-            ),
-            None => None,
         };
-        billing::add_to_total_organizations(tx.conn(), 1).await?;
         // As inserted: nothing else can have changed it yet.
         let organization = Organization::from(row);
         tx.emit(
@@ -217,6 +216,47 @@ impl Organizations {
             membership,
             billing_impact,
         })
+    }
+
+    /// Inserts the organization with its creator as its member (the creator
+    /// role) and counts it, unless its id, slug or external id is taken
+    /// (then `None`, and nothing written). `merged`: PostgreSQL, in one
+    /// statement, the creator's locks taken.
+    async fn insert(
+        &self,
+        tx: &mut Tx,
+        row: &OrganizationRow,
+        creator: Option<&UserId>,
+        merged: bool,
+    ) -> Result<Option<Option<AddedMember>>> {
+        let role = &self.rules.creator_role;
+        if merged && let Some(creator) = creator {
+            let added = self
+                .members
+                .insert_with_creator(tx, row, creator, role)
+                .await?;
+            return Ok(added.map(Some));
+        }
+        if !organizations::insert_new(tx.conn(), row).await? {
+            return Ok(None);
+        }
+        let added = match creator {
+            Some(creator) => Some(
+                self.members
+                    .add(
+                        tx,
+                        Holding::Created(row),
+                        creator,
+                        role,
+                        Metadata::default(),
+                        Metadata::default(),
+                    )
+                    .await?,
+            ),
+            None => None,
+        };
+        billing::add_to_total_organizations(tx.conn(), 1).await?;
+        Ok(Some(added))
     }
 
     /// An organization for a caller that may read any: by id from the access

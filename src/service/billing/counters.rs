@@ -30,6 +30,17 @@ struct UsageChange {
     became_billable: Option<i64>,
 }
 
+/// What a change that adds members knows of the organization's counters in
+/// the current period before it moves them.
+enum Before {
+    /// Created in the change: no counters.
+    New,
+    /// Read in the change: its active members and whether it is billable.
+    Read(i64, bool),
+    /// Not read yet.
+    Unread,
+}
+
 /// Moves the counters.
 #[derive(Debug, Clone)]
 pub struct BillingCounters {
@@ -123,13 +134,56 @@ impl BillingCounters {
         new_organization: bool,
     ) -> Result<BillingImpact> {
         let period = BillingPeriod::containing_micros(tx.now);
-        let p = period.to_string();
         repo::lock_users(tx.conn(), users).await?;
         let active = if users.is_empty() {
             Vec::new()
         } else {
-            repo::known_active(tx.conn(), &p, users).await?
+            repo::known_active(tx.conn(), &period.to_string(), users).await?
         };
+        let before = if new_organization {
+            Before::New
+        } else {
+            Before::Unread
+        };
+        self.count_active(tx, organization_id, active, before).await
+    }
+
+    /// Like [`Self::member_added`] (`usage`: the organization's active
+    /// members in the current period and whether it is billable there) or
+    /// [`Self::creator_added`] (`usage` `None`), for a transaction that holds
+    /// the user's billing lock already and read, after taking it, whether the
+    /// user is `active` in the period and the organization's counters.
+    pub async fn member_joined(
+        &self,
+        tx: &mut Tx,
+        organization_id: &OrganizationId,
+        user_id: &UserId,
+        active: bool,
+        usage: Option<(i64, bool)>,
+    ) -> Result<BillingImpact> {
+        let active = if active {
+            vec![user_id.to_string()]
+        } else {
+            Vec::new()
+        };
+        let before = match usage {
+            None => Before::New,
+            Some((count, billable)) => Before::Read(count, billable),
+        };
+        self.count_active(tx, organization_id, active, before).await
+    }
+
+    /// Makes `active` (users active in the current period) active members of
+    /// the organization and returns the impact.
+    async fn count_active(
+        &self,
+        tx: &mut Tx,
+        organization_id: &OrganizationId,
+        active: Vec<String>,
+        before: Before,
+    ) -> Result<BillingImpact> {
+        let period = BillingPeriod::containing_micros(tx.now);
+        let p = period.to_string();
         let mut rows: Vec<(String, String, String)> = active
             .into_iter()
             .map(|user| (p.clone(), organization_id.to_string(), user))
@@ -138,11 +192,17 @@ impl BillingCounters {
         let added = repo::insert_active_members(tx.conn(), &rows, tx.now)
             .await?
             .len() as i64;
-        if added == 0 && new_organization {
-            return Ok(self.nothing_changed(tx.now));
-        }
         if added == 0 {
-            return self.unchanged(tx, organization_id).await;
+            return match before {
+                Before::New => Ok(self.nothing_changed(tx.now)),
+                Before::Read(count, billable) => Ok(BillingImpact::unchanged(
+                    &self.pricing,
+                    period,
+                    count,
+                    billable,
+                )),
+                Before::Unread => self.unchanged(tx, organization_id).await,
+            };
         }
         let increments = BTreeMap::from([((organization_id.to_string(), p.clone()), added)]);
         let changes = self

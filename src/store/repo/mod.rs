@@ -7,6 +7,7 @@ pub mod domain_attempts;
 pub mod domains;
 pub mod idempotency;
 pub mod invitations;
+pub mod member_writes;
 pub mod membership_requests;
 pub mod memberships;
 pub mod organizations;

@@ -15,7 +15,7 @@ use crate::store::query::{self, eq_literal, literal};
 /// The lock that orders changes of the role catalogue (roles and the
 /// permissions they grant) against changes that rely on it (memberships and
 /// invitations holding a role, the last-admin rule).
-const CATALOGUE_LOCK: &str = "role-catalogue";
+pub(crate) const CATALOGUE_LOCK: &str = "role-catalogue";
 
 /// Takes the catalogue lock exclusively, first in the transaction: a change of
 /// roles or permissions waits for every membership change in flight, and they

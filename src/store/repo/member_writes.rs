@@ -1,0 +1,398 @@
+//! PostgreSQL: adding a member in few round trips. A statement is a round
+//! trip that wakes the server, the database and the client in turn, so the
+//! locks of a membership change are taken in one statement, and the writes
+//! and reads that follow them in another: a data-modifying `WITH` whose parts
+//! share one snapshot, taken after the locks were granted (READ COMMITTED
+//! takes a snapshot per statement, which is why the locks cannot ride in the
+//! same statement as the reads they protect). SQLite runs the portable
+//! statements of the other repositories: its writer holds the database and
+//! its round trips stay in the process.
+//!
+//! Locks are taken in the order every change that adds a member takes them:
+//! the role catalogue (shared), then the organization's row, then the users'
+//! billing locks in hash order.
+
+use sea_orm::sea_query::{
+    Alias, CommonTableExpression, Condition, Expr, ExprTrait, Func, JoinType, OnConflict, Order,
+    Query, SelectStatement, WithClause,
+};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, IntoActiveModel, QueryTrait,
+    Value,
+};
+
+use super::billing::user_lock_key;
+use super::memberships::MembershipRow;
+use super::organizations::OrganizationRow;
+use super::roles::CATALOGUE_LOCK;
+use crate::store::entity::{
+    billing_organization_usage as usage, billing_totals, billing_user_activity as activity,
+    memberships, organizations, role_permissions, roles,
+};
+use crate::store::query::literal;
+use crate::store::{self, fetch_all};
+
+/// The advisory locks of `users`' billing state, as SQL: `$first`… bound
+/// in `values`, one `(order, key, shared)` row each after `rows`.
+fn user_lock_rows(users: &[String], rows: &mut Vec<String>, values: &mut Vec<Value>) {
+    let mut keys: Vec<String> = users.iter().map(|user| user_lock_key(user)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        values.push(Value::from(key));
+        rows.push(format!("(1, ${}, false)", values.len()));
+    }
+}
+
+/// The lock statement over `(order, key, shared)` rows: each lock in
+/// `(order, hash)` order (PostgreSQL evaluates the volatile lock calls after
+/// the sort).
+/// `condition` ties the locks to a row of an outer query.
+fn locks_sql(rows: &[String], condition: &str) -> String {
+    format!(
+        "SELECT CASE WHEN s THEN pg_advisory_xact_lock_shared(h) ELSE pg_advisory_xact_lock(h) END \
+         FROM (SELECT n, hashtextextended(k, 0) AS h, s FROM (VALUES {}) AS v (n, k, s) WHERE {condition}) AS keys \
+         ORDER BY n, h",
+        rows.join(", ")
+    )
+}
+
+/// Takes the role catalogue shared and the billing locks of `users` (a
+/// transaction that adds them to an organization it creates), in one
+/// statement. Nothing on SQLite, whose write transactions hold the database.
+pub async fn lock_catalogue_and_users(
+    conn: &impl ConnectionTrait,
+    users: &[String],
+) -> Result<(), DbErr> {
+    if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    let mut values = vec![Value::from(CATALOGUE_LOCK)];
+    let mut rows = vec!["(0, $1, true)".to_string()];
+    user_lock_rows(users, &mut rows, &mut values);
+    // Raw SQL: advisory locks over a VALUES list in sorted order have no form
+    // in the query builder.
+    store::execute(conn, &locks_sql(&rows, "true"), values).await?;
+    Ok(())
+}
+
+/// Reads the organization and locks it with the role catalogue (shared)
+/// before it and the billing locks of `users` after it, in one statement:
+/// [`super::organizations::get_for_update`] and
+/// [`super::billing::lock_users`] in one round trip. `None`, with no user
+/// locked, when the organization does not exist.
+pub async fn lock_organization_and_users(
+    conn: &impl ConnectionTrait,
+    organization_id: &str,
+    users: &[String],
+) -> Result<Option<OrganizationRow>, DbErr> {
+    let mut values = vec![Value::from(CATALOGUE_LOCK), Value::from(organization_id)];
+    let mut rows = Vec::new();
+    user_lock_rows(users, &mut rows, &mut values);
+    let user_locks = if rows.is_empty() {
+        "0".to_string()
+    } else {
+        format!(
+            "(SELECT count(*) FROM ({}) AS user_locks)",
+            locks_sql(&rows, "locked.id IS NOT NULL")
+        )
+    };
+    // Raw SQL: advisory locks, and their order around the row lock (the
+    // catalogue is joined before the row is locked; the users are locked in
+    // a subquery correlated with the locked row, so after it), have no form
+    // in the query builder.
+    let sql = format!(
+        "WITH catalogue AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))), \
+         locked AS MATERIALIZED (SELECT o.* FROM organizations AS o, catalogue WHERE o.id = $2 FOR UPDATE OF o) \
+         SELECT locked.*, {user_locks} AS user_locks FROM locked"
+    );
+    Ok(fetch_all::<OrganizationRow>(conn, &sql, values)
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// What the statement that adds a member found and did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MemberWrite {
+    /// The organization was inserted (a new one) or the member's place taken
+    /// (an existing one).
+    pub organization_written: bool,
+    /// The membership was inserted.
+    pub member_inserted: bool,
+    /// The role's permissions, sorted; `None` when there is no such role.
+    pub permissions: Option<Vec<String>>,
+    /// The user is active in the period.
+    pub user_active: bool,
+    /// The organization's active members in the period, and whether it is
+    /// billable in it (an existing organization).
+    pub active_member_count: i64,
+    pub billable: bool,
+}
+
+#[derive(FromQueryResult)]
+struct WriteRow {
+    organization_written: bool,
+    member_inserted: bool,
+    user_active: bool,
+    active_member_count: Option<i64>,
+    billable_since: Option<i64>,
+    role_key: Option<String>,
+    permission_key: Option<String>,
+}
+
+fn cte_name(name: &str) -> Alias {
+    Alias::new(name)
+}
+
+fn exists_in(cte: &str) -> Expr {
+    Expr::exists(
+        Query::select()
+            .expr(literal(1))
+            .from(cte_name(cte))
+            .to_owned(),
+    )
+}
+
+/// The membership insert of `row` when its role exists, selecting the
+/// organization id from `organization` (a CTE with an `id`) or binding it.
+fn membership_insert(
+    row: &MembershipRow,
+    organization: Option<&str>,
+) -> Result<sea_orm::sea_query::InsertStatement, DbErr> {
+    use memberships::Column as M;
+    let mut select = Query::select();
+    select.expr(Expr::val(row.id.clone()));
+    match organization {
+        Some(cte) => select
+            .column((cte_name(cte), organizations::Column::Id))
+            .from(cte_name(cte)),
+        None => select.expr(Expr::val(row.organization_id.clone())),
+    };
+    // A comma join with a WHERE: `INSERT … SELECT … JOIN … ON …` followed by
+    // `ON CONFLICT` would read ambiguously.
+    select
+        .from(roles::Entity)
+        .and_where(Expr::col((roles::Entity, roles::Column::Key)).eq(row.role.clone()));
+    select
+        .expr(Expr::val(row.user_id.clone()))
+        .column((roles::Entity, roles::Column::Key))
+        .expr(Expr::val(row.public_metadata.clone()))
+        .expr(Expr::val(row.private_metadata.clone()))
+        .expr(Expr::val(row.create_time))
+        .expr(Expr::val(row.update_time))
+        .expr(Expr::val(row.revision));
+    let mut insert = Query::insert();
+    insert
+        .into_table(memberships::Entity)
+        .columns([
+            M::Id,
+            M::OrganizationId,
+            M::UserId,
+            M::Role,
+            M::PublicMetadata,
+            M::PrivateMetadata,
+            M::CreateTime,
+            M::UpdateTime,
+            M::Revision,
+        ])
+        .select_from(select)
+        .map_err(|err| DbErr::Custom(err.to_string()))?
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .returning_col(M::Id);
+    Ok(insert)
+}
+
+/// The answer row(s): the flags, the user's activity and the organization's
+/// usage in `period`, and the role with each permission it grants.
+fn answer(
+    organization_id: Option<&str>,
+    row: &MembershipRow,
+    period: &str,
+    written: &str,
+) -> SelectStatement {
+    let user_active = Expr::exists(
+        Query::select()
+            .expr(literal(1))
+            .from(activity::Entity)
+            .and_where(activity::Column::Period.eq(period))
+            .and_where(activity::Column::UserId.eq(row.user_id.clone()))
+            .to_owned(),
+    );
+    let one = Alias::new("one");
+    let mut select = Query::select();
+    select
+        .expr_as(exists_in(written), Alias::new("organization_written"))
+        .expr_as(exists_in("m"), Alias::new("member_inserted"))
+        .expr_as(user_active, Alias::new("user_active"))
+        .from_subquery(Query::select().expr(literal(1)).to_owned(), one)
+        .join(
+            JoinType::LeftJoin,
+            roles::Entity,
+            Expr::col((roles::Entity, roles::Column::Key)).eq(row.role.clone()),
+        )
+        .join(
+            JoinType::LeftJoin,
+            role_permissions::Entity,
+            Expr::col((role_permissions::Entity, role_permissions::Column::RoleKey))
+                .equals((roles::Entity, roles::Column::Key)),
+        )
+        .expr_as(
+            Expr::col((roles::Entity, roles::Column::Key)),
+            Alias::new("role_key"),
+        )
+        .expr_as(
+            Expr::col((
+                role_permissions::Entity,
+                role_permissions::Column::PermissionKey,
+            )),
+            Alias::new("permission_key"),
+        )
+        .order_by(
+            (
+                role_permissions::Entity,
+                role_permissions::Column::PermissionKey,
+            ),
+            Order::Asc,
+        );
+    match organization_id {
+        Some(id) => select
+            .join(
+                JoinType::LeftJoin,
+                usage::Entity,
+                Condition::all()
+                    .add(Expr::col((usage::Entity, usage::Column::OrganizationId)).eq(id))
+                    .add(Expr::col((usage::Entity, usage::Column::Period)).eq(period)),
+            )
+            .expr_as(
+                Expr::col((usage::Entity, usage::Column::ActiveMemberCount)),
+                Alias::new("active_member_count"),
+            )
+            .expr_as(
+                Expr::col((usage::Entity, usage::Column::BillableSince)),
+                Alias::new("billable_since"),
+            ),
+        None => select
+            .expr_as(
+                Expr::val(Option::<i64>::None),
+                Alias::new("active_member_count"),
+            )
+            .expr_as(Expr::val(Option::<i64>::None), Alias::new("billable_since")),
+    };
+    select
+}
+
+async fn run(
+    conn: &impl ConnectionTrait,
+    with: WithClause,
+    answer: SelectStatement,
+) -> Result<MemberWrite, DbErr> {
+    let rows: Vec<WriteRow> = conn
+        .query_all(&answer.with(with))
+        .await?
+        .iter()
+        .map(|row| WriteRow::from_query_result(row, ""))
+        .collect::<Result<_, _>>()?;
+    let mut write = MemberWrite::default();
+    let mut permissions = Vec::new();
+    let mut role = false;
+    for row in rows {
+        write.organization_written = row.organization_written;
+        write.member_inserted = row.member_inserted;
+        write.user_active = row.user_active;
+        write.active_member_count = row.active_member_count.unwrap_or(0);
+        write.billable = row.billable_since.is_some();
+        role = row.role_key.is_some();
+        permissions.extend(row.permission_key);
+    }
+    write.permissions = role.then_some(permissions);
+    Ok(write)
+}
+
+/// Inserts a new organization with its creator's membership (`membership`,
+/// when its role exists) and moves the organization count on one of its
+/// rows (the one of this connection's server process), in one statement, after [`lock_catalogue_and_users`] for the creator; the
+/// answer says whether the creator is active in `period`. Nothing is written
+/// when the organization's id, slug or external id is taken
+/// (`organization_written` false), as [`super::organizations::insert_new`].
+pub async fn insert_organization_with_creator(
+    conn: &impl ConnectionTrait,
+    organization: &OrganizationRow,
+    membership: &MembershipRow,
+    period: &str,
+) -> Result<MemberWrite, DbErr> {
+    // The row of this connection's server process: a pool's connections
+    // seldom share one, so concurrent creations seldom wait for each other's
+    // commit (a row chosen at random would be shared by most of 32 calls in
+    // flight over 16 rows).
+    let shard = Expr::expr(Func::cust("pg_backend_pid"))
+        .modulo(super::billing::TOTALS_SHARDS)
+        .add(1);
+    let mut insert_organization =
+        organizations::Entity::insert(organization.clone().into_active_model())
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
+            .into_query();
+    insert_organization.returning_col(organizations::Column::Id);
+    let mut count = Query::update();
+    count
+        .table(billing_totals::Entity)
+        .value(
+            billing_totals::Column::TotalOrganizations,
+            Expr::col(billing_totals::Column::TotalOrganizations).add(1),
+        )
+        .and_where(Expr::col(billing_totals::Column::Id).eq(shard))
+        .and_where(exists_in("o"))
+        .returning_col(billing_totals::Column::Id);
+    let with = WithClause::new()
+        .cte(cte("o", insert_organization))
+        .cte(cte("m", membership_insert(membership, Some("o"))?))
+        .cte(cte("t", count))
+        .to_owned();
+    run(conn, with, answer(None, membership, period, "o")).await
+}
+
+/// Inserts `membership` (when its role exists and the user is not a member
+/// yet) and takes its place in the organization (when it has room), in one
+/// statement, after [`lock_organization_and_users`]; the answer says
+/// whether the user is active in `period` and the organization's counters
+/// in it.
+pub async fn insert_member(
+    conn: &impl ConnectionTrait,
+    membership: &MembershipRow,
+    period: &str,
+) -> Result<MemberWrite, DbErr> {
+    use organizations::Column as O;
+    let mut place = Query::update();
+    place
+        .table(organizations::Entity)
+        .value(O::MembersCount, Expr::col(O::MembersCount).add(1))
+        .and_where(O::Id.eq(membership.organization_id.clone()))
+        .cond_where(
+            Condition::any()
+                .add(O::MaxAllowedMemberships.eq(0))
+                .add(Expr::col(O::MembersCount).lt(Expr::col(O::MaxAllowedMemberships))),
+        )
+        .and_where(exists_in("m"))
+        .returning_col(O::Id);
+    let with = WithClause::new()
+        .cte(cte("m", membership_insert(membership, None)?))
+        .cte(cte("p", place))
+        .to_owned();
+    let organization_id = membership.organization_id.as_str();
+    run(
+        conn,
+        with,
+        answer(Some(organization_id), membership, period, "p"),
+    )
+    .await
+}
+
+fn cte(
+    name: &str,
+    query: impl Into<sea_orm::sea_query::SubQueryStatement>,
+) -> CommonTableExpression {
+    CommonTableExpression::new()
+        .table_name(cte_name(name))
+        .query(query)
+        .to_owned()
+}
