@@ -223,20 +223,14 @@ impl AccessCache {
         let Some((role, permissions)) = found else {
             return;
         };
-        let current = self
-            .inner
-            .generation
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        if *current != generation {
-            return;
-        }
-        self.inner
-            .roles
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(role.clone(), Arc::new(permissions));
-        self.store_role(organization_id, user_id, &role);
+        self.if_current(generation, || {
+            self.inner
+                .roles
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(role.clone(), Arc::new(permissions));
+            self.store_role(organization_id, user_id, &role);
+        });
     }
 
     /// Adds a member's role; the caller holds the generation shared.
@@ -287,31 +281,35 @@ impl AccessCache {
     /// Stores an organization read from the database, unless something was
     /// invalidated since `generation`.
     pub fn fill_organization(&self, generation: u64, organization: Organization) {
-        let current = self
-            .inner
-            .generation
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        if *current != generation {
-            return;
-        }
-        self.inner
-            .organizations
-            .insert(organization.id.to_string(), Arc::new(organization));
+        self.if_current(generation, || {
+            self.inner
+                .organizations
+                .insert(organization.id.to_string(), Arc::new(organization));
+        });
     }
 
     /// Stores a membership's role without its permissions (they are read
     /// when a permission check needs them).
     pub fn fill_role(&self, generation: u64, organization_id: &str, user_id: &str, role: &str) {
+        self.if_current(generation, || {
+            self.store_role(organization_id, user_id, role);
+        });
+    }
+
+    /// Runs `store` with the generation held shared, if it is still
+    /// `generation` (nothing was invalidated since it was handed out);
+    /// whether it ran.
+    fn if_current(&self, generation: u64, store: impl FnOnce()) -> bool {
         let current = self
             .inner
             .generation
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         if *current != generation {
-            return;
+            return false;
         }
-        self.store_role(organization_id, user_id, role);
+        store();
+        true
     }
 
     /// Waits until the log follower has taken its position: a value stored
@@ -345,46 +343,32 @@ impl AccessCache {
         roles: &HashMap<String, Arc<Vec<String>>>,
         members: &[(String, String, String)],
     ) -> bool {
-        let current = self
-            .inner
-            .generation
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        if *current != generation {
-            return false;
-        }
-        self.inner
-            .roles
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(
-                roles
-                    .iter()
-                    .map(|(key, grants)| (key.clone(), grants.clone())),
-            );
-        for (organization_id, user_id, role) in members {
-            self.store_role(organization_id, user_id, role);
-        }
-        true
+        self.if_current(generation, || {
+            self.inner
+                .roles
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(
+                    roles
+                        .iter()
+                        .map(|(key, grants)| (key.clone(), grants.clone())),
+                );
+            for (organization_id, user_id, role) in members {
+                self.store_role(organization_id, user_id, role);
+            }
+        })
     }
 
     /// Stores a page of organizations, unless something was invalidated since
     /// `generation`; false if it was not stored.
     pub fn warm_organizations(&self, generation: u64, organizations: Vec<Organization>) -> bool {
-        let current = self
-            .inner
-            .generation
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        if *current != generation {
-            return false;
-        }
-        for organization in organizations {
-            self.inner
-                .organizations
-                .insert(organization.id.to_string(), Arc::new(organization));
-        }
-        true
+        self.if_current(generation, || {
+            for organization in organizations {
+                self.inner
+                    .organizations
+                    .insert(organization.id.to_string(), Arc::new(organization));
+            }
+        })
     }
 
     /// Forgets what a committed change of `kind` in `organization_id` may
