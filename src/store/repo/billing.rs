@@ -120,21 +120,38 @@ pub async fn lock_users(conn: &impl ConnectionTrait, users: &[String]) -> Result
     if conn.get_database_backend() != DbBackend::Postgres || users.is_empty() {
         return Ok(());
     }
+    for chunk in user_lock_keys(users).chunks(CHUNK) {
+        let rows: Vec<String> = (1..=chunk.len())
+            .map(|i| format!("(1, ${i}, false)"))
+            .collect();
+        let values = chunk.iter().map(|key| Value::from(key.as_str())).collect();
+        // Raw SQL: see `advisory_locks_sql`.
+        store::execute(conn, &advisory_locks_sql(&rows, "true"), values).await?;
+    }
+    Ok(())
+}
+
+/// The billing lock keys of `users`, sorted, each once.
+pub(super) fn user_lock_keys(users: &[String]) -> Vec<String> {
     let mut keys: Vec<String> = users.iter().map(|user| user_lock_key(user)).collect();
     keys.sort_unstable();
     keys.dedup();
-    for chunk in keys.chunks(CHUNK) {
-        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("(${i})")).collect();
-        // Raw SQL: PostgreSQL's advisory-lock and hash functions over a VALUES
-        // list, locked in sorted order, have no form in the query builder.
-        let sql = format!(
-            "SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(k, 0) AS h FROM (VALUES {}) AS v (k)) AS keys ORDER BY h",
-            placeholders.join(", ")
-        );
-        let values = chunk.iter().map(|key| Value::from(key.as_str())).collect();
-        store::execute(conn, &sql, values).await?;
-    }
-    Ok(())
+    keys
+}
+
+/// A statement taking PostgreSQL advisory locks over `(order, key, shared)`
+/// rows (SQL `VALUES` items), each in `(order, hash)` order: PostgreSQL
+/// evaluates the volatile lock calls after the sort. `condition` may tie the
+/// locks to a row of an outer query. Raw SQL: advisory locks and the hash
+/// function over a `VALUES` list, locked in sorted order, have no form in
+/// the query builder.
+pub(super) fn advisory_locks_sql(rows: &[String], condition: &str) -> String {
+    format!(
+        "SELECT CASE WHEN s THEN pg_advisory_xact_lock_shared(h) ELSE pg_advisory_xact_lock(h) END \
+         FROM (SELECT n, hashtextextended(k, 0) AS h, s FROM (VALUES {}) AS v (n, k, s) WHERE {condition}) AS keys \
+         ORDER BY n, h",
+        rows.join(", ")
+    )
 }
 
 /// The lock key of a user's billing state, as [`store::lock_key`] takes it.

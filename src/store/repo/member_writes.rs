@@ -21,7 +21,7 @@ use sea_orm::{
     Value,
 };
 
-use super::billing::user_lock_key;
+use super::billing::{advisory_locks_sql, user_lock_keys};
 use super::memberships::MembershipRow;
 use super::organizations::OrganizationRow;
 use super::roles::CATALOGUE_LOCK;
@@ -35,26 +35,10 @@ use crate::store::{self, fetch_all};
 /// The advisory locks of `users`' billing state, as SQL: `$first`… bound
 /// in `values`, one `(order, key, shared)` row each after `rows`.
 fn user_lock_rows(users: &[String], rows: &mut Vec<String>, values: &mut Vec<Value>) {
-    let mut keys: Vec<String> = users.iter().map(|user| user_lock_key(user)).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    for key in keys {
+    for key in user_lock_keys(users) {
         values.push(Value::from(key));
         rows.push(format!("(1, ${}, false)", values.len()));
     }
-}
-
-/// The lock statement over `(order, key, shared)` rows: each lock in
-/// `(order, hash)` order (PostgreSQL evaluates the volatile lock calls after
-/// the sort).
-/// `condition` ties the locks to a row of an outer query.
-fn locks_sql(rows: &[String], condition: &str) -> String {
-    format!(
-        "SELECT CASE WHEN s THEN pg_advisory_xact_lock_shared(h) ELSE pg_advisory_xact_lock(h) END \
-         FROM (SELECT n, hashtextextended(k, 0) AS h, s FROM (VALUES {}) AS v (n, k, s) WHERE {condition}) AS keys \
-         ORDER BY n, h",
-        rows.join(", ")
-    )
 }
 
 /// Takes the role catalogue shared and the billing locks of `users` (a
@@ -70,9 +54,8 @@ pub async fn lock_catalogue_and_users(
     let mut values = vec![Value::from(CATALOGUE_LOCK)];
     let mut rows = vec!["(0, $1, true)".to_string()];
     user_lock_rows(users, &mut rows, &mut values);
-    // Raw SQL: advisory locks over a VALUES list in sorted order have no form
-    // in the query builder.
-    store::execute(conn, &locks_sql(&rows, "true"), values).await?;
+    // Raw SQL: see `advisory_locks_sql`.
+    store::execute(conn, &advisory_locks_sql(&rows, "true"), values).await?;
     Ok(())
 }
 
@@ -94,7 +77,7 @@ pub async fn lock_organization_and_users(
     } else {
         format!(
             "(SELECT count(*) FROM ({}) AS user_locks)",
-            locks_sql(&rows, "locked.id IS NOT NULL")
+            advisory_locks_sql(&rows, "locked.id IS NOT NULL")
         )
     };
     // Raw SQL: advisory locks, and their order around the row lock (the
