@@ -63,8 +63,6 @@ struct Inner {
     role_names: RwLock<HashSet<Arc<str>>>,
     /// organization → its view, for `GetOrganization`.
     organizations: Cache<String, Arc<Organization>>,
-    /// The bytes each of the two caches may take.
-    max_bytes_each: u64,
     /// Turns true once the log follower has taken its position and cleared
     /// the cache: what is stored from then on is kept up to date by it.
     followed: tokio::sync::watch::Sender<bool>,
@@ -145,7 +143,6 @@ impl AccessCache {
                 roles: RwLock::new(HashMap::new()),
                 role_names: RwLock::new(HashSet::new()),
                 organizations,
-                max_bytes_each: half,
                 followed: tokio::sync::watch::Sender::new(false),
             }),
         }
@@ -324,13 +321,15 @@ impl AccessCache {
     /// below nine tenths of their bytes: the warm-up fills no further, so
     /// that it evicts nothing.
     pub fn room(&self) -> (bool, bool) {
-        let room = |used: u64| used < self.inner.max_bytes_each / 10 * 9;
-        self.inner.members.run_pending_tasks();
-        self.inner.organizations.run_pending_tasks();
-        (
-            room(self.inner.members.weighted_size()),
-            room(self.inner.organizations.weighted_size()),
-        )
+        fn room<V: Clone + Send + Sync + 'static>(cache: &Cache<String, V>) -> bool {
+            cache.run_pending_tasks();
+            let used = cache.weighted_size();
+            cache
+                .policy()
+                .max_capacity()
+                .is_none_or(|max| used < max / 10 * 9)
+        }
+        (room(&self.inner.members), room(&self.inner.organizations))
     }
 
     /// Stores a page of active memberships (organization, user, role) of

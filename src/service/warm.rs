@@ -77,11 +77,15 @@ pub async fn warm(db: &Db, cache: &AccessCache) -> Result<Warmed, DbErr> {
 
     let mut after: Option<(String, String)> = None;
     let mut tries = 0;
+    // The grants and the generation they were read under: read again only
+    // when something was invalidated since (a change of roles bumps it), so
+    // that every page is stored with grants read under its own generation.
+    let mut grants = (cache.generation(), role_grants(db).await?);
     while cache.room().0 {
         let generation = cache.generation();
-        // Read under the same generation as the page: a change of roles
-        // bumps it, and the page is read again with the new grants.
-        let grants = role_grants(db).await?;
+        if grants.0 != generation {
+            grants = (generation, role_grants(db).await?);
+        }
         let rows = memberships::active_roles_after(
             db.conn(),
             after.as_ref().map(|(o, u)| (o.as_str(), u.as_str())),
@@ -103,7 +107,7 @@ pub async fn warm(db: &Db, cache: &AccessCache) -> Result<Warmed, DbErr> {
             .into_iter()
             .filter(|(o, _, _)| !deactivated.contains(o))
             .collect();
-        if cache.warm_members(generation, &grants, &rows) {
+        if cache.warm_members(generation, &grants.1, &rows) {
             warmed.memberships += rows.len() as u64;
         } else if tries < TRIES {
             tries += 1;
