@@ -3,7 +3,7 @@
 //! a user new to the period costs a write, decided by an insert-if-absent.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::counters::BillingCounters;
 use crate::domain::Actor;
@@ -27,18 +27,13 @@ pub struct KnownActive {
 }
 
 impl KnownActive {
-    /// Calls `each` with a test of whether a user is known active in a
-    /// period, under one lock for a whole call's events.
-    fn with<T>(&self, each: impl FnOnce(&dyn Fn(BillingPeriod, &str) -> bool) -> T) -> T {
-        let known = self
-            .periods
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        each(&|period, user_id| {
-            known
-                .get(&period)
-                .is_some_and(|users| users.contains(user_id))
-        })
+    /// The users known active, locked once for a whole call's events.
+    fn lock(&self) -> Known<'_> {
+        Known(
+            self.periods
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
     }
 
     /// Remembers committed activity; keeps the two newest periods, which are
@@ -58,6 +53,17 @@ impl KnownActive {
         while known.len() > 2 {
             known.pop_first();
         }
+    }
+}
+
+/// [`KnownActive`], locked.
+struct Known<'a>(MutexGuard<'a, BTreeMap<BillingPeriod, HashSet<String>>>);
+
+impl Known<'_> {
+    fn contains(&self, period: BillingPeriod, user_id: &str) -> bool {
+        self.0
+            .get(&period)
+            .is_some_and(|users| users.contains(user_id))
     }
 }
 
@@ -94,7 +100,9 @@ impl Activity {
         // (period, user) → the earliest occur_time in this call.
         let mut candidates: BTreeMap<(BillingPeriod, String), Micros> = BTreeMap::new();
         let previous = current.previous();
-        self.known.with(|known| {
+        {
+            // Let go before the reads and the write below.
+            let known = self.known.lock();
             for (index, event) in events.into_iter().enumerate() {
                 let occur = event.occur_time.unwrap_or(now);
                 let problem = if occur > now + MAX_AHEAD_MICROS {
@@ -117,7 +125,7 @@ impl Activity {
                 } else {
                     previous
                 };
-                if known(period, event.user_id.as_str()) {
+                if known.contains(period, event.user_id.as_str()) {
                     continue;
                 }
                 candidates
@@ -125,7 +133,7 @@ impl Activity {
                     .and_modify(|first| *first = (*first).min(occur))
                     .or_insert(occur);
             }
-        });
+        }
         if candidates.is_empty() {
             return Ok(outcome);
         }
