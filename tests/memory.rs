@@ -203,36 +203,36 @@ async fn a_restarted_server_answers_its_data_set_from_memory() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    // What it holds is the database's answer.
-    let check = |organization_id: &str, user_id: &str| pb::CheckPermissionRequest {
-        organization_id: organization_id.into(),
-        user_id: user_id.into(),
-        permission: "org:sys_memberships:manage".into(),
+    // What it holds is the database's answer: (allowed, role).
+    let check = |organization_id: &str, user_id: &str| {
+        let request = pb::CheckPermissionRequest {
+            organization_id: organization_id.into(),
+            user_id: user_id.into(),
+            permission: "org:sys_memberships:manage".into(),
+        };
+        let client = warm.admin();
+        async move {
+            let answer = client
+                .clone()
+                .check_permission(request)
+                .await
+                .expect("check")
+                .into_inner();
+            (answer.allowed, answer.role)
+        }
     };
-    let owner = warm
-        .admin()
-        .check_permission(check(&organizations[1], "user_owner"))
-        .await
-        .expect("check")
-        .into_inner();
-    assert!(owner.allowed, "{owner:?}");
-    let member = warm
-        .admin()
-        .check_permission(check(&organizations[1], "user_member"))
-        .await
-        .expect("check")
-        .into_inner();
     assert_eq!(
-        (member.allowed, member.role.as_str()),
-        (false, "org:member")
+        check(&organizations[1], "user_owner").await,
+        (true, "org:admin".to_string())
     );
-    let left = warm
-        .admin()
-        .check_permission(check(&organizations[0], "user_member"))
-        .await
-        .expect("check")
-        .into_inner();
-    assert_eq!((left.allowed, left.role.as_str()), (false, ""));
+    assert_eq!(
+        check(&organizations[1], "user_member").await,
+        (false, "org:member".to_string())
+    );
+    assert_eq!(
+        check(&organizations[0], "user_member").await,
+        (false, String::new())
+    );
     let organization = warm
         .admin()
         .get_organization(pb::GetOrganizationRequest {
