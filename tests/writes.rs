@@ -155,6 +155,85 @@ async fn calls_written_together_keep_their_own_outcomes() {
     app.shutdown().await;
 }
 
+/// The log's positions run on without a gap or a repeat across batches,
+/// across changes refused or previewed in the middle of a batch (SQLite rolls
+/// them back to their savepoints) and across a restart (the SQLite writer
+/// numbers a batch's events itself and stores the counter once per batch).
+#[tokio::test]
+async fn log_positions_run_on_across_batches_refusals_and_restarts() {
+    let url = fresh_database_url().await;
+    let mut kept = 0;
+    for round in 0..2 {
+        let app = TestApp::spawn_on(&url, |_| {}).await;
+        let mut calls = Vec::new();
+        for i in 0..30 {
+            let mut admin = app.admin();
+            calls.push(tokio::spawn(async move {
+                // A third commit, a third take a slug the first call of the
+                // round holds (or may lose it to it), a third are previews.
+                let (slug, validate_only) = match i % 3 {
+                    0 => (format!("pos-{round}-{i}"), false),
+                    1 => (format!("pos-{round}-0"), false),
+                    _ => (format!("pos-{round}-preview-{i}"), true),
+                };
+                admin
+                    .create_organization(pb::CreateOrganizationRequest {
+                        name: format!("Positions {round} {i}"),
+                        slug,
+                        created_by: format!("user_pos_{round}_{i}"),
+                        validate_only,
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|answer| (validate_only, answer))
+            }));
+        }
+        for call in calls {
+            match call.await.expect("task") {
+                Ok((false, _)) => kept += 1,
+                Ok((true, _)) => {}
+                Err(status) => assert_eq!(status.code(), Code::AlreadyExists, "{status:?}"),
+            }
+        }
+        // Each kept creation logs the organization and its creator's
+        // membership; the listing waits until every event has its position.
+        assert_eq!(list_log(&app).await.len(), 2 * kept, "round {round}");
+        app.shutdown().await;
+    }
+    // Nine creations with slugs of their own a round, and one that holds
+    // the shared slug.
+    assert_eq!(kept, 20);
+
+    use sea_orm::ConnectionTrait;
+    let db = orgs::store::Db::connect(&url, 1).await.expect("connect");
+    let positions: Vec<i64> = db
+        .conn()
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.backend(),
+            "SELECT seq FROM events ORDER BY seq",
+        ))
+        .await
+        .expect("positions")
+        .iter()
+        .map(|row| row.try_get_by_index::<i64>(0).expect("seq"))
+        .collect();
+    let expected: Vec<i64> = (1..=2 * kept as i64).collect();
+    assert_eq!(positions, expected);
+    let counter = db
+        .conn()
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.backend(),
+            "SELECT last_seq FROM event_sequence WHERE id = 1",
+        ))
+        .await
+        .expect("counter")
+        .expect("the counter row")
+        .try_get_by_index::<i64>(0)
+        .expect("last_seq");
+    assert_eq!(counter, 2 * kept as i64);
+    db.close().await;
+}
+
 async fn next_event(stream: &mut Streaming<pb::WatchEventsResponse>) -> Option<pb::Event> {
     let message = tokio::time::timeout(PATIENCE, stream.message())
         .await

@@ -9,7 +9,9 @@ pub mod sequencer;
 pub mod view;
 
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryTrait,
+};
 use tokio::sync::watch;
 
 use crate::domain::events::EventKind;
@@ -45,7 +47,9 @@ pub type EventRow = crate::store::entity::events::Model;
 /// Appends events with consecutive sequence numbers. The counter row is taken
 /// last, just before commit, so sequence order is commit order and a reader that
 /// has seen `seq` never later finds a smaller one appear.
-/// Used on SQLite, where one writer runs every change; on PostgreSQL changes
+/// Used where a change commits its own transaction on SQLite (an in-memory
+/// database); the group-committing writer of an SQLite file numbers the
+/// events of its batch itself ([`insert_at`]), and on PostgreSQL changes
 /// stage their events and the [`sequencer`] numbers them after commit.
 pub async fn append(
     conn: &impl ConnectionTrait,
@@ -67,11 +71,58 @@ pub async fn append(
         .first()
         .map(|row| row.last_seq)
         .ok_or_else(|| DbErr::RecordNotFound("event_sequence".into()))?;
-    let first = last - count + 1;
-    let rows = events
+    log::Entity::insert_many(rows(events, last - count + 1))
+        .exec_without_returning(conn)
+        .await?;
+    Ok(Some(last))
+}
+
+/// The last position given to an event. The group-committing writer reads it
+/// once per batch: its transaction holds the database, so no other writer can
+/// move it until the batch commits.
+pub async fn last_position(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    event_sequence::Entity::find_by_id(1)
+        .one(conn)
+        .await?
+        .map(|row| row.last_seq)
+        .ok_or_else(|| DbErr::RecordNotFound("event_sequence".into()))
+}
+
+/// Stores the last position the writer's batch gave out, before it commits.
+pub async fn set_last_position(conn: &impl ConnectionTrait, last: i64) -> Result<(), DbErr> {
+    event_sequence::Entity::update_many()
+        .col_expr(event_sequence::Column::LastSeq, Expr::value(last))
+        .filter(event_sequence::Column::Id.eq(1))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Inserts `events` at the positions from `first` on and then runs `then`
+/// (statements without parameters), in one round trip to the database: the
+/// statements after the insert run only if it succeeded. Returns the last
+/// position. The writer of an SQLite file uses it to open the savepoint of
+/// its next change together with the events of this one.
+pub async fn insert_at(
+    conn: &impl ConnectionTrait,
+    events: &[NewEvent],
+    first: i64,
+    then: &str,
+) -> Result<i64, DbErr> {
+    let mut statement =
+        log::Entity::insert_many(rows(events, first)).build(conn.get_database_backend());
+    statement.sql.push_str("; ");
+    statement.sql.push_str(then);
+    conn.execute_raw(statement).await?;
+    Ok(first + events.len() as i64 - 1)
+}
+
+/// The rows of `events` at the positions from `first` on.
+fn rows(events: &[NewEvent], first: i64) -> impl Iterator<Item = log::ActiveModel> + '_ {
+    events
         .iter()
         .enumerate()
-        .map(|(offset, event)| log::ActiveModel {
+        .map(move |(offset, event)| log::ActiveModel {
             seq: Set(first + offset as i64),
             id: Set(crate::domain::ids::new_id(crate::domain::ids::EVENT)),
             kind: Set(event
@@ -88,11 +139,7 @@ pub async fn append(
             audit: Set(event.audit),
             payload: Set(event.payload.to_string()),
             create_time: Set(event.create_time),
-        });
-    log::Entity::insert_many(rows)
-        .exec_without_returning(conn)
-        .await?;
-    Ok(Some(last))
+        })
 }
 
 /// What every watch of a process shares, billing and event streams alike: the

@@ -69,9 +69,25 @@ impl Call {
     }
 }
 
+/// Where a change runs: a transaction of its own, or its savepoint in the
+/// batch of the group-committing writer, which ends it.
+enum Scope {
+    Own(DatabaseTransaction),
+    Unit(Arc<DatabaseTransaction>),
+}
+
+impl Scope {
+    fn conn(&self) -> &DatabaseTransaction {
+        match self {
+            Scope::Own(txn) => txn,
+            Scope::Unit(txn) => txn,
+        }
+    }
+}
+
 /// The transaction of one change, with the events it emits.
 pub struct Tx {
-    txn: DatabaseTransaction,
+    txn: Scope,
     /// The time of the change.
     pub now: Micros,
     actor: Actor,
@@ -83,7 +99,7 @@ pub struct Tx {
 impl Tx {
     /// The connection the change's statements run on.
     pub fn conn(&self) -> &DatabaseTransaction {
-        &self.txn
+        self.txn.conn()
     }
 
     pub fn actor(&self) -> &Actor {
@@ -204,7 +220,7 @@ enum Attempt<T> {
     Answered(Result<T>),
     /// A transaction to append the events to and commit; then the answer.
     Commit {
-        txn: DatabaseTransaction,
+        txn: Scope,
         events: Vec<NewEvent>,
         answer: Result<T>,
     },
@@ -285,19 +301,20 @@ impl Writer {
         if let Some(queue) = &self.batches {
             let (db, clock) = (self.db.clone(), self.clock.clone());
             return queue
-                .run(move |savepoint| {
+                .run(move |unit| {
                     Box::pin(async move {
                         let now = clock.now_micros();
-                        match attempt(&db, savepoint, now, call, change).await {
+                        match attempt(&db, Scope::Unit(unit.txn), now, call, change).await {
                             Attempt::Answered(answer) => group_commit::Staged::answered(answer),
                             Attempt::Commit {
                                 txn,
                                 events,
                                 answer,
-                            } => match release(txn, &events).await {
-                                Ok(last_seq) => group_commit::Staged::committed(
+                            } => match stage(txn.conn(), &events, unit.first_seq).await {
+                                Ok(last_seq) => group_commit::Staged::kept(
                                     changes(&events, last_seq),
                                     last_seq,
+                                    last_seq.is_some(),
                                     answer,
                                 ),
                                 Err(err) => group_commit::Staged::answered(Err(err)),
@@ -308,10 +325,16 @@ impl Writer {
                 .await;
         }
         let txn = self.db.begin().await?;
-        match attempt(&self.db, txn, self.now(), call, change).await {
+        match attempt(&self.db, Scope::Own(txn), self.now(), call, change).await {
             Attempt::Answered(answer) => answer,
             Attempt::Commit {
-                txn,
+                txn: Scope::Unit(_),
+                ..
+            } => Err(Error::internal(
+                "a change of its own came back as a batch's",
+            )),
+            Attempt::Commit {
+                txn: Scope::Own(txn),
                 events,
                 answer,
             } => {
@@ -347,19 +370,20 @@ impl Writer {
     }
 }
 
-/// Appends the events in a change's savepoint and releases it; the batch
-/// commits later.
-async fn release(txn: DatabaseTransaction, events: &[NewEvent]) -> Result<Option<i64>> {
-    match events::append(&txn, events).await {
-        Ok(last_seq) => {
-            txn.commit().await?;
-            Ok(last_seq)
-        }
-        Err(err) => {
-            rollback(txn).await;
-            Err(err.into())
-        }
+/// Writes the events of a change in the writer's batch at the positions from
+/// `first_seq` on, opening the next change's savepoint in the same round trip;
+/// the last position, if there were events. On an error the writer rolls the
+/// change back.
+async fn stage(
+    conn: &DatabaseTransaction,
+    events: &[NewEvent],
+    first_seq: i64,
+) -> Result<Option<i64>> {
+    if events.is_empty() {
+        return Ok(None);
     }
+    let last_seq = events::insert_at(conn, events, first_seq, group_commit::OPEN_SAVEPOINT).await?;
+    Ok(Some(last_seq))
 }
 
 /// What the committed events touched, for the caches.
@@ -394,13 +418,7 @@ fn unpositioned(events: &[NewEvent]) -> Vec<Change> {
 
 /// Claims the idempotency key, runs the change and stores its answer in
 /// `txn`; rolls back what is not to be kept.
-async fn attempt<T, F>(
-    db: &Db,
-    txn: DatabaseTransaction,
-    now: Micros,
-    call: Call,
-    change: F,
-) -> Attempt<T>
+async fn attempt<T, F>(db: &Db, txn: Scope, now: Micros, call: Call, change: F) -> Attempt<T>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
     F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, Result<T>> + Send + 'static,
@@ -508,8 +526,12 @@ fn conflict_backoff(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_millis(rand::random_range(1..=ceiling_millis))
 }
 
-async fn rollback(txn: DatabaseTransaction) {
-    if let Err(err) = txn.rollback().await {
+/// Undoes a change: rolls back its own transaction; the writer rolls back a
+/// change of its batch itself.
+async fn rollback(txn: Scope) {
+    if let Scope::Own(txn) = txn
+        && let Err(err) = txn.rollback().await
+    {
         tracing::warn!(error = %err, "rollback failed");
     }
 }

@@ -97,6 +97,11 @@ impl Db {
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
+                    // Savepoint journals stay in memory: the group-committing
+                    // writer nests a savepoint per change through a batch,
+                    // and from 64 KiB on SQLite would write them to a
+                    // temporary file, page by page.
+                    .pragma("temp_store", "memory")
             });
         options
     }

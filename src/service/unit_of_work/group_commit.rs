@@ -6,6 +6,17 @@
 //! then answers each caller. While a batch commits, the next one queues up,
 //! so the more calls are waiting, the larger the batches.
 //!
+//! Every statement is a round trip to the connection's worker thread, which
+//! wakes a thread on each side: that, not SQLite, is what a unit costs. So
+//! the writer spends as few as it can around a unit's own statements. The
+//! savepoints nest instead of being released: a unit that keeps its changes
+//! leaves its savepoint open and the next one opens its own inside it (in
+//! the same round trip as the events of the one before), and a unit whose
+//! changes are discarded rolls back to its own, which stays open for the
+//! next; the commit ends them all. And the batch gives the events their
+//! positions itself: it reads the counter once, as its transaction holds the
+//! database, and writes it back once before the commit.
+//!
 //! Events keep their order: the units of a batch take sequence numbers one
 //! after another on the one connection, and batches commit in turn, so log
 //! order is commit order as before.
@@ -15,13 +26,13 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{Error, Reason, Result};
-use crate::events::Notifier;
 use crate::events::follower::ChangeListener;
 use crate::events::reader::Change;
+use crate::events::{self, Notifier};
 use crate::store::Db;
 
 /// The most units in one batch: bounds how long the first of them waits for
@@ -31,15 +42,44 @@ const MAX_BATCH: usize = 512;
 /// Units waiting for the writer; a full queue makes callers wait.
 const QUEUE_CAPACITY: usize = 4096;
 
-/// A unit of work: runs in the savepoint it is given and tells what it left.
-type Job = Box<dyn FnOnce(DatabaseTransaction) -> BoxFuture<'static, Staged> + Send>;
+/// Opens the savepoint a unit runs in (inside the one before, if kept).
+pub(super) const OPEN_SAVEPOINT: &str = "SAVEPOINT orgs_unit";
 
-/// What a unit left in the batch: the changes its events made, and how to
-/// answer its caller once the batch has committed, or failed to.
+/// Discards what a unit wrote: back to its savepoint, the innermost of that
+/// name, which stays open.
+const ROLL_BACK_UNIT: &str = "ROLLBACK TO orgs_unit";
+
+/// What a unit runs on: the batch's transaction, in a savepoint of its own
+/// that the writer opened and ends; the unit never commits or rolls back.
+pub(super) struct Unit {
+    pub(super) txn: Arc<DatabaseTransaction>,
+    /// The position the unit's first event takes.
+    pub(super) first_seq: i64,
+}
+
+/// A unit of work: runs in its savepoint and tells what it left.
+type Job = Box<dyn FnOnce(Unit) -> BoxFuture<'static, Staged> + Send>;
+
+/// What a unit left in the batch: whether its changes stay, the changes its
+/// events made, and how to answer its caller once the batch has committed,
+/// or failed to.
 pub(super) struct Staged {
+    outcome: Outcome,
     changes: Vec<Change>,
     last_seq: Option<i64>,
     finish: Finish,
+}
+
+/// What the writer does with a unit's savepoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// The unit ran no statement: its savepoint serves the next one.
+    Untouched,
+    /// Roll back what the unit wrote.
+    Discard,
+    /// Its changes stay; `reopened`: the unit's last statement opened the
+    /// next unit's savepoint.
+    Kept { reopened: bool },
 }
 
 /// Answers a unit's caller: `Ok` once its batch committed, else why not.
@@ -49,23 +89,27 @@ type Finish = Box<dyn FnOnce(std::result::Result<(), &str>) + Send>;
 type Answer<T> = oneshot::Sender<Result<T>>;
 
 impl Staged {
-    /// A unit that kept nothing: its answer stands once the batch commits
-    /// (it may have read what earlier units of the batch wrote).
+    /// A unit whose changes are discarded: its answer stands once the batch
+    /// commits (it may have read what earlier units of the batch wrote).
     pub(super) fn answered<T: Send + 'static>(answer: Result<T>) -> StagedAnswer<T> {
         StagedAnswer {
+            outcome: Outcome::Discard,
             changes: Vec::new(),
             last_seq: None,
             answer,
         }
     }
 
-    /// A unit whose savepoint was released, with the changes of its events.
-    pub(super) fn committed<T: Send + 'static>(
+    /// A unit whose changes stay, with the changes of its events;
+    /// `reopened`: its last statement opened the next unit's savepoint.
+    pub(super) fn kept<T: Send + 'static>(
         changes: Vec<Change>,
         last_seq: Option<i64>,
+        reopened: bool,
         answer: Result<T>,
     ) -> StagedAnswer<T> {
         StagedAnswer {
+            outcome: Outcome::Kept { reopened },
             changes,
             last_seq,
             answer,
@@ -75,6 +119,7 @@ impl Staged {
 
 /// A unit's outcome before it is joined to its caller's answer channel.
 pub(super) struct StagedAnswer<T> {
+    outcome: Outcome,
     changes: Vec<Change>,
     last_seq: Option<i64>,
     answer: Result<T>,
@@ -84,6 +129,7 @@ impl<T: Send + 'static> StagedAnswer<T> {
     fn into_staged(self, reply: Answer<T>) -> Staged {
         let answer = self.answer;
         Staged {
+            outcome: self.outcome,
             changes: self.changes,
             last_seq: self.last_seq,
             finish: Box::new(move |committed| {
@@ -117,7 +163,7 @@ impl Queue {
     pub(super) async fn run<T, U>(&self, unit: U) -> Result<T>
     where
         T: Send + 'static,
-        U: FnOnce(DatabaseTransaction) -> BoxFuture<'static, StagedAnswer<T>> + Send + 'static,
+        U: FnOnce(Unit) -> BoxFuture<'static, StagedAnswer<T>> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |savepoint| {
@@ -125,10 +171,8 @@ impl Queue {
                 if reply.is_closed() {
                     // The caller is gone (its deadline passed while the
                     // unit waited): it runs no change.
-                    if let Err(err) = savepoint.rollback().await {
-                        tracing::warn!(error = %err, "rollback failed");
-                    }
                     return Staged {
+                        outcome: Outcome::Untouched,
                         changes: Vec::new(),
                         last_seq: None,
                         finish: Box::new(|_| {}),
@@ -140,8 +184,8 @@ impl Queue {
         if self.sender.send(job).await.is_err() {
             return Err(not_committed("the writer has stopped"));
         }
-        // A dropped reply means the unit never ran to its end (its savepoint
-        // could not be opened, or it panicked): nothing of it was kept.
+        // A dropped reply means the unit never ran to its end (the batch
+        // could not begin, or it panicked): nothing of it was kept.
         answer
             .await
             .unwrap_or_else(|_| Err(not_committed("the change did not run to its end")))
@@ -157,44 +201,143 @@ pub(super) fn spawn(
     let (sender, mut jobs) = mpsc::channel::<Job>(QUEUE_CAPACITY);
     tokio::spawn(async move {
         while let Some(first) = jobs.recv().await {
-            let batch = match Db::begin_batch(&conn).await {
-                Ok(batch) => batch,
+            let (batch, first_seq) = match begin(&conn).await {
+                Ok(begun) => begun,
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot begin a write transaction");
                     drop(first);
                     continue;
                 }
             };
-            let mut staged = Vec::new();
+            let batch = Arc::new(batch);
+            let mut run = Run {
+                next_seq: first_seq,
+                open: false,
+                staged: Vec::new(),
+            };
+            let mut failure = None;
             let mut next = Some(first);
             while let Some(job) = next.take() {
-                match batch.begin().await {
-                    Ok(savepoint) => match AssertUnwindSafe(job(savepoint)).catch_unwind().await {
-                        Ok(unit) => staged.push(unit),
-                        Err(_) => {
-                            tracing::error!("a change panicked; its savepoint is rolled back")
-                        }
-                    },
-                    Err(err) => {
-                        tracing::warn!(error = %err, "cannot open a savepoint");
-                        drop(job);
-                        break;
-                    }
+                if let Err(err) = run.unit(&batch, job).await {
+                    failure = Some(err.to_string());
+                    break;
                 }
-                if staged.len() < MAX_BATCH {
+                if run.staged.len() < MAX_BATCH {
                     next = jobs.try_recv().ok();
                 }
             }
-            finish(batch.commit().await, staged, &notifier, listener.as_ref());
+            let committed = end(
+                batch,
+                failure,
+                (run.next_seq != first_seq).then_some(run.next_seq - 1),
+            )
+            .await;
+            finish(committed, run.staged, &notifier, listener.as_ref());
         }
     });
     Queue { sender }
 }
 
+/// Begins a batch and reads the position its first event takes.
+async fn begin(
+    conn: &DatabaseConnection,
+) -> std::result::Result<(DatabaseTransaction, i64), sea_orm::DbErr> {
+    let batch = Db::begin_batch(conn).await?;
+    match events::last_position(&batch).await {
+        Ok(last) => Ok((batch, last + 1)),
+        Err(err) => {
+            if let Err(rollback) = batch.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The units of one batch so far.
+struct Run {
+    /// The position the next event takes.
+    next_seq: i64,
+    /// A savepoint no statement has run in yet is open for the next unit.
+    open: bool,
+    staged: Vec<Staged>,
+}
+
+impl Run {
+    /// Runs `job` in a savepoint of its own; an error leaves the batch in a
+    /// state that must not be committed.
+    async fn unit(
+        &mut self,
+        batch: &Arc<DatabaseTransaction>,
+        job: Job,
+    ) -> std::result::Result<(), sea_orm::DbErr> {
+        if !self.open {
+            // Dropped on an error: its caller hears that it did not run.
+            batch.execute_unprepared(OPEN_SAVEPOINT).await?;
+            self.open = true;
+        }
+        let unit = Unit {
+            txn: batch.clone(),
+            first_seq: self.next_seq,
+        };
+        let outcome = match AssertUnwindSafe(job(unit)).catch_unwind().await {
+            Ok(staged) => {
+                let outcome = staged.outcome;
+                if let Some(last_seq) = staged.last_seq {
+                    self.next_seq = last_seq + 1;
+                }
+                self.staged.push(staged);
+                outcome
+            }
+            Err(_) => {
+                tracing::error!("a change panicked; its savepoint is rolled back");
+                Outcome::Discard
+            }
+        };
+        match outcome {
+            Outcome::Untouched => {}
+            Outcome::Discard => {
+                batch.execute_unprepared(ROLL_BACK_UNIT).await?;
+            }
+            Outcome::Kept { reopened } => self.open = reopened,
+        }
+        Ok(())
+    }
+}
+
+/// Ends a batch: stores the last position its events took and commits, or,
+/// after a `failure`, rolls it all back.
+async fn end(
+    batch: Arc<DatabaseTransaction>,
+    failure: Option<String>,
+    last_seq: Option<i64>,
+) -> std::result::Result<(), String> {
+    // Every unit has ended, and with it its share of the transaction.
+    let Ok(batch) = Arc::try_unwrap(batch) else {
+        return Err("a change outlived its batch".into());
+    };
+    let stored = match (failure, last_seq) {
+        (Some(failure), _) => Err(failure),
+        (None, Some(last_seq)) => events::set_last_position(&batch, last_seq)
+            .await
+            .map_err(|err| err.to_string()),
+        (None, None) => Ok(()),
+    };
+    match stored {
+        Ok(()) => batch.commit().await.map_err(|err| err.to_string()),
+        Err(failure) => {
+            if let Err(err) = batch.rollback().await {
+                tracing::warn!(error = %err, "rollback failed");
+            }
+            Err(failure)
+        }
+    }
+}
+
 /// Answers every unit of a batch; after a commit, the caches forget what it
 /// touched and the watches wake first.
 fn finish(
-    committed: std::result::Result<(), sea_orm::DbErr>,
+    committed: std::result::Result<(), String>,
     staged: Vec<Staged>,
     notifier: &Notifier,
     listener: &dyn ChangeListener,
@@ -215,9 +358,8 @@ fn finish(
                 (unit.finish)(Ok(()));
             }
         }
-        Err(err) => {
-            tracing::warn!(error = %err, "a batch of changes failed to commit");
-            let failure = err.to_string();
+        Err(failure) => {
+            tracing::warn!(error = %failure, "a batch of changes failed to commit");
             for unit in staged {
                 (unit.finish)(Err(&failure));
             }
