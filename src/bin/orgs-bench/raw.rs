@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | `inserts` | INSERT organizations (members_count 1), INSERT memberships, INSERT events | INSERT memberships, INSERT events |
 //! | `writes` | INSERT organizations, UPDATE organizations (take a membership place), INSERT memberships, UPDATE billing_totals, UPDATE event_sequence … RETURNING, INSERT events | UPDATE organizations (take a place), INSERT memberships, UPDATE event_sequence … RETURNING, INSERT events |
-//! | `statements` | `writes` and every read in the server's order: the slug check, the role with its permissions (2 queries), the membership check, the user's advisory lock (PostgreSQL), whether the user is active, the organization's usage, the organization read back | `writes` and every read: the organization `FOR UPDATE`, the role (2 queries), the membership check, the advisory lock (PostgreSQL), is-active, usage |
+//! | `statements` | `writes` and every read in the server's order: the slug check, the role with its permissions (2 queries), the membership check, the user's advisory lock (PostgreSQL), whether the user is active, the organization's usage, the organization read back | `writes` and every read: the organization `FOR UPDATE`, the role (2 queries), the membership check, the advisory lock (PostgreSQL), is-active with usage (one query) |
 //!
 //! A new user is not active in the period, so neither call moves the
 //! per-organization billing counters; `CreateOrganization` moves the one
@@ -36,7 +36,7 @@ use orgs::domain::types::Slug;
 use orgs::events::{self, NewEvent};
 use orgs::store::repo::memberships::{self, MembershipRow};
 use orgs::store::repo::organizations::{self, OrganizationRow};
-use orgs::store::repo::{billing, roles};
+use orgs::store::repo::{billing, billing_members, roles};
 use orgs::store::{self, Db};
 use orgs::values;
 use sea_orm::{DatabaseTransaction, DbErr};
@@ -270,8 +270,7 @@ impl RawCaller {
         if statements {
             let period = BillingPeriod::containing_micros(now).to_string();
             billing::lock_users(txn, &[user.to_string()]).await?;
-            billing::is_active(txn, &period, user).await?;
-            billing::usage(txn, organization_id, &period).await?;
+            billing_members::joining_usage(txn, &period, organization_id, user).await?;
         }
         Ok(row.id)
     }

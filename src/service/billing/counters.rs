@@ -92,8 +92,23 @@ impl BillingCounters {
         organization_id: &OrganizationId,
         user_id: &UserId,
     ) -> Result<BillingImpact> {
-        self.members_back(tx, organization_id, &[user_id.to_string()], false)
-            .await
+        let period = BillingPeriod::containing_micros(tx.now).to_string();
+        repo::lock_users(tx.conn(), &[user_id.to_string()]).await?;
+        let usage = billing_members::joining_usage(
+            tx.conn(),
+            &period,
+            organization_id.as_str(),
+            user_id.as_str(),
+        )
+        .await?;
+        self.member_joined(
+            tx,
+            organization_id,
+            user_id,
+            usage.active,
+            Some((usage.active_member_count, usage.billable)),
+        )
+        .await
     }
 
     /// Like [`Self::member_added`], for the creator of an organization

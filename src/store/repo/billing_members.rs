@@ -108,3 +108,41 @@ fn branch(
         .from_subquery(first, Alias::new(format!("m{index}")))
         .to_owned()
 }
+
+/// What adding `user_id` to an organization as a member needs to know, read
+/// after the user's billing lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromQueryResult)]
+pub struct JoiningUsage {
+    /// The user is active in the period.
+    pub active: bool,
+    /// The organization's active members in the period.
+    pub active_member_count: i64,
+    /// The organization is billable in the period.
+    pub billable: bool,
+}
+
+/// Whether `user_id` is active in `period`, and the organization's active
+/// members and billability there, in one round trip instead of two.
+pub async fn joining_usage(
+    conn: &impl ConnectionTrait,
+    period: &str,
+    organization_id: &str,
+    user_id: &str,
+) -> Result<JoiningUsage, DbErr> {
+    // Raw SQL: a scalar EXISTS beside a LEFT JOIN onto a one-row relation,
+    // so that the row comes back whether or not the organization has a
+    // usage row in the period.
+    let sql = "SELECT EXISTS (SELECT 1 FROM billing_user_activity \
+                   WHERE period = $1 AND user_id = $2) AS active, \
+               COALESCE(usage.active_member_count, 0) AS active_member_count, \
+               usage.billable_since IS NOT NULL AS billable \
+               FROM (SELECT 1 AS one) AS one \
+               LEFT JOIN billing_organization_usage AS usage \
+                 ON usage.organization_id = $3 AND usage.period = $1";
+    let values = vec![period.into(), user_id.into(), organization_id.into()];
+    crate::store::fetch_all::<JoiningUsage>(conn, sql, values)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| DbErr::RecordNotFound("the joining user's usage".into()))
+}
