@@ -27,15 +27,16 @@ pub async fn lock_active(conn: &impl ConnectionTrait, id: &str) -> Result<Organi
 }
 
 /// The organization a member joins, as [`lock_active`] reads and locks it,
-/// and how it is held: on PostgreSQL locked in the same statement with the
-/// billing lock of `user_id`, who joins it.
+/// and whether the billing lock of `user_id`, who joins it, is held too (it
+/// always is): on PostgreSQL taken in the same statement; on SQLite the
+/// writer's transaction holds the whole database.
 pub async fn lock_active_for_member(
     conn: &impl ConnectionTrait,
     id: &str,
     user_id: &UserId,
 ) -> Result<(OrganizationRow, bool)> {
     if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
-        return Ok((lock_active(conn, id).await?, false));
+        return Ok((lock_active(conn, id).await?, true));
     }
     let row = member_writes::lock_organization_and_users(conn, id, &[user_id.to_string()])
         .await?

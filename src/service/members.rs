@@ -60,19 +60,13 @@ impl Members {
         public_metadata: Metadata,
         private_metadata: Metadata,
     ) -> Result<AddedMember> {
-        let (row, created) = match organization {
+        let row = match organization {
             Holding::LockedWithUser(row) => {
                 return self
                     .add_to_locked(tx, row, user_id, role, public_metadata, private_metadata)
                     .await;
             }
-            Holding::Locked(row) => (row, false),
-            Holding::Created(row) => {
-                // The role cannot be deleted or changed while it is being
-                // given (a locked organization took this lock with its row).
-                roles::lock_catalogue_for_use(tx.conn()).await?;
-                (row, true)
-            }
+            Holding::Locked(row) => row,
         };
         let organization_id = OrganizationId::from_stored(row.id.clone());
         let Some(role_record) = roles::get_role(tx.conn(), role.as_str()).await? else {
@@ -83,19 +77,13 @@ impl Members {
         if !memberships::insert_new(tx.conn(), &membership).await? {
             return Err(already_member(user_id));
         }
-        // A new organization was inserted with its creator's place taken.
-        if !created && !organizations::take_membership_place(tx.conn(), &row.id).await? {
+        if !organizations::take_membership_place(tx.conn(), &row.id).await? {
             return Err(organization_full(row));
         }
-        let billing_impact = if created {
-            self.counters
-                .creator_added(tx, &organization_id, user_id)
-                .await?
-        } else {
-            self.counters
-                .member_added(tx, &organization_id, user_id)
-                .await?
-        };
+        let billing_impact = self
+            .counters
+            .member_added(tx, &organization_id, user_id)
+            .await?;
         Ok(added(
             membership,
             role_record.permissions,
@@ -106,9 +94,8 @@ impl Members {
 }
 
 impl Members {
-    /// PostgreSQL: inserts a new organization (`row`, its creator's place
-    /// taken) with its creator's membership and moves the counts in one
-    /// statement, after [`member_writes::lock_catalogue_and_users`] for the
+    /// Inserts a new organization (`row`, its creator's place taken) with its
+    /// creator's membership and moves the counts in one round trip, after [`member_writes::lock_catalogue_and_users`] for the
     /// creator; `None` (nothing written) when its id, slug or external id is
     /// taken. Emits no event, as [`Members::add`].
     pub async fn insert_with_creator(
@@ -147,9 +134,9 @@ impl Members {
         Ok(Some(added(membership, permissions, row, billing_impact)))
     }
 
-    /// PostgreSQL: [`Members::add`] for an organization locked with
-    /// [`member_writes::lock_organization_and_users`] for `user_id`: the
-    /// membership, its place and the reads the bill needs in one statement.
+    /// [`Members::add`] for an organization held with the billing lock of
+    /// `user_id` ([`Holding::LockedWithUser`]): the membership, its place and
+    /// the reads the bill needs in one round trip.
     async fn add_to_locked(
         &self,
         tx: &mut Tx,
@@ -242,13 +229,12 @@ pub enum Holding<'a> {
     /// Locked with [`crate::store::repo::organizations::get_for_update`]
     /// (so with the role catalogue): changes to its members wait.
     Locked(&'a OrganizationRow),
-    /// PostgreSQL: locked with
-    /// [`member_writes::lock_organization_and_users`] for the user who
-    /// joins (so with the role catalogue and the user's billing lock).
+    /// Locked with [`crate::service::lifecycle::lock_active_for_member`]
+    /// for the user who joins (on PostgreSQL with the role catalogue and the
+    /// user's billing lock; on SQLite the writer holds the database): the
+    /// membership, its place and the reads the bill needs go in one round
+    /// trip.
     LockedWithUser(&'a OrganizationRow),
-    /// Inserted by this transaction with no member and its creator's place
-    /// taken (`members_count` 1): no other transaction sees it yet.
-    Created(&'a OrganizationRow),
 }
 
 /// Refuses to give a role above the caller: one acting through its own

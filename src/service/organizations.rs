@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::access::AccessCache;
 use super::list::Listing;
-use super::members::{Holding, Members};
+use super::members::Members;
 use super::unit_of_work::{Call, Idempotency, Tx, Writer};
 use crate::domain::events::EventKind;
 use crate::domain::ids::{OrganizationId, UserId};
@@ -20,7 +20,6 @@ use crate::domain::{Actor, Error, Reason, Result};
 use crate::store::repo::organizations::{KeyColumn, OrganizationRow};
 use crate::store::repo::{billing, member_writes, organizations};
 use crate::store::{Db, is_unique_violation};
-use sea_orm::{ConnectionTrait, DbBackend};
 
 fn etag_matches(expected: Option<&str>, actual: &str) -> Result<()> {
     match expected {
@@ -153,11 +152,11 @@ impl Organizations {
             external_id: new.external_id.clone(),
             deactivate_time: None,
         };
-        // PostgreSQL inserts the organization with its creator's membership
-        // in one statement, whose reads of the creator's billing state must
-        // come after the creator's lock: taken first, with the catalogue's.
-        let merged = tx.conn().get_database_backend() == DbBackend::Postgres;
-        if merged && let Some(creator) = &new.created_by {
+        // The organization goes in with its creator's membership in one
+        // round trip, whose reads of the creator's billing state must come
+        // after the creator's lock (PostgreSQL): taken first, with the
+        // catalogue's.
+        if let Some(creator) = &new.created_by {
             member_writes::lock_catalogue_and_users(tx.conn(), &[creator.to_string()]).await?;
         }
         // The insert decides whether the slug and the external id are free
@@ -166,10 +165,7 @@ impl Organizations {
         // taken gets a random suffix.
         let mut suffixes = 0;
         let added = loop {
-            if let Some(added) = self
-                .insert(tx, &row, new.created_by.as_ref(), merged)
-                .await?
-            {
+            if let Some(added) = self.insert(tx, &row, new.created_by.as_ref()).await? {
                 break added;
             }
             let slug_was_taken = organizations::slug_taken(tx.conn(), &row.slug).await?;
@@ -227,10 +223,9 @@ impl Organizations {
         tx: &mut Tx,
         row: &OrganizationRow,
         creator: Option<&UserId>,
-        merged: bool,
     ) -> Result<Option<Option<AddedMember>>> {
-        let role = &self.rules.creator_role;
-        if merged && let Some(creator) = creator {
+        if let Some(creator) = creator {
+            let role = &self.rules.creator_role;
             let added = self
                 .members
                 .insert_with_creator(tx, row, creator, role)
@@ -240,23 +235,8 @@ impl Organizations {
         if !organizations::insert_new(tx.conn(), row).await? {
             return Ok(None);
         }
-        let added = match creator {
-            Some(creator) => Some(
-                self.members
-                    .add(
-                        tx,
-                        Holding::Created(row),
-                        creator,
-                        role,
-                        Metadata::default(),
-                        Metadata::default(),
-                    )
-                    .await?,
-            ),
-            None => None,
-        };
         billing::add_to_total_organizations(tx.conn(), 1).await?;
-        Ok(Some(added))
+        Ok(Some(None))
     }
 
     /// An organization for a caller that may read any: by id from the access

@@ -111,18 +111,6 @@ impl BillingCounters {
         .await
     }
 
-    /// Like [`Self::member_added`], for the creator of an organization
-    /// created in `tx`: the organization has no counters to read yet.
-    pub async fn creator_added(
-        &self,
-        tx: &mut Tx,
-        organization_id: &OrganizationId,
-        user_id: &UserId,
-    ) -> Result<BillingImpact> {
-        self.members_back(tx, organization_id, &[user_id.to_string()], true)
-            .await
-    }
-
     /// Moves the counters of the current period for an organization just
     /// reactivated in `tx`: its active members already active in the period
     /// count for it again.
@@ -132,12 +120,11 @@ impl BillingCounters {
         organization_id: &OrganizationId,
     ) -> Result<BillingImpact> {
         let users = repo::active_member_users_of(tx.conn(), organization_id.as_str()).await?;
-        self.members_back(tx, organization_id, &users, false).await
+        self.members_back(tx, organization_id, &users).await
     }
 
     /// Makes those of `users` (sorted) who are active in the current period
-    /// active members of the organization (`new_organization`: created in
-    /// `tx`, so without counters), and returns the impact. With the
+    /// active members of the organization, and returns the impact. With the
     /// budget enforced, a change that would make the amount due exceed the
     /// budget is refused (`BUDGET_EXCEEDED`), so the caller's transaction
     /// rolls back.
@@ -146,7 +133,6 @@ impl BillingCounters {
         tx: &mut Tx,
         organization_id: &OrganizationId,
         users: &[String],
-        new_organization: bool,
     ) -> Result<BillingImpact> {
         let period = BillingPeriod::containing_micros(tx.now);
         repo::lock_users(tx.conn(), users).await?;
@@ -155,17 +141,14 @@ impl BillingCounters {
         } else {
             repo::known_active(tx.conn(), &period.to_string(), users).await?
         };
-        let before = if new_organization {
-            Before::New
-        } else {
-            Before::Unread
-        };
-        self.count_active(tx, organization_id, active, before).await
+        self.count_active(tx, organization_id, active, Before::Unread)
+            .await
     }
 
     /// Like [`Self::member_added`] (`usage`: the organization's active
     /// members in the current period and whether it is billable there) or
-    /// [`Self::creator_added`] (`usage` `None`), for a transaction that holds
+    /// for the creator of an organization created in `tx` (`usage` `None`:
+    /// it has no counters yet), for a transaction that holds
     /// the user's billing lock already and read, after taking it, whether the
     /// user is `active` in the period and the organization's counters.
     pub async fn member_joined(

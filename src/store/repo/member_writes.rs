@@ -4,21 +4,23 @@
 //! and reads that follow them in another: a data-modifying `WITH` whose parts
 //! share one snapshot, taken after the locks were granted (READ COMMITTED
 //! takes a snapshot per statement, which is why the locks cannot ride in the
-//! same statement as the reads they protect). SQLite runs the portable
-//! statements of the other repositories: its writer holds the database and
-//! its round trips stay in the process.
+//! same statement as the reads they protect). SQLite has no data-modifying
+//! `WITH`, but its one writer runs the statements of one string one after
+//! another in one round trip to the connection's worker thread: each later
+//! statement finds what the earlier ones wrote by the new rows' ids, and the
+//! last one answers. It takes no locks: its writer holds the database.
 //!
 //! Locks are taken in the order every change that adds a member takes them:
 //! the role catalogue (shared), then the organization's row, then the users'
 //! billing locks in hash order.
 
 use sea_orm::sea_query::{
-    Alias, CommonTableExpression, Condition, Expr, ExprTrait, Func, JoinType, OnConflict, Order,
-    Query, SelectStatement, WithClause,
+    Alias, CommonTableExpression, Condition, Expr, ExprTrait, Func, IntoColumnRef, IntoTableRef,
+    JoinType, OnConflict, Order, Query, SelectStatement, SqliteQueryBuilder, WithClause,
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, IntoActiveModel, QueryTrait,
-    Value,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, IntoActiveModel,
+    QueryTrait, Statement, Value,
 };
 
 use super::billing::{advisory_locks_sql, user_lock_keys};
@@ -142,6 +144,7 @@ fn exists_in(cte: &str) -> Expr {
 fn membership_insert(
     row: &MembershipRow,
     organization: Option<&str>,
+    condition: Option<Expr>,
 ) -> Result<sea_orm::sea_query::InsertStatement, DbErr> {
     use memberships::Column as M;
     let mut select = Query::select();
@@ -157,6 +160,9 @@ fn membership_insert(
     select
         .from(roles::Entity)
         .and_where(Expr::col((roles::Entity, roles::Column::Key)).eq(row.role.clone()));
+    if let Some(condition) = condition {
+        select.and_where(condition);
+    }
     select
         .expr(Expr::val(row.user_id.clone()))
         .column((roles::Entity, roles::Column::Key))
@@ -181,8 +187,7 @@ fn membership_insert(
         ])
         .select_from(select)
         .map_err(|err| DbErr::Custom(err.to_string()))?
-        .on_conflict(OnConflict::new().do_nothing().to_owned())
-        .returning_col(M::Id);
+        .on_conflict(OnConflict::new().do_nothing().to_owned());
     Ok(insert)
 }
 
@@ -192,7 +197,7 @@ fn answer(
     organization_id: Option<&str>,
     row: &MembershipRow,
     period: &str,
-    written: &str,
+    (written, inserted): (Expr, Expr),
 ) -> SelectStatement {
     let user_active = Expr::exists(
         Query::select()
@@ -205,8 +210,8 @@ fn answer(
     let one = Alias::new("one");
     let mut select = Query::select();
     select
-        .expr_as(exists_in(written), Alias::new("organization_written"))
-        .expr_as(exists_in("m"), Alias::new("member_inserted"))
+        .expr_as(written, Alias::new("organization_written"))
+        .expr_as(inserted, Alias::new("member_inserted"))
         .expr_as(user_active, Alias::new("user_active"))
         .from_subquery(Query::select().expr(literal(1)).to_owned(), one)
         .join(
@@ -270,9 +275,35 @@ async fn run(
     with: WithClause,
     answer: SelectStatement,
 ) -> Result<MemberWrite, DbErr> {
-    let rows: Vec<WriteRow> = conn
-        .query_all(&answer.with(with))
-        .await?
+    collect(conn.query_all(&answer.with(with)).await?)
+}
+
+/// SQLite: runs `writes` and then `answer` as one string, in one round trip.
+async fn run_in_turn(
+    conn: &impl ConnectionTrait,
+    writes: Vec<(String, sea_orm::sea_query::Values)>,
+    answer: SelectStatement,
+) -> Result<MemberWrite, DbErr> {
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for (statement, bound) in writes.into_iter().chain([answer.build(SqliteQueryBuilder)]) {
+        sql.push_str(&statement);
+        sql.push_str(";\n");
+        values.extend(bound.0);
+    }
+    collect(
+        conn.query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            sql,
+            values,
+        ))
+        .await?,
+    )
+}
+
+/// The member write the answer rows tell.
+fn collect(rows: Vec<sea_orm::QueryResult>) -> Result<MemberWrite, DbErr> {
+    let rows: Vec<WriteRow> = rows
         .iter()
         .map(|row| WriteRow::from_query_result(row, ""))
         .collect::<Result<_, _>>()?;
@@ -304,6 +335,10 @@ pub async fn insert_organization_with_creator(
     membership: &MembershipRow,
     period: &str,
 ) -> Result<MemberWrite, DbErr> {
+    if conn.get_database_backend() != DbBackend::Postgres {
+        return insert_organization_with_creator_in_turn(conn, organization, membership, period)
+            .await;
+    }
     // The row of this connection's server process: a pool's connections
     // seldom share one, so concurrent creations seldom wait for each other's
     // commit (a row chosen at random would be shared by most of 32 calls in
@@ -328,10 +363,77 @@ pub async fn insert_organization_with_creator(
         .returning_col(billing_totals::Column::Id);
     let with = WithClause::new()
         .cte(cte("o", insert_organization))
-        .cte(cte("m", membership_insert(membership, Some("o"))?))
+        .cte(cte("m", inserted_member(membership, Some("o"), None)?))
         .cte(cte("t", count))
         .to_owned();
-    run(conn, with, answer(None, membership, period, "o")).await
+    let flags = (exists_in("o"), exists_in("m"));
+    run(conn, with, answer(None, membership, period, flags)).await
+}
+
+/// SQLite: [`insert_organization_with_creator`] as statements in turn. The
+/// organization's id is new, so it exists afterwards only if this insert
+/// wrote it; the membership and the count follow only then.
+async fn insert_organization_with_creator_in_turn(
+    conn: &impl ConnectionTrait,
+    organization: &OrganizationRow,
+    membership: &MembershipRow,
+    period: &str,
+) -> Result<MemberWrite, DbErr> {
+    let written = exists_row(
+        organizations::Entity,
+        organizations::Column::Id,
+        &organization.id,
+    );
+    let insert_organization =
+        organizations::Entity::insert(organization.clone().into_active_model())
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
+            .into_query();
+    let mut count = Query::update();
+    count
+        .table(billing_totals::Entity)
+        .value(
+            billing_totals::Column::TotalOrganizations,
+            Expr::col(billing_totals::Column::TotalOrganizations).add(1),
+        )
+        .and_where(
+            Expr::col(billing_totals::Column::Id)
+                .eq(rand::random_range(1..=super::billing::TOTALS_SHARDS)),
+        )
+        .and_where(written.clone());
+    let writes = vec![
+        insert_organization.build(SqliteQueryBuilder),
+        membership_insert(membership, None, Some(written.clone()))?.build(SqliteQueryBuilder),
+        count.build(SqliteQueryBuilder),
+    ];
+    let inserted = exists_row(memberships::Entity, memberships::Column::Id, &membership.id);
+    run_in_turn(
+        conn,
+        writes,
+        answer(None, membership, period, (written, inserted)),
+    )
+    .await
+}
+
+/// The membership insert of a `WITH`, returning the new row's id.
+fn inserted_member(
+    row: &MembershipRow,
+    organization: Option<&str>,
+    condition: Option<Expr>,
+) -> Result<sea_orm::sea_query::InsertStatement, DbErr> {
+    let mut insert = membership_insert(row, organization, condition)?;
+    insert.returning_col(memberships::Column::Id);
+    Ok(insert)
+}
+
+/// Whether `table` has a row whose `column` is `id`.
+fn exists_row(table: impl IntoTableRef, column: impl IntoColumnRef, id: &str) -> Expr {
+    Expr::exists(
+        Query::select()
+            .expr(literal(1))
+            .from(table)
+            .and_where(Expr::col(column).eq(id))
+            .to_owned(),
+    )
 }
 
 /// Inserts `membership` (when its role exists and the user is not a member
@@ -345,27 +447,42 @@ pub async fn insert_member(
     period: &str,
 ) -> Result<MemberWrite, DbErr> {
     use organizations::Column as O;
+    let organization_id = membership.organization_id.as_str();
     let mut place = Query::update();
     place
         .table(organizations::Entity)
         .value(O::MembersCount, Expr::col(O::MembersCount).add(1))
-        .and_where(O::Id.eq(membership.organization_id.clone()))
+        .and_where(O::Id.eq(organization_id))
         .cond_where(
             Condition::any()
                 .add(O::MaxAllowedMemberships.eq(0))
                 .add(Expr::col(O::MembersCount).lt(Expr::col(O::MaxAllowedMemberships))),
-        )
-        .and_where(exists_in("m"))
-        .returning_col(O::Id);
+        );
+    if conn.get_database_backend() != DbBackend::Postgres {
+        // SQLite, in turn: the place is taken only for a membership this
+        // string inserted, and `changes()` in the answer tells whether the
+        // place's UPDATE, the last write before it, took one.
+        let inserted = exists_row(memberships::Entity, memberships::Column::Id, &membership.id);
+        place.and_where(inserted.clone());
+        let writes = vec![
+            membership_insert(membership, None, None)?.build(SqliteQueryBuilder),
+            place.build(SqliteQueryBuilder),
+        ];
+        let written = Expr::cust("changes() = 1");
+        let flags = (written, inserted);
+        let answer = answer(Some(organization_id), membership, period, flags);
+        return run_in_turn(conn, writes, answer).await;
+    }
+    place.and_where(exists_in("m")).returning_col(O::Id);
     let with = WithClause::new()
-        .cte(cte("m", membership_insert(membership, None)?))
+        .cte(cte("m", inserted_member(membership, None, None)?))
         .cte(cte("p", place))
         .to_owned();
-    let organization_id = membership.organization_id.as_str();
+    let flags = (exists_in("p"), exists_in("m"));
     run(
         conn,
         with,
-        answer(Some(organization_id), membership, period, "p"),
+        answer(Some(organization_id), membership, period, flags),
     )
     .await
 }
