@@ -15,8 +15,9 @@
 //! billing locks in hash order.
 
 use sea_orm::sea_query::{
-    Alias, CommonTableExpression, Condition, Expr, ExprTrait, Func, IntoColumnRef, IntoTableRef,
-    JoinType, OnConflict, Order, Query, SelectStatement, SqliteQueryBuilder, WithClause,
+    Alias, CommonTableExpression, Condition, Expr, ExprTrait, Func, InsertStatement, IntoColumnRef,
+    IntoTableRef, JoinType, OnConflict, Order, Query, SelectStatement, SqliteQueryBuilder,
+    UpdateStatement, WithClause,
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, IntoActiveModel,
@@ -145,7 +146,7 @@ fn membership_insert(
     row: &MembershipRow,
     organization: Option<&str>,
     condition: Option<Expr>,
-) -> Result<sea_orm::sea_query::InsertStatement, DbErr> {
+) -> Result<InsertStatement, DbErr> {
     use memberships::Column as M;
     let mut select = Query::select();
     select.expr(Expr::val(row.id.clone()));
@@ -346,21 +347,10 @@ pub async fn insert_organization_with_creator(
     let shard = Expr::expr(Func::cust("pg_backend_pid"))
         .modulo(super::billing::TOTALS_SHARDS)
         .add(1);
-    let mut insert_organization =
-        organizations::Entity::insert(organization.clone().into_active_model())
-            .on_conflict(OnConflict::new().do_nothing().to_owned())
-            .into_query();
+    let (mut insert_organization, mut count) =
+        organization_writes(organization, shard, exists_in("o"));
     insert_organization.returning_col(organizations::Column::Id);
-    let mut count = Query::update();
-    count
-        .table(billing_totals::Entity)
-        .value(
-            billing_totals::Column::TotalOrganizations,
-            Expr::col(billing_totals::Column::TotalOrganizations).add(1),
-        )
-        .and_where(Expr::col(billing_totals::Column::Id).eq(shard))
-        .and_where(exists_in("o"))
-        .returning_col(billing_totals::Column::Id);
+    count.returning_col(billing_totals::Column::Id);
     let with = WithClause::new()
         .cte(cte("o", insert_organization))
         .cte(cte("m", inserted_member(membership, Some("o"), None)?))
@@ -384,22 +374,9 @@ async fn insert_organization_with_creator_in_turn(
         organizations::Column::Id,
         &organization.id,
     );
-    let insert_organization =
-        organizations::Entity::insert(organization.clone().into_active_model())
-            .on_conflict(OnConflict::new().do_nothing().to_owned())
-            .into_query();
-    let mut count = Query::update();
-    count
-        .table(billing_totals::Entity)
-        .value(
-            billing_totals::Column::TotalOrganizations,
-            Expr::col(billing_totals::Column::TotalOrganizations).add(1),
-        )
-        .and_where(
-            Expr::col(billing_totals::Column::Id)
-                .eq(rand::random_range(1..=super::billing::TOTALS_SHARDS)),
-        )
-        .and_where(written.clone());
+    // One of the count's rows at random, as `add_to_total_organizations`.
+    let shard = Expr::val(rand::random_range(1..=super::billing::TOTALS_SHARDS));
+    let (insert_organization, count) = organization_writes(organization, shard, written.clone());
     let writes = vec![
         insert_organization.build(SqliteQueryBuilder),
         membership_insert(membership, None, Some(written.clone()))?.build(SqliteQueryBuilder),
@@ -414,12 +391,35 @@ async fn insert_organization_with_creator_in_turn(
     .await
 }
 
+/// The insert of a new organization (nothing when its id, slug or external
+/// id is taken) and the move of the organization count on its row `shard`
+/// when `inserted` (that the insert wrote the organization).
+fn organization_writes(
+    organization: &OrganizationRow,
+    shard: Expr,
+    inserted: Expr,
+) -> (InsertStatement, UpdateStatement) {
+    let insert = organizations::Entity::insert(organization.clone().into_active_model())
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .into_query();
+    let mut count = Query::update();
+    count
+        .table(billing_totals::Entity)
+        .value(
+            billing_totals::Column::TotalOrganizations,
+            Expr::col(billing_totals::Column::TotalOrganizations).add(1),
+        )
+        .and_where(Expr::col(billing_totals::Column::Id).eq(shard))
+        .and_where(inserted);
+    (insert, count)
+}
+
 /// The membership insert of a `WITH`, returning the new row's id.
 fn inserted_member(
     row: &MembershipRow,
     organization: Option<&str>,
     condition: Option<Expr>,
-) -> Result<sea_orm::sea_query::InsertStatement, DbErr> {
+) -> Result<InsertStatement, DbErr> {
     let mut insert = membership_insert(row, organization, condition)?;
     insert.returning_col(memberships::Column::Id);
     Ok(insert)
