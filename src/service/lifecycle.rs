@@ -27,16 +27,16 @@ pub async fn lock_active(conn: &impl ConnectionTrait, id: &str) -> Result<Organi
 }
 
 /// The organization a member joins, as [`lock_active`] reads and locks it,
-/// and whether the billing lock of `user_id`, who joins it, is held too (it
-/// always is): on PostgreSQL taken in the same statement; on SQLite the
-/// writer's transaction holds the whole database.
+/// held with the billing lock of `user_id`, who joins it: on PostgreSQL
+/// taken in the same statement; on SQLite the writer's transaction holds the
+/// whole database.
 pub async fn lock_active_for_member(
     conn: &impl ConnectionTrait,
     id: &str,
     user_id: &UserId,
-) -> Result<(OrganizationRow, bool)> {
+) -> Result<OrganizationRow> {
     if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
-        return Ok((lock_active(conn, id).await?, true));
+        return lock_active(conn, id).await;
     }
     let row = member_writes::lock_organization_and_users(conn, id, &[user_id.to_string()])
         .await?
@@ -44,7 +44,7 @@ pub async fn lock_active_for_member(
     if row.deactivate_time.is_some() {
         return Err(Error::organization_deactivated());
     }
-    Ok((row, true))
+    Ok(row)
 }
 
 /// Like [`lock_active`], but `None` for an organization that does not exist.

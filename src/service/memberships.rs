@@ -75,22 +75,17 @@ impl Memberships {
                 move |tx| {
                     Box::pin(async move {
                         // Serializes the changes to the organization's members.
-                        let (organization, with_user) = lock_active_for_member(
+                        let organization = lock_active_for_member(
                             tx.conn(),
                             new.organization_id.as_str(),
                             &new.user_id,
                         )
                         .await?;
                         check_ceiling(tx.conn(), tx.actor(), &role).await?;
-                        let holding = if with_user {
-                            Holding::LockedWithUser(&organization)
-                        } else {
-                            Holding::Locked(&organization)
-                        };
                         let added = members
                             .add(
                                 tx,
-                                holding,
+                                Holding::LockedWithUser(&organization),
                                 &new.user_id,
                                 &role,
                                 new.public_metadata,
