@@ -314,7 +314,6 @@ impl Writer {
                                 Ok(last_seq) => group_commit::Staged::kept(
                                     changes(&events, last_seq),
                                     last_seq,
-                                    last_seq.is_some(),
                                     answer,
                                 ),
                                 Err(err) => group_commit::Staged::answered(Err(err)),

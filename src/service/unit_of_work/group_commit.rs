@@ -77,9 +77,9 @@ enum Outcome {
     Untouched,
     /// Roll back what the unit wrote.
     Discard,
-    /// Its changes stay; `reopened`: the unit's last statement opened the
-    /// next unit's savepoint.
-    Kept { reopened: bool },
+    /// Its changes stay. A kept unit with events opened the next unit's
+    /// savepoint with them ([`OPEN_SAVEPOINT`]); one without did not.
+    Kept,
 }
 
 /// Answers a unit's caller: `Ok` once its batch committed, else why not.
@@ -100,16 +100,15 @@ impl Staged {
         }
     }
 
-    /// A unit whose changes stay, with the changes of its events;
-    /// `reopened`: its last statement opened the next unit's savepoint.
+    /// A unit whose changes stay, with the changes of its events and the
+    /// last position they took, if it had any.
     pub(super) fn kept<T: Send + 'static>(
         changes: Vec<Change>,
         last_seq: Option<i64>,
-        reopened: bool,
         answer: Result<T>,
     ) -> StagedAnswer<T> {
         StagedAnswer {
-            outcome: Outcome::Kept { reopened },
+            outcome: Outcome::Kept,
             changes,
             last_seq,
             answer,
@@ -159,14 +158,14 @@ pub(super) struct Queue {
 }
 
 impl Queue {
-    /// Queues `unit` and waits until its batch has committed.
-    pub(super) async fn run<T, U>(&self, unit: U) -> Result<T>
+    /// Queues `change` and waits until its batch has committed.
+    pub(super) async fn run<T, U>(&self, change: U) -> Result<T>
     where
         T: Send + 'static,
         U: FnOnce(Unit) -> BoxFuture<'static, StagedAnswer<T>> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |savepoint| {
+        let job: Job = Box::new(move |unit| {
             Box::pin(async move {
                 if reply.is_closed() {
                     // The caller is gone (its deadline passed while the
@@ -178,7 +177,7 @@ impl Queue {
                         finish: Box::new(|_| {}),
                     };
                 }
-                unit(savepoint).await.into_staged(reply)
+                change(unit).await.into_staged(reply)
             })
         });
         if self.sender.send(job).await.is_err() {
@@ -280,18 +279,15 @@ impl Run {
             txn: batch.clone(),
             first_seq: self.next_seq,
         };
-        let outcome = match AssertUnwindSafe(job(unit)).catch_unwind().await {
+        let (outcome, last_seq) = match AssertUnwindSafe(job(unit)).catch_unwind().await {
             Ok(staged) => {
-                let outcome = staged.outcome;
-                if let Some(last_seq) = staged.last_seq {
-                    self.next_seq = last_seq + 1;
-                }
+                let ended = (staged.outcome, staged.last_seq);
                 self.staged.push(staged);
-                outcome
+                ended
             }
             Err(_) => {
                 tracing::error!("a change panicked; its savepoint is rolled back");
-                Outcome::Discard
+                (Outcome::Discard, None)
             }
         };
         match outcome {
@@ -299,7 +295,14 @@ impl Run {
             Outcome::Discard => {
                 batch.execute_unprepared(ROLL_BACK_UNIT).await?;
             }
-            Outcome::Kept { reopened } => self.open = reopened,
+            Outcome::Kept => {
+                // Its events, if any, took the next positions and opened the
+                // next unit's savepoint.
+                self.open = last_seq.is_some();
+                if let Some(last_seq) = last_seq {
+                    self.next_seq = last_seq + 1;
+                }
+            }
         }
         Ok(())
     }
