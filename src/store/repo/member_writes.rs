@@ -453,11 +453,7 @@ pub async fn insert_member(
         .table(organizations::Entity)
         .value(O::MembersCount, Expr::col(O::MembersCount).add(1))
         .and_where(O::Id.eq(organization_id))
-        .cond_where(
-            Condition::any()
-                .add(O::MaxAllowedMemberships.eq(0))
-                .add(Expr::col(O::MembersCount).lt(Expr::col(O::MaxAllowedMemberships))),
-        );
+        .cond_where(super::organizations::has_room());
     if conn.get_database_backend() != DbBackend::Postgres {
         // SQLite, in turn: the place is taken only for a membership this
         // string inserted, and `changes()` in the answer tells whether the

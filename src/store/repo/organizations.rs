@@ -292,14 +292,18 @@ pub async fn take_membership_place(conn: &impl ConnectionTrait, id: &str) -> Res
     let result = Entity::update_many()
         .col_expr(Column::MembersCount, Expr::col(Column::MembersCount).add(1))
         .filter(Column::Id.eq(id))
-        .filter(
-            Condition::any()
-                .add(Column::MaxAllowedMemberships.eq(0))
-                .add(Expr::col(Column::MembersCount).lt(Expr::col(Column::MaxAllowedMemberships))),
-        )
+        .filter(has_room())
         .exec(conn)
         .await?;
     Ok(result.rows_affected == 1)
+}
+
+/// The organization row has room for one more member: no cap
+/// (`max_allowed_memberships` 0) or fewer members than the cap.
+pub(super) fn has_room() -> Condition {
+    Condition::any()
+        .add(Column::MaxAllowedMemberships.eq(0))
+        .add(Expr::col(Column::MembersCount).lt(Expr::col(Column::MaxAllowedMemberships)))
 }
 
 pub async fn release_membership_place(conn: &impl ConnectionTrait, id: &str) -> Result<(), DbErr> {
