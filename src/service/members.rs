@@ -91,13 +91,12 @@ impl Members {
             billing_impact,
         ))
     }
-}
 
-impl Members {
     /// Inserts a new organization (`row`, its creator's place taken) with its
-    /// creator's membership and moves the counts in one round trip, after [`member_writes::lock_catalogue_and_users`] for the
-    /// creator; `None` (nothing written) when its id, slug or external id is
-    /// taken. Emits no event, as [`Members::add`].
+    /// creator's membership and moves the counts in one round trip, after
+    /// [`member_writes::lock_catalogue_and_users`] for the creator; `None`
+    /// (nothing written) when its id, slug or external id is taken. Emits no
+    /// event, as [`Members::add`].
     pub async fn insert_with_creator(
         &self,
         tx: &mut Tx,

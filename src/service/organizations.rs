@@ -214,10 +214,11 @@ impl Organizations {
         })
     }
 
-    /// Inserts the organization with its creator as its member (the creator
-    /// role) and counts it, unless its id, slug or external id is taken
-    /// (then `None`, and nothing written). `merged`: PostgreSQL, in one
-    /// statement, the creator's locks taken.
+    /// Inserts the organization with its creator, if any, as its member (the
+    /// creator role) and counts it, unless its id, slug or external id is
+    /// taken (then `None`, and nothing written). With a creator it is one
+    /// round trip ([`Members::insert_with_creator`]), the creator's locks
+    /// taken before.
     async fn insert(
         &self,
         tx: &mut Tx,

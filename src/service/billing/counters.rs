@@ -148,9 +148,9 @@ impl BillingCounters {
     /// Like [`Self::member_added`] (`usage`: the organization's active
     /// members in the current period and whether it is billable there) or
     /// for the creator of an organization created in `tx` (`usage` `None`:
-    /// it has no counters yet), for a transaction that holds
-    /// the user's billing lock already and read, after taking it, whether the
-    /// user is `active` in the period and the organization's counters.
+    /// it has no counters yet), for a transaction that holds the user's
+    /// billing lock already and read, after taking it, whether the user is
+    /// `active` in the period and the organization's counters.
     pub async fn member_joined(
         &self,
         tx: &mut Tx,

@@ -326,10 +326,11 @@ fn collect(rows: Vec<sea_orm::QueryResult>) -> Result<MemberWrite, DbErr> {
 
 /// Inserts a new organization with its creator's membership (`membership`,
 /// when its role exists) and moves the organization count on one of its
-/// rows (the one of this connection's server process), in one statement, after [`lock_catalogue_and_users`] for the creator; the
-/// answer says whether the creator is active in `period`. Nothing is written
-/// when the organization's id, slug or external id is taken
-/// (`organization_written` false), as [`super::organizations::insert_new`].
+/// rows, in one round trip, after [`lock_catalogue_and_users`] for the
+/// creator; the answer says whether the creator is active in `period`.
+/// Nothing is written when the organization's id, slug or external id is
+/// taken (`organization_written` false), as
+/// [`super::organizations::insert_new`].
 pub async fn insert_organization_with_creator(
     conn: &impl ConnectionTrait,
     organization: &OrganizationRow,
@@ -438,7 +439,8 @@ fn exists_row(table: impl IntoTableRef, column: impl IntoColumnRef, id: &str) ->
 
 /// Inserts `membership` (when its role exists and the user is not a member
 /// yet) and takes its place in the organization (when it has room), in one
-/// statement, after [`lock_organization_and_users`]; the answer says
+/// round trip, after [`lock_organization_and_users`] on PostgreSQL; the
+/// answer says
 /// whether the user is active in `period` and the organization's counters
 /// in it.
 pub async fn insert_member(
