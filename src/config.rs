@@ -99,7 +99,20 @@ pub struct AuthConfig {
     /// unknown `kid`.
     #[arg(long = "auth-jwks-refetch-interval", env = "ORGS_AUTH_JWKS_REFETCH_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub jwks_refetch_interval_secs: u64,
+    /// Estimated bytes of verified tokens kept, so that a token sent again
+    /// is not verified again while it is valid and its keys are in use;
+    /// 0 verifies every call's token.
+    #[arg(
+        long = "auth-token-cache-bytes",
+        env = "ORGS_AUTH_TOKEN_CACHE_BYTES",
+        default_value_t = DEFAULT_TOKEN_CACHE_BYTES
+    )]
+    pub token_cache_bytes: u64,
 }
+
+/// The default of `--auth-token-cache-bytes`: 16 MiB, some 20,000 tokens of
+/// 600 bytes.
+pub const DEFAULT_TOKEN_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 impl AuthConfig {
     pub fn public_key_reload_interval(&self) -> Duration {
@@ -474,6 +487,7 @@ impl ServeConfig {
                 jwks_url: None,
                 jwks_refresh_interval_secs: 300,
                 jwks_refetch_interval_secs: 10,
+                token_cache_bytes: DEFAULT_TOKEN_CACHE_BYTES,
             },
             billing: BillingConfig::default(),
             rules: RulesConfig::default(),

@@ -146,10 +146,13 @@ impl App {
             })
         });
         let (access, gauges) = (shared.access.clone(), shared.metrics.cache_gauges());
+        let tokens = verifier.clone();
         shared.metrics.on_scrape(move || {
             let (memberships, organizations) = access.sizes();
             gauges.set("memberships", memberships.entries, memberships.bytes);
             gauges.set("organizations", organizations.entries, organizations.bytes);
+            let (entries, bytes) = tokens.verified_tokens();
+            gauges.set("tokens", entries, bytes);
             Box::pin(async {})
         });
         Ok(App {

@@ -212,7 +212,11 @@ async fn jwks_keys_are_chosen_by_kid_and_follow_a_rotation() {
     let provider = Provider::start(&[&old]).await;
     let app = server_with_jwks(&provider, AuthAlgorithm::Es256, 1, 3600).await;
     assert_eq!(provider.requests(), 1, "fetched once at start");
-    assert_eq!(call(&app, old.token("user_j")).await, Code::Ok);
+    // The same string before and after the rotation: a token that passed is
+    // kept as verified, and must not outlive the key that verified it.
+    let old_token = old.token("user_j");
+    assert_eq!(call(&app, old_token.clone()).await, Code::Ok);
+    assert_eq!(call(&app, old_token.clone()).await, Code::Ok, "again");
 
     // Refused without asking the provider: no kid, another algorithm, or a
     // signature that is not the named key's.
@@ -248,7 +252,7 @@ async fn jwks_keys_are_chosen_by_kid_and_follow_a_rotation() {
     assert_eq!(call(&app, new.token("user_j")).await, Code::Ok);
     assert_eq!(provider.requests(), 2, "one refetch for the new kid");
     let status = app
-        .orgs(Some(old.token("user_j")))
+        .orgs(Some(old_token))
         .list_roles(orgs::proto::v1::ListRolesRequest::default())
         .await
         .expect_err("the removed key no longer verifies");
@@ -396,7 +400,11 @@ async fn a_changed_public_key_file_is_reloaded() {
         config.auth.public_key_reload_interval_secs = 1;
     })
     .await;
-    assert_eq!(call(&app, old.token("user_p")).await, Code::Ok);
+    // The same string before and after the change: a token kept as verified
+    // must not outlive the key that verified it.
+    let old_token = old.token("user_p");
+    assert_eq!(call(&app, old_token.clone()).await, Code::Ok);
+    assert_eq!(call(&app, old_token.clone()).await, Code::Ok, "again");
     assert_eq!(call(&app, new.token("user_p")).await, Code::Unauthenticated);
 
     replace_file(&path, &new.public_pem);
@@ -404,7 +412,7 @@ async fn a_changed_public_key_file_is_reloaded() {
         call(&app, new.token("user_p")).await == Code::Ok
     })
     .await;
-    assert_eq!(call(&app, old.token("user_p")).await, Code::Unauthenticated);
+    assert_eq!(call(&app, old_token).await, Code::Unauthenticated);
 
     // A file that holds no key (half written, or a mistake) keeps the key in
     // use; the next good one is taken.

@@ -250,3 +250,49 @@ async fn a_restarted_server_answers_its_data_set_from_memory() {
     // Reads answered from what was warmed add nothing.
     assert_eq!(entries(&warm).await, (5.0, 5.0));
 }
+
+/// Entries of the verified tokens kept.
+async fn verified_tokens(app: &TestApp) -> f64 {
+    sample(&scrape(app).await, "orgs_cache_entries{cache=\"tokens\"}")
+}
+
+#[tokio::test]
+async fn refused_tokens_are_never_kept_and_each_valid_one_once() {
+    use orgs::proto::v1::ListRolesRequest;
+    let app = TestApp::spawn().await;
+    let list = |token: String| {
+        let mut client = app.orgs(Some(token));
+        async move { client.list_roles(ListRolesRequest::default()).await }
+    };
+    let valid = token("user_kept", "");
+    for _ in 0..20 {
+        list(valid.clone()).await.expect("a valid token passes");
+    }
+    let kept = verified_tokens(&app).await;
+    assert_eq!(kept, 1.0, "one token, sent 20 times, kept once");
+
+    // A signature by another secret, a broken one, garbage after one: refused
+    // every time, and nothing of them kept.
+    let foreign = orgs::auth::token::mint_hs256(
+        "another-secret-0123456789abcdef-0123456789",
+        &orgs::auth::token::TokenRequest {
+            sub: "user_forged".into(),
+            ttl_seconds: 3600,
+            ..Default::default()
+        },
+    )
+    .expect("mint");
+    let mut refused = vec![foreign, valid.replace('.', "")];
+    refused.extend((0..500).map(|n| format!("{valid}{n}")));
+    for token in refused {
+        let status = list(token).await.expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    }
+    assert_eq!(verified_tokens(&app).await, kept);
+
+    // Each further valid token once.
+    for n in 0..30 {
+        list(token(&format!("user_{n}"), "")).await.expect("valid");
+    }
+    assert_eq!(verified_tokens(&app).await, kept + 30.0);
+}

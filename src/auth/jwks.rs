@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ pub struct Jwks {
     algorithm: Algorithm,
     client: reqwest::Client,
     keys: RwLock<Keys>,
+    /// Replacements of the key set so far.
+    generation: AtomicU64,
     /// When the last refetch for an unknown `kid` started; held while one
     /// runs, so concurrent unknown `kid`s wait for it instead of fetching too.
     last_refetch: tokio::sync::Mutex<Option<Instant>>,
@@ -85,6 +88,7 @@ impl Jwks {
             algorithm,
             client,
             keys: RwLock::new(Arc::new(HashMap::new())),
+            generation: AtomicU64::new(0),
             last_refetch: tokio::sync::Mutex::new(None),
             refetch_interval,
         };
@@ -161,6 +165,12 @@ impl Jwks {
             Err(poisoned) => poisoned.into_inner(),
         };
         *current = Arc::new(keys);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Moves whenever the key set is replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     async fn fetch(&self) -> Result<HashMap<String, Arc<DecodingKey>>, String> {

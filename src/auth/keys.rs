@@ -3,6 +3,7 @@
 //! ([`super::jwks`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -21,10 +22,24 @@ pub enum KeySource {
     Jwks(Arc<Jwks>),
 }
 
+impl KeySource {
+    /// Moves whenever the keys change: a verification made with the keys of
+    /// one generation stands only while it is current.
+    pub fn generation(&self) -> u64 {
+        match self {
+            KeySource::Fixed(_) => 0,
+            KeySource::File(file) => file.generation.load(Ordering::Acquire),
+            KeySource::Jwks(jwks) => jwks.generation(),
+        }
+    }
+}
+
 /// A PEM public key, as last read from its file.
 pub struct FileKey {
     path: PathBuf,
     current: RwLock<Arc<DecodingKey>>,
+    /// Replacements of the key so far.
+    generation: AtomicU64,
 }
 
 impl FileKey {
@@ -48,6 +63,7 @@ impl FileKey {
         let file_key = Arc::new(FileKey {
             path: path.to_path_buf(),
             current: RwLock::new(Arc::new(key)),
+            generation: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&file_key);
         spawn_poller(
@@ -91,6 +107,7 @@ impl FileKey {
             Err(poisoned) => poisoned.into_inner(),
         };
         *current = Arc::new(key);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 

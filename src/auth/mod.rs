@@ -7,6 +7,7 @@ pub mod keys;
 pub mod layer;
 pub mod policy;
 pub mod token;
+pub mod verified;
 
 pub use authorizer::{Authorizer, MembershipLookup, Reader, Target};
 pub use policy::{Caller, Rule};

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::jwks::Jwks;
 use super::keys::{FileKey, KeySource};
+use super::verified::VerifiedTokens;
 use crate::config::{AuthAlgorithm, AuthConfig};
 use crate::domain::{Error, Reason, types::Email};
 
@@ -118,6 +119,8 @@ pub struct Verifier {
     algorithm: Algorithm,
     keys: KeySource,
     validation: Validation,
+    /// Principals of tokens verified before ([`VerifiedTokens`]).
+    verified: VerifiedTokens,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -228,11 +231,21 @@ impl Verifier {
             algorithm: algorithm(config.algorithm),
             keys,
             validation,
+            verified: VerifiedTokens::new(config.token_cache_bytes),
         })
     }
 
-    /// Verifies a bearer token and returns its principal.
+    /// Verifies a bearer token and returns its principal: from
+    /// [`VerifiedTokens`] when the same token passed before with the keys in
+    /// use and is still valid.
     pub async fn verify(&self, token: &str) -> Result<Principal, Error> {
+        // Read before the key, so that a verification made while the keys
+        // change is kept under the older generation and checked again.
+        let generation = self.keys.generation();
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(principal) = self.verified.get(token, generation, now) {
+            return Ok(principal);
+        }
         let key = match &self.keys {
             KeySource::Fixed(key) => key.clone(),
             KeySource::File(file) => file.current(),
@@ -256,10 +269,20 @@ impl Verifier {
                     .ok_or_else(|| invalid("the token is signed by an unknown key"))?
             }
         };
-        self.principal(token, &key)
+        let (principal, exp) = self.principal(token, &key)?;
+        let valid_until = exp.saturating_add(self.validation.leeway);
+        self.verified
+            .insert(token, &principal, generation, valid_until, now);
+        Ok(principal)
     }
 
-    fn principal(&self, token: &str, key: &DecodingKey) -> Result<Principal, Error> {
+    /// Entries and estimated bytes of the verified tokens kept.
+    pub fn verified_tokens(&self) -> (u64, u64) {
+        self.verified.size()
+    }
+
+    /// The principal of `token` and its `exp`.
+    fn principal(&self, token: &str, key: &DecodingKey) -> Result<(Principal, u64), Error> {
         let data =
             jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(
                 |err| match err.kind() {
@@ -288,7 +311,7 @@ impl Verifier {
                 "the token has no usable sub".into(),
             ));
         }
-        Ok(Principal {
+        let principal = Principal {
             sub: claims.sub,
             scopes: claims
                 .scope
@@ -300,7 +323,8 @@ impl Verifier {
             email_verified: email.is_some()
                 && claims.email_verified.as_ref().is_some_and(Flag::is_true),
             email,
-        })
+        };
+        Ok((principal, claims.exp))
     }
 }
 

@@ -12,8 +12,8 @@
 //! | `orgs_billing_projected_amount_due_minor_units` | gauge | |
 //! | `orgs_db_pool_connections` | gauge | `state` (`idle`, `in_use`) |
 //! | `orgs_db_pool_max_connections` | gauge | |
-//! | `orgs_cache_entries` | gauge | `cache` (`memberships`, `organizations`) |
-//! | `orgs_cache_bytes` | gauge | `cache`: estimated bytes, bounded by `ORGS_CACHE_MAX_BYTES` |
+//! | `orgs_cache_entries` | gauge | `cache` (`memberships`, `organizations`, `tokens`) |
+//! | `orgs_cache_bytes` | gauge | `cache`: estimated bytes, bounded by `ORGS_CACHE_MAX_BYTES` (`tokens`: `ORGS_AUTH_TOKEN_CACHE_BYTES`) |
 //!
 //! RPCs outside the served protos are counted as `grpc_service="unknown"`,
 //! `grpc_method="unknown"`, so a client cannot grow the label sets.
