@@ -132,3 +132,65 @@ async fn domain_claims_migration_keeps_rows_and_cascades() {
     }
     db.close().await;
 }
+
+/// Migrations before the one that gives the organization count 64 rows.
+const BEFORE_TOTALS_SHARDS: u32 = 11;
+
+/// The organization count: its rows' ids and their sum.
+async fn totals(conn: &sea_orm::DatabaseConnection) -> (Vec<i64>, i64) {
+    let ids: Vec<i64> = store::fetch_all::<IdRow>(
+        conn,
+        "SELECT CAST(id AS BIGINT) AS id FROM billing_totals ORDER BY id",
+        vec![],
+    )
+    .await
+    .expect("rows")
+    .into_iter()
+    .map(|row| row.id)
+    .collect();
+    let sum = orgs::store::repo::billing::total_organizations(conn)
+        .await
+        .expect("sum");
+    (ids, sum)
+}
+
+#[derive(sea_orm::FromQueryResult)]
+struct IdRow {
+    id: i64,
+}
+
+#[tokio::test]
+async fn the_organization_count_keeps_its_sum_over_more_rows_and_back() {
+    let url = common::fresh_database_url().await;
+    let db = Db::connect(&url, 2).await.expect("connect");
+    let conn = db.conn();
+    Migrator::up(conn, Some(BEFORE_TOTALS_SHARDS))
+        .await
+        .expect("older migrations");
+    store::execute(
+        conn,
+        "UPDATE billing_totals SET total_organizations = id WHERE id IN (1, 7, 16)",
+        vec![],
+    )
+    .await
+    .expect("counts");
+    assert_eq!(totals(conn).await, ((1..=16).collect(), 24));
+
+    Migrator::up(conn, None).await.expect("the rest");
+    let shards = i64::from(orgs::store::repo::billing::TOTALS_SHARDS);
+    assert_eq!(
+        totals(conn).await,
+        ((1..=shards).collect(), 24),
+        "a row for every shard the writers pick, the sum kept"
+    );
+    store::execute(
+        conn,
+        "UPDATE billing_totals SET total_organizations = 5 WHERE id = 40",
+        vec![],
+    )
+    .await
+    .expect("a count on a new row");
+
+    Migrator::down(conn, Some(1)).await.expect("down");
+    assert_eq!(totals(conn).await, ((1..=16).collect(), 29), "folded back");
+}

@@ -1,5 +1,5 @@
 //! `billing_period_users`: a period's monthly active users are counted on one
-//! of 16 rows chosen at random (their sum, plus what
+//! of several rows (`TOTALS_SHARDS`) chosen at random (their sum, plus what
 //! `billing_periods.monthly_active_users` counted before this table, is the
 //! period's count), so concurrent `RecordActivity` calls of first-time users
 //! on PostgreSQL do not queue on the period's one row lock until each other's

@@ -14,6 +14,7 @@ mod m20261201_000008_lifecycle;
 mod m20261201_000009_event_pruning;
 mod m20261201_000010_pending_events;
 mod m20261201_000011_period_users;
+mod m20261202_000012_totals_shards;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_event_pruning::Migration),
             Box::new(m20261201_000010_pending_events::Migration),
             Box::new(m20261201_000011_period_users::Migration),
+            Box::new(m20261202_000012_totals_shards::Migration),
         ]
     }
 }

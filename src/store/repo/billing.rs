@@ -541,8 +541,11 @@ pub async fn total_organizations(conn: &impl ConnectionTrait) -> Result<i64, DbE
         .sum())
 }
 
-/// Rows of `billing_totals`: the count is their sum.
-pub const TOTALS_SHARDS: i32 = 16;
+/// Rows of `billing_totals` (the count is their sum), and of a period's
+/// `billing_period_users`: as many as the migrations create (see
+/// `m20261202_000012_totals_shards`), twice the calls a pool of 32 has in
+/// flight, so that concurrent writers seldom share a row.
+pub const TOTALS_SHARDS: i32 = 64;
 
 /// Moves the organization counter by `delta` (+1 on create, −1 on delete)
 /// on one of its rows, chosen at random: concurrent changes seldom wait for

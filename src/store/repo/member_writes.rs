@@ -341,10 +341,10 @@ pub async fn insert_organization_with_creator(
         return insert_organization_with_creator_in_turn(conn, organization, membership, period)
             .await;
     }
-    // The row of this connection's server process: a pool's connections
-    // seldom share one, so concurrent creations seldom wait for each other's
-    // commit (a row chosen at random would be shared by most of 32 calls in
-    // flight over 16 rows).
+    // The row of this connection's server process: with twice as many rows
+    // as a pool of 32 has connections, they seldom share one, so concurrent
+    // creations seldom wait for each other's commit (rows chosen at random
+    // would be shared by several of 32 calls in flight).
     let shard = Expr::expr(Func::cust("pg_backend_pid"))
         .modulo(super::billing::TOTALS_SHARDS)
         .add(1);
