@@ -354,7 +354,7 @@ pub async fn insert_organization_with_creator(
     count.returning_col(billing_totals::Column::Id);
     let with = WithClause::new()
         .cte(cte("o", insert_organization))
-        .cte(cte("m", inserted_member(membership, Some("o"), None)?))
+        .cte(cte("m", inserted_member(membership, Some("o"))?))
         .cte(cte("t", count))
         .to_owned();
     let flags = (exists_in("o"), exists_in("m"));
@@ -419,9 +419,8 @@ fn organization_writes(
 fn inserted_member(
     row: &MembershipRow,
     organization: Option<&str>,
-    condition: Option<Expr>,
 ) -> Result<InsertStatement, DbErr> {
-    let mut insert = membership_insert(row, organization, condition)?;
+    let mut insert = membership_insert(row, organization, None)?;
     insert.returning_col(memberships::Column::Id);
     Ok(insert)
 }
@@ -473,7 +472,7 @@ pub async fn insert_member(
     }
     place.and_where(exists_in("m")).returning_col(O::Id);
     let with = WithClause::new()
-        .cte(cte("m", inserted_member(membership, None, None)?))
+        .cte(cte("m", inserted_member(membership, None)?))
         .cte(cte("p", place))
         .to_owned();
     let flags = (exists_in("p"), exists_in("m"));
