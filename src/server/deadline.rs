@@ -5,10 +5,10 @@
 //! `DEADLINE_EXCEEDED` `DEADLINE_EXCEEDED`. For a server-streaming call the
 //! deadline covers the start of the stream, not the stream itself.
 //!
-//! tonic's server enforces the client's `grpc-timeout` as well, but answers
-//! `CANCELLED` without details; this layer, placed right inside the
-//! outermost one, fires [`CLIENT_DEADLINE_MARGIN`] earlier so that callers
-//! see the documented status.
+//! tonic enforces the client's `grpc-timeout` on both ends as well, but
+//! answers `CANCELLED` without details; this layer, placed right inside the
+//! outermost one, fires [`client_deadline_margin`] earlier so that the
+//! server's answer reaches the client before the client's own timer fires.
 
 use std::time::Duration;
 
@@ -21,8 +21,20 @@ use super::limits::RpcShapes;
 use crate::domain::Error;
 use crate::middleware::Around;
 
-/// How much earlier than the client's own deadline the server gives up.
-pub const CLIENT_DEADLINE_MARGIN: Duration = Duration::from_millis(5);
+/// The least and the most the server gives up before the client's deadline.
+pub const CLIENT_DEADLINE_MARGIN: (Duration, Duration) =
+    (Duration::from_millis(5), Duration::from_millis(250));
+
+/// How much earlier than the client's own deadline the server gives up: a
+/// twentieth of the client's timeout, within [`CLIENT_DEADLINE_MARGIN`]. The
+/// client's timer starts when it sends the request and the server's when the
+/// request arrives, so the margin must cover the trip there and back; a fixed
+/// few milliseconds is lost to a loaded network or host, while a longer
+/// timeout can spare a proportionate share.
+pub fn client_deadline_margin(timeout: Duration) -> Duration {
+    let (least, most) = CLIENT_DEADLINE_MARGIN;
+    (timeout / 20).clamp(least, most)
+}
 
 /// The `grpc-timeout` of a request (`1*8DIGIT` and a unit `H`, `M`, `S`, `m`,
 /// `u` or `n`), if it has a well-formed one.
@@ -63,7 +75,7 @@ impl DeadlineLayer {
 
     /// How long a call to `path` may take before its response starts.
     fn budget(&self, path: &str, headers: &HeaderMap) -> Option<Duration> {
-        let client = client_timeout(headers).map(|t| t.saturating_sub(CLIENT_DEADLINE_MARGIN));
+        let client = client_timeout(headers).map(|t| t.saturating_sub(client_deadline_margin(t)));
         let server = self.shapes.is_unary(path).then_some(self.unary_timeout);
         match (client, server) {
             (Some(client), Some(server)) => Some(client.min(server)),
@@ -144,6 +156,16 @@ mod tests {
     }
 
     #[test]
+    fn the_margin_is_a_twentieth_of_the_timeout_within_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(client_deadline_margin(ms(2)), ms(5));
+        assert_eq!(client_deadline_margin(ms(50)), ms(5));
+        assert_eq!(client_deadline_margin(ms(400)), ms(20));
+        assert_eq!(client_deadline_margin(Duration::from_secs(2)), ms(100));
+        assert_eq!(client_deadline_margin(Duration::from_secs(3600)), ms(250));
+    }
+
+    #[test]
     fn unary_calls_get_the_shorter_deadline_and_streams_only_the_clients() {
         let shapes = RpcShapes::from_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET);
         let layer = DeadlineLayer::new(Duration::from_secs(30), shapes);
@@ -155,7 +177,7 @@ mod tests {
         );
         assert_eq!(
             layer.budget(unary, &headers("50m")),
-            Some(Duration::from_millis(50) - CLIENT_DEADLINE_MARGIN)
+            Some(Duration::from_millis(45))
         );
         assert_eq!(
             layer.budget(unary, &headers("1H")),
@@ -164,7 +186,7 @@ mod tests {
         assert_eq!(layer.budget(stream, &HeaderMap::new()), None);
         assert_eq!(
             layer.budget(stream, &headers("1S")),
-            Some(Duration::from_secs(1) - CLIENT_DEADLINE_MARGIN)
+            Some(Duration::from_millis(950))
         );
         assert_eq!(
             layer.budget("/grpc.health.v1.Health/Check", &headers("1S")),
