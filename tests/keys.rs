@@ -332,6 +332,35 @@ async fn a_failing_provider_keeps_the_last_keys() {
 }
 
 #[tokio::test]
+async fn a_refresh_that_brings_the_same_keys_keeps_the_verified_tokens() {
+    let key = SigningKey::es256("steady");
+    let provider = Provider::start(&[&key]).await;
+    let jwks = orgs::auth::jwks::Jwks::start(
+        &provider.url,
+        Algorithm::ES256,
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("the key set");
+    let started = jwks.generation();
+    // The same keys, served again by the routine refresh: the verified-token
+    // cache, which keys its entries by this generation, stays as it was.
+    let before = provider.requests();
+    eventually("two refreshes", || async {
+        provider.requests() >= before + 2
+    })
+    .await;
+    assert_eq!(jwks.generation(), started);
+    // A key added is a new set.
+    let added = SigningKey::es256("added");
+    provider.publish(&[&key, &added]);
+    eventually("the added key", || async { jwks.generation() > started }).await;
+    assert!(jwks.key("added").await.is_some());
+    assert!(jwks.key("steady").await.is_some());
+}
+
+#[tokio::test]
 async fn the_server_needs_a_usable_jwks_url_to_start() {
     let build = |configure: Box<dyn FnOnce(&mut orgs::ServeConfig)>| async move {
         let mut config = orgs::ServeConfig::for_tests("sqlite::memory:", SECRET);

@@ -8,12 +8,14 @@
 //! key before they sign with it. Those refetches are rate-limited: at most one
 //! per refetch interval, whatever the number of made-up `kid`s, so callers
 //! cannot turn the server against the provider. A failed fetch keeps the keys
-//! of the last good one.
+//! of the last good one, and a fetch that brings the same keys changes
+//! nothing: tokens verified with them stay verified (see
+//! [`super::verified`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
@@ -31,6 +33,8 @@ pub struct Jwks {
     algorithm: Algorithm,
     client: reqwest::Client,
     keys: RwLock<Keys>,
+    /// The JWKs the keys in use were made from, by `kid`.
+    in_use: Mutex<BTreeMap<String, String>>,
     /// Replacements of the key set so far.
     generation: AtomicU64,
     /// When the last refetch for an unknown `kid` started; held while one
@@ -88,6 +92,7 @@ impl Jwks {
             algorithm,
             client,
             keys: RwLock::new(Arc::new(HashMap::new())),
+            in_use: Mutex::new(BTreeMap::new()),
             generation: AtomicU64::new(0),
             last_refetch: tokio::sync::Mutex::new(None),
             refetch_interval,
@@ -98,7 +103,7 @@ impl Jwks {
                 jwks.url
             )
         })?;
-        tracing::info!(url = %jwks.url, keys = keys.len(), "token keys fetched");
+        tracing::info!(url = %jwks.url, keys = keys.keys.len(), "token keys fetched");
         jwks.replace(keys);
         let jwks = Arc::new(jwks);
         let weak = Arc::downgrade(&jwks);
@@ -142,8 +147,9 @@ impl Jwks {
     async fn refresh(&self) {
         match self.fetch().await {
             Ok(keys) => {
-                tracing::debug!(url = %self.url, keys = keys.len(), "token keys fetched");
-                self.replace(keys);
+                let count = keys.keys.len();
+                let changed = self.replace(keys);
+                tracing::debug!(url = %self.url, keys = count, changed, "token keys fetched");
             }
             Err(e) => {
                 tracing::warn!(url = %self.url, error = %e, "cannot fetch the token keys; keeping the last ones");
@@ -159,21 +165,34 @@ impl Jwks {
         keys.get(kid).cloned()
     }
 
-    fn replace(&self, keys: HashMap<String, Arc<DecodingKey>>) {
+    /// Uses `fetched` unless it holds the same keys as the set in use;
+    /// returns whether it did.
+    fn replace(&self, fetched: Fetched) -> bool {
+        // Held throughout, so that two fetches finishing together replace
+        // one after the other.
+        let mut in_use = match self.in_use.lock() {
+            Ok(in_use) => in_use,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if *in_use == fetched.jwks {
+            return false;
+        }
         let mut current = match self.keys.write() {
             Ok(current) => current,
             Err(poisoned) => poisoned.into_inner(),
         };
-        *current = Arc::new(keys);
+        *current = Arc::new(fetched.keys);
+        *in_use = fetched.jwks;
         self.generation.fetch_add(1, Ordering::AcqRel);
+        true
     }
 
-    /// Moves whenever the key set is replaced.
+    /// Moves whenever the keys in use change.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
-    async fn fetch(&self) -> Result<HashMap<String, Arc<DecodingKey>>, String> {
+    async fn fetch(&self) -> Result<Fetched, String> {
         let mut response = self
             .client
             .get(self.url.clone())
@@ -192,7 +211,7 @@ impl Jwks {
             body.extend_from_slice(&chunk);
         }
         let keys = usable_keys(&body, self.algorithm)?;
-        if keys.is_empty() {
+        if keys.keys.is_empty() {
             return Err(format!(
                 "the key set holds no {:?} signing key with a kid",
                 self.algorithm
@@ -202,13 +221,18 @@ impl Jwks {
     }
 }
 
+/// The usable keys of one fetched key set.
+struct Fetched {
+    keys: HashMap<String, Arc<DecodingKey>>,
+    /// The JWK each key was made from, written out again (so that the order
+    /// of its members and white space do not count), by `kid`.
+    jwks: BTreeMap<String, String>,
+}
+
 /// The keys of a JWKS document that verify `algorithm` signatures, by `kid`.
 /// Keys of other types, curves, algorithms or uses, and keys this library
 /// cannot read, are left out, so one odd key does not hide the others.
-fn usable_keys(
-    body: &[u8],
-    algorithm: Algorithm,
-) -> Result<HashMap<String, Arc<DecodingKey>>, String> {
+fn usable_keys(body: &[u8], algorithm: Algorithm) -> Result<Fetched, String> {
     #[derive(serde::Deserialize)]
     struct KeySet {
         keys: Vec<serde_json::Value>,
@@ -216,6 +240,7 @@ fn usable_keys(
     let set: KeySet =
         serde_json::from_slice(body).map_err(|e| format!("not a JWKS document: {e}"))?;
     let mut keys = HashMap::new();
+    let mut jwks = BTreeMap::new();
     for value in set.keys {
         let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
             continue;
@@ -246,11 +271,12 @@ fn usable_keys(
         if !fits {
             continue;
         }
-        if let Ok(key) = DecodingKey::from_jwk(&jwk) {
-            keys.insert(kid, Arc::new(key));
+        if let (Ok(key), Ok(written)) = (DecodingKey::from_jwk(&jwk), serde_json::to_string(&jwk)) {
+            keys.insert(kid.clone(), Arc::new(key));
+            jwks.insert(kid, written);
         }
     }
-    Ok(keys)
+    Ok(Fetched { keys, jwks })
 }
 
 /// An error with its causes, which reqwest keeps out of its `Display`.
@@ -301,9 +327,24 @@ mod tests {
             {"kty": "RSA", "kid": "good", "alg": "RS256", "use": "sig", "n": "sXch", "e": "AQAB"},
         ]});
         let keys = usable_keys(body.to_string().as_bytes(), Algorithm::RS256).unwrap();
-        assert_eq!(keys.keys().collect::<Vec<_>>(), ["good"]);
+        assert_eq!(keys.keys.keys().collect::<Vec<_>>(), ["good"]);
+        assert_eq!(keys.jwks.keys().collect::<Vec<_>>(), ["good"]);
         let keys = usable_keys(body.to_string().as_bytes(), Algorithm::ES256).unwrap();
-        assert!(keys.is_empty());
+        assert!(keys.keys.is_empty());
         assert!(usable_keys(b"<html>", Algorithm::RS256).is_err());
+    }
+
+    #[test]
+    fn the_same_keys_written_differently_read_the_same() {
+        let one = r#"{"keys": [{"kty": "RSA", "kid": "a", "n": "sXch", "e": "AQAB"},
+                               {"kty": "RSA", "kid": "b", "n": "sXcg", "e": "AQAB"}]}"#;
+        let other = r#"{"keys":[{"e":"AQAB","n":"sXcg","kid":"b","kty":"RSA"},
+                               {"kty":"oct","kid":"x","k":"c2VjcmV0"},
+                               {"n":"sXch","kty":"RSA","e":"AQAB","kid":"a"}]}"#;
+        let changed = r#"{"keys": [{"kty": "RSA", "kid": "a", "n": "sXci", "e": "AQAB"},
+                                   {"kty": "RSA", "kid": "b", "n": "sXcg", "e": "AQAB"}]}"#;
+        let read = |body: &str| usable_keys(body.as_bytes(), Algorithm::RS256).unwrap().jwks;
+        assert_eq!(read(one), read(other));
+        assert_ne!(read(one), read(changed));
     }
 }
