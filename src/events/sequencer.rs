@@ -17,7 +17,6 @@
 
 use std::sync::Arc;
 
-use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, TransactionTrait,
     Value,
@@ -34,33 +33,60 @@ use crate::store::{fetch_all, fetch_i64};
 /// Pending events moved per statement.
 const EVENTS_PER_PASS: i64 = 10_000;
 
+/// The columns of a staged event, in the order [`stage`] binds them.
+const STAGED_COLUMNS: &str = "id, kind, action, actor, on_behalf_of, organization_id, \
+    resource_id, request_id, audit, payload, create_time";
+
 /// Writes events without a position, in the change's transaction.
+///
+/// Raw SQL, written out here rather than by the query builder: every write
+/// on PostgreSQL runs this statement, and its shape depends only on the
+/// number of events.
 pub async fn stage(conn: &impl ConnectionTrait, events: &[NewEvent]) -> Result<(), DbErr> {
-    if events.is_empty() {
-        return Ok(());
+    // A statement binds at most 65,535 values; a change with more events
+    // (an organization deleted with its members) takes several.
+    for chunk in events.chunks(STAGED_PER_STATEMENT) {
+        let (sql, values) = staging(chunk);
+        crate::store::execute(conn, &sql, values).await?;
     }
-    let rows = events.iter().map(|event| pending::ActiveModel {
-        pending_id: NotSet,
-        id: Set(crate::domain::ids::new_id(crate::domain::ids::EVENT)),
-        kind: Set(event
-            .kind
-            .map(EventKind::as_str)
-            .unwrap_or_default()
-            .to_string()),
-        action: Set(event.action.clone()),
-        actor: Set(event.actor.clone()),
-        on_behalf_of: Set(event.on_behalf_of.clone()),
-        organization_id: Set(event.organization_id.clone()),
-        resource_id: Set(event.resource_id.clone()),
-        request_id: Set(event.request_id.clone()),
-        audit: Set(event.audit),
-        payload: Set(event.payload.to_string()),
-        create_time: Set(event.create_time),
-    });
-    pending::Entity::insert_many(rows)
-        .exec_without_returning(conn)
-        .await?;
     Ok(())
+}
+
+/// Events staged per statement, at 11 values each.
+const STAGED_PER_STATEMENT: usize = 1_000;
+
+/// The statement that stages `events`, and its values.
+fn staging(events: &[NewEvent]) -> (String, Vec<Value>) {
+    use std::fmt::Write;
+
+    let mut sql = String::with_capacity(128 + events.len() * 64);
+    let mut values = Vec::with_capacity(events.len() * 11);
+    sql.push_str("INSERT INTO pending_events (");
+    sql.push_str(STAGED_COLUMNS);
+    sql.push_str(") VALUES ");
+    for (n, event) in events.iter().enumerate() {
+        let first = n * 11;
+        sql.push_str(if n == 0 { "(" } else { ", (" });
+        for column in 1..=11 {
+            let separator = if column == 1 { "" } else { ", " };
+            let _ = write!(sql, "{separator}${}", first + column);
+        }
+        sql.push(')');
+        values.extend([
+            Value::from(crate::domain::ids::new_id(crate::domain::ids::EVENT)),
+            Value::from(event.kind.map(EventKind::as_str).unwrap_or_default()),
+            Value::from(event.action.as_str()),
+            Value::from(event.actor.as_str()),
+            Value::from(event.on_behalf_of.as_str()),
+            Value::from(event.organization_id.as_str()),
+            Value::from(event.resource_id.as_str()),
+            Value::from(event.request_id.as_str()),
+            Value::from(event.audit),
+            Value::from(event.payload.to_string()),
+            Value::from(event.create_time),
+        ]);
+    }
+    (sql, values)
 }
 
 /// Raw SQL: a data-modifying CTE (move, number, raise the head in one
@@ -141,10 +167,13 @@ pub async fn pending_payloads(
         .await
 }
 
+/// Whether any event waits for its position. By the key's index: the table is
+/// a queue, mostly dead rows between vacuums, which a scan of the table
+/// would read through.
 async fn pending(conn: &DatabaseConnection) -> Result<bool, DbErr> {
     Ok(fetch_i64(
         conn,
-        "SELECT count(*) FROM (SELECT 1 FROM pending_events LIMIT 1) AS any_pending",
+        "SELECT count(*) FROM (SELECT 1 FROM pending_events ORDER BY pending_id LIMIT 1) AS any_pending",
         vec![],
     )
     .await?

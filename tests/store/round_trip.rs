@@ -1390,3 +1390,67 @@ async fn billing_round_trip() {
     billing::add_to_total_organizations(conn, -1).await.unwrap();
     assert_eq!(billing::total_organizations(conn).await.unwrap(), 1);
 }
+
+/// Staged events (PostgreSQL: a change writes them without positions) keep
+/// every column and their order, also past the values one statement binds.
+#[tokio::test]
+async fn staged_events_keep_their_columns_and_order_past_one_statement() {
+    use orgs::domain::events::EventKind;
+    use orgs::events::{NewEvent, sequencer};
+    let store = Store::fresh(2).await;
+    if !store.postgres() {
+        // SQLite numbers events in its one writer and never stages them.
+        return;
+    }
+    let events: Vec<NewEvent> = (0..2_345)
+        .map(|n| NewEvent {
+            kind: Some(EventKind::OrganizationUpdated),
+            action: "UpdateOrganization".into(),
+            actor: format!("user_{n}"),
+            on_behalf_of: String::new(),
+            organization_id: "org_s".into(),
+            resource_id: "org_s".into(),
+            request_id: format!("req_{n}"),
+            audit: n % 2 == 0,
+            payload: serde_json::json!({ "n": n, "quote": "it's \"fine\"" }),
+            create_time: NOW + n,
+        })
+        .collect();
+    let txn = store.db.begin().await.expect("begin");
+    sequencer::stage(&txn, &events).await.expect("stage");
+    txn.commit().await.expect("commit");
+    let payloads = sequencer::pending_payloads(store.conn(), EventKind::OrganizationUpdated)
+        .await
+        .expect("pending payloads");
+    let expected: Vec<String> = events.iter().map(|e| e.payload.to_string()).collect();
+    assert_eq!(payloads, expected);
+    let rows = entity::pending_events::Entity::find()
+        .all(store.conn())
+        .await
+        .expect("pending rows");
+    let row = rows
+        .iter()
+        .find(|row| row.request_id == "req_7")
+        .expect("event 7");
+    assert_eq!(
+        (
+            row.kind.as_str(),
+            row.action.as_str(),
+            row.actor.as_str(),
+            row.organization_id.as_str(),
+            row.resource_id.as_str(),
+            row.audit,
+            row.create_time,
+        ),
+        (
+            "organization.updated",
+            "UpdateOrganization",
+            "user_7",
+            "org_s",
+            "org_s",
+            false,
+            NOW + 7
+        )
+    );
+    assert!(row.id.starts_with("evt_"), "{}", row.id);
+}

@@ -15,6 +15,7 @@ mod m20261201_000009_event_pruning;
 mod m20261201_000010_pending_events;
 mod m20261201_000011_period_users;
 mod m20261202_000012_totals_shards;
+mod m20261202_000013_pending_events_lean;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_pending_events::Migration),
             Box::new(m20261201_000011_period_users::Migration),
             Box::new(m20261202_000012_totals_shards::Migration),
+            Box::new(m20261202_000013_pending_events_lean::Migration),
         ]
     }
 }
