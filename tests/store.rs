@@ -371,6 +371,48 @@ async fn billable_transition_is_recorded_once() {
     );
 }
 
+/// PostgreSQL: a first activity finds its period's row without waiting for
+/// a change that holds it (an organization turning billable holds it until
+/// its commit), and adds its users to the period meanwhile. SQLite has one
+/// writer: nothing there waits for a row.
+#[tokio::test]
+async fn a_first_activity_does_not_wait_for_a_held_period_row() {
+    let store = Store::fresh(4).await;
+    if !store.postgres() {
+        return;
+    }
+    assert!(
+        billing::ensure_period(store.conn(), PERIOD, NOW)
+            .await
+            .expect("period")
+    );
+    let holder = store.db.begin().await.expect("begin");
+    assert_eq!(
+        billing::add_billable(&holder, PERIOD, 1)
+            .await
+            .expect("billable"),
+        1
+    );
+    let other = store.db.begin().await.expect("begin");
+    let patience = std::time::Duration::from_secs(10);
+    let created = tokio::time::timeout(patience, billing::ensure_period(&other, PERIOD, NOW))
+        .await
+        .expect("the period's row is found without waiting for its holder")
+        .expect("period");
+    assert!(!created, "the period existed");
+    tokio::time::timeout(patience, billing::add_period_users(&other, PERIOD, 3))
+        .await
+        .expect("users are added without waiting for the holder")
+        .expect("users");
+    other.commit().await.expect("commit");
+    holder.commit().await.expect("commit");
+    let totals = billing::period_totals(store.conn(), PERIOD)
+        .await
+        .expect("totals");
+    assert_eq!(totals.monthly_active_users, 3);
+    assert_eq!(totals.billable_organizations, 1);
+}
+
 /// One user's first activity reported by six replicas at once: the inserts
 /// decide, so exactly one sees the user as new and as a new active member,
 /// and the counters move once.

@@ -316,11 +316,31 @@ impl BillingCounters {
         Ok(inserted.len() as i64)
     }
 
+    /// Creates the totals row of `period` if absent; for the `current`
+    /// period that emits `PeriodStarted`.
+    async fn ensure_period(&self, tx: &mut Tx, period: &str, current: &str) -> Result<()> {
+        if repo::ensure_period(tx.conn(), period, tx.now).await? && period == current {
+            tx.emit_derived(
+                EventKind::BillingPeriodStarted,
+                None,
+                &PeriodStarted {
+                    period: period.to_string(),
+                },
+            )?;
+        }
+        Ok(())
+    }
+
     /// Adds to the active-member counts, `(organization_id, period) →
     /// increment`, records each transition to billable exactly once (with its
     /// event and its place in the period's order), and adds `new_users` (per
     /// period) to the monthly active users. A period's first write creates its
     /// totals row; for the current period that emits `PeriodStarted`.
+    ///
+    /// The period totals go first and the organizations' counters after
+    /// them: a counter row is held from its update to the commit, and the
+    /// activities of one organization's members queue on it, so the fewer
+    /// statements after it, the shorter they wait.
     async fn apply_increments(
         &self,
         tx: &mut Tx,
@@ -328,6 +348,11 @@ impl BillingCounters {
         new_users: BTreeMap<String, i64>,
     ) -> Result<Vec<UsageChange>> {
         let pricing = &self.pricing;
+        let current = BillingPeriod::containing_micros(tx.now).to_string();
+        for (period, added_users) in &new_users {
+            self.ensure_period(tx, period, &current).await?;
+            repo::add_period_users(tx.conn(), period, *added_users).await?;
+        }
         // Key order: every transaction locks counter rows in the same order.
         let increments: Vec<(String, String, i64)> = increments
             .into_iter()
@@ -361,27 +386,9 @@ impl BillingCounters {
                 became_billable: None,
             })
             .collect();
-        let periods: BTreeSet<String> = new_users
-            .keys()
-            .chain(transitions.keys())
-            .cloned()
-            .collect();
-        let current = BillingPeriod::containing_micros(tx.now).to_string();
-        for period in periods {
-            if repo::ensure_period(tx.conn(), &period, tx.now).await? && period == current {
-                tx.emit_derived(
-                    EventKind::BillingPeriodStarted,
-                    None,
-                    &PeriodStarted {
-                        period: period.clone(),
-                    },
-                )?;
-            }
-            let became = transitions.remove(&period).unwrap_or_default();
-            let added_users = new_users.get(&period).copied().unwrap_or(0);
-            repo::add_period_users(tx.conn(), &period, added_users).await?;
-            if became.is_empty() {
-                continue;
+        for (period, became) in transitions {
+            if !new_users.contains_key(&period) {
+                self.ensure_period(tx, &period, &current).await?;
             }
             let billable_total =
                 repo::add_billable(tx.conn(), &period, became.len() as i64).await?;

@@ -1,23 +1,26 @@
 //! The billing tables: `billing_user_activity` (who was active in which
 //! period), `billing_active_members` (who counts for which organization),
-//! `billing_organization_usage` (per-organization counters),
-//! `billing_periods` (per-period totals) and `billing_totals` (the number of
-//! organizations). Multi-row statements go in chunks and in key order, so
+//! `billing_organization_usage` (per-organization counters) and
+//! `billing_totals` (the number of organizations); the per-period totals are
+//! in [`super::billing_periods`]. Multi-row statements go in chunks and in key order, so
 //! concurrent transactions take row locks in one order and cannot deadlock.
 
 use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, OnConflict, Order, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr,
-    DerivePartialModel, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, RelationTrait, Value,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
+    FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait,
+    Value,
 };
 
 use crate::store::entity::{
-    billing_active_members as active, billing_organization_usage as usage, billing_period_users,
-    billing_periods, billing_totals, billing_user_activity as activity, budget_alerts, memberships,
-    organizations,
+    billing_active_members as active, billing_organization_usage as usage, billing_totals,
+    billing_user_activity as activity, budget_alerts, memberships, organizations,
 };
 use crate::store::{self, query, query::literal};
+
+pub use super::billing_periods::{
+    PeriodRow, add_billable, add_period_users, ensure_period, period_totals,
+};
 
 /// Rows per multi-row statement: well below both backends' parameter limits.
 const CHUNK: usize = 500;
@@ -25,14 +28,6 @@ const CHUNK: usize = 500;
 /// The counters of one organization in one period: a whole
 /// `billing_organization_usage` row.
 pub type UsageRow = usage::Model;
-
-/// The totals of one period.
-#[derive(Debug, Clone, Default, PartialEq, Eq, DerivePartialModel)]
-#[sea_orm(entity = "billing_periods::Entity")]
-pub struct PeriodRow {
-    pub monthly_active_users: i64,
-    pub billable_organizations: i64,
-}
 
 /// A user's standing among the billable organizations of a period.
 #[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
@@ -308,98 +303,6 @@ pub async fn set_billable_order(
         .exec(conn)
         .await?;
     Ok(())
-}
-
-/// Creates the totals row of a period if absent; returns whether it did.
-pub async fn ensure_period(
-    conn: &impl ConnectionTrait,
-    period: &str,
-    now: i64,
-) -> Result<bool, DbErr> {
-    let inserted = billing_periods::Entity::insert(billing_periods::ActiveModel {
-        period: Set(period.to_string()),
-        monthly_active_users: Set(0),
-        billable_organizations: Set(0),
-        create_time: Set(now),
-    })
-    .on_conflict(
-        OnConflict::column(billing_periods::Column::Period)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(conn)
-    .await?;
-    Ok(inserted == 1)
-}
-
-/// Adds newly active users to a period's count, on one of its rows chosen
-/// at random: concurrent first activities seldom wait for each other's
-/// commit.
-pub async fn add_period_users(
-    conn: &impl ConnectionTrait,
-    period: &str,
-    new_users: i64,
-) -> Result<(), DbErr> {
-    use billing_period_users::Column;
-    if new_users == 0 {
-        return Ok(());
-    }
-    billing_period_users::Entity::insert(billing_period_users::ActiveModel {
-        period: Set(period.to_string()),
-        shard: Set(rand::random_range(1..=TOTALS_SHARDS)),
-        monthly_active_users: Set(new_users),
-    })
-    .on_conflict(
-        OnConflict::columns([Column::Period, Column::Shard])
-            .value(
-                Column::MonthlyActiveUsers,
-                Expr::col((billing_period_users::Entity, Column::MonthlyActiveUsers))
-                    .add(new_users),
-            )
-            .to_owned(),
-    )
-    .exec_without_returning(conn)
-    .await?;
-    Ok(())
-}
-
-/// Adds newly billable organizations to a period's totals; returns its
-/// billable organizations after the change. The period's one row decides
-/// their order, so these changes wait for each other.
-pub async fn add_billable(
-    conn: &impl ConnectionTrait,
-    period: &str,
-    new_billable: i64,
-) -> Result<i64, DbErr> {
-    use billing_periods::Column;
-    let after = billing_periods::Entity::update_many()
-        .col_expr(
-            Column::BillableOrganizations,
-            Expr::col(Column::BillableOrganizations).add(new_billable),
-        )
-        .filter(Column::Period.eq(period))
-        .exec_with_returning(conn)
-        .await?;
-    Ok(after
-        .first()
-        .map(|row| row.billable_organizations)
-        .unwrap_or(0))
-}
-
-pub async fn period_totals(conn: &impl ConnectionTrait, period: &str) -> Result<PeriodRow, DbErr> {
-    let mut totals: PeriodRow = billing_periods::Entity::find_by_id(period)
-        .into_partial_model()
-        .one(conn)
-        .await?
-        .unwrap_or_default();
-    totals.monthly_active_users += billing_period_users::Entity::find()
-        .filter(billing_period_users::Column::Period.eq(period))
-        .all(conn)
-        .await?
-        .iter()
-        .map(|row| row.monthly_active_users)
-        .sum::<i64>();
-    Ok(totals)
 }
 
 pub async fn usage(

@@ -3,6 +3,7 @@
 
 pub mod billing;
 pub mod billing_members;
+pub mod billing_periods;
 pub mod domain_attempts;
 pub mod domains;
 pub mod idempotency;
