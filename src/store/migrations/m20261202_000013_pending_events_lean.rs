@@ -38,7 +38,7 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let script = match manager.get_database_backend() {
             DbBackend::Postgres => {
-                "ALTER TABLE pending_events DROP CONSTRAINT pending_events_id_key;\n\
+                "ALTER TABLE pending_events DROP CONSTRAINT IF EXISTS pending_events_id_key;\n\
                  ALTER TABLE pending_events SET (autovacuum_vacuum_scale_factor = 0, \
                  autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_insert_scale_factor = 0, \
                  autovacuum_vacuum_insert_threshold = 1000)"
