@@ -2,7 +2,12 @@
 //! at a fixed number of calls in flight, each call a new user, against
 //! Health/Check measured before and after them on the same connection setup;
 //! then the raw baselines (see `raw.rs`): the same statements straight
-//! against the server's database through a pool like the server's.
+//! against the server's database through a pool like the server's. On
+//! PostgreSQL every row also says how much WAL a call wrote: the cluster's
+//! `pg_stat_wal` before and after each measurement, over the calls made. Unlike
+//! rates it barely moves between runs on a busy machine, so it shows what a
+//! change to the write path saves there; it counts every database of the
+//! cluster, so nothing else should write meanwhile.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -187,6 +192,7 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
         organizations.push(created.organization.map(|o| o.id).unwrap_or_default());
     }
     let organizations = Arc::new(organizations);
+    let wal = WalMeter::connect(args.database_url.as_deref()).await?;
 
     eprintln!("measuring Health/Check");
     let mut health = health_load(target, concurrency, duration).await?;
@@ -200,7 +206,9 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
             counter: creators.clone(),
         })
         .collect();
+    let before = wal.bytes().await?;
     let create_organization = load::run(callers, duration).await?;
+    let create_organization_wal = wal.per_call(before, &create_organization).await?;
 
     eprintln!("measuring CreateMembership");
     let members = Arc::new(AtomicU64::new(0));
@@ -212,7 +220,9 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
             organizations: organizations.clone(),
         })
         .collect();
+    let before = wal.bytes().await?;
     let create_membership = load::run(callers, duration).await?;
+    let create_membership_wal = wal.per_call(before, &create_membership).await?;
 
     let activity = if args.record_activity {
         eprintln!("measuring RecordActivity");
@@ -232,10 +242,12 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
                 newly_active: newly_active.clone(),
             })
             .collect();
+        let before = wal.bytes().await?;
         let measured = load::run(callers, duration).await?;
+        let wal_note = wal.per_call(before, &measured).await?;
         let used = used.load(Ordering::Relaxed);
         let note = format!(
-            "{:.2}× CreateMembership; users: {} members, {} creators, {} in no organization; {} newly active",
+            "{:.2}× CreateMembership; users: {} members, {} creators, {} in no organization; {} newly active{wal_note}",
             measured.rate() / create_membership.rate().max(f64::MIN_POSITIVE),
             used.min(members),
             used.saturating_sub(members).min(creators),
@@ -265,12 +277,15 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
     report::row(
         "CreateOrganization on behalf",
         &create_organization,
-        &p99_ratio(&create_organization),
+        &format!(
+            "{}{create_organization_wal}",
+            p99_ratio(&create_organization)
+        ),
     );
     report::row(
         "CreateMembership",
         &create_membership,
-        &p99_ratio(&create_membership),
+        &format!("{}{create_membership_wal}", p99_ratio(&create_membership)),
     );
     if let Some((measured, note)) = &activity {
         report::row(
@@ -329,13 +344,16 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
                         call,
                     })
                     .collect();
+                let before = wal.bytes().await?;
                 let measured = load::run(callers, duration).await?;
+                let wal_note = wal.per_call(before, &measured).await?;
                 let ratio = api.rate() / measured.rate().max(f64::MIN_POSITIVE);
-                rows.push((name, measured, format!("{ratio:.2}")));
+                rows.push((name, measured, format!("{ratio:.2}{wal_note}")));
             }
         }
     }
     db.close().await;
+    wal.close().await;
     println!();
     println!(
         "raw baselines: the same statements without the server, {} pool of {pool} (orgs::store::Db::connect), one transaction per call",
@@ -353,4 +371,51 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
         report::errors(name, measured);
     }
     Ok(())
+}
+
+/// The WAL a PostgreSQL cluster has written, read before and after a
+/// measurement; nothing on SQLite or without a database URL.
+struct WalMeter(Option<Db>);
+
+impl WalMeter {
+    async fn connect(url: Option<&str>) -> anyhow::Result<WalMeter> {
+        let Some(url) = url else {
+            return Ok(WalMeter(None));
+        };
+        let db = Db::connect(url, 1).await?;
+        if db.backend() != DbBackend::Postgres {
+            db.close().await;
+            return Ok(WalMeter(None));
+        }
+        Ok(WalMeter(Some(db)))
+    }
+
+    /// Bytes of WAL written so far (PostgreSQL 14 and later).
+    async fn bytes(&self) -> anyhow::Result<i64> {
+        let Some(db) = &self.0 else { return Ok(0) };
+        Ok(orgs::store::fetch_i64(
+            db.conn(),
+            "SELECT wal_bytes::bigint FROM pg_stat_wal",
+            vec![],
+        )
+        .await?)
+    }
+
+    /// `; N B WAL per call` since `before`, or nothing.
+    async fn per_call(&self, before: i64, measured: &Measured) -> anyhow::Result<String> {
+        if self.0.is_none() || measured.ok == 0 {
+            return Ok(String::new());
+        }
+        let written = self.bytes().await? - before;
+        Ok(format!(
+            "; {:.0} B WAL per call",
+            written as f64 / measured.ok as f64
+        ))
+    }
+
+    async fn close(self) {
+        if let Some(db) = self.0 {
+            db.close().await;
+        }
+    }
 }
