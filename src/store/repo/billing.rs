@@ -5,7 +5,7 @@
 //! in [`super::billing_periods`]. Multi-row statements go in chunks and in key order, so
 //! concurrent transactions take row locks in one order and cannot deadlock.
 
-use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, OnConflict, Order, Query};
+use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Func, OnConflict, Order, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
     FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait,
@@ -450,21 +450,35 @@ pub async fn total_organizations(conn: &impl ConnectionTrait) -> Result<i64, DbE
 /// flight, so that concurrent writers seldom share a row.
 pub const TOTALS_SHARDS: i32 = 64;
 
+/// The row of a sharded count (`billing_totals`, `billing_period_users`)
+/// that a write moves. PostgreSQL: the row of the connection's server
+/// process; with twice as many rows as a pool of 32 has connections they
+/// seldom share one, so concurrent writes seldom wait for each other's commit
+/// (rows chosen at random would be shared by several of 32 calls in flight).
+/// SQLite, whose one writer waits for nobody: one at random.
+pub(super) fn count_shard(backend: DbBackend) -> Expr {
+    if backend == DbBackend::Postgres {
+        Expr::expr(Func::cust("pg_backend_pid"))
+            .modulo(TOTALS_SHARDS)
+            .add(1)
+    } else {
+        Expr::val(rand::random_range(1..=TOTALS_SHARDS))
+    }
+}
+
 /// Moves the organization counter by `delta` (+1 on create, −1 on delete)
-/// on one of its rows, chosen at random: concurrent changes seldom wait for
-/// each other's commit.
+/// on one of its rows ([`count_shard`]).
 pub async fn add_to_total_organizations(
     conn: &impl ConnectionTrait,
     delta: i64,
 ) -> Result<(), DbErr> {
     use billing_totals::Column;
-    let shard = rand::random_range(1..=TOTALS_SHARDS);
     billing_totals::Entity::update_many()
         .col_expr(
             Column::TotalOrganizations,
             Expr::col(Column::TotalOrganizations).add(delta),
         )
-        .filter(Column::Id.eq(shard))
+        .filter(Expr::col(Column::Id).eq(count_shard(conn.get_database_backend())))
         .exec(conn)
         .await?;
     Ok(())

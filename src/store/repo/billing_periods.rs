@@ -9,15 +9,15 @@
 //! period's row (a new billable organization, until its commit) merely to
 //! learn that the period exists.
 
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, DerivePartialModel,
-    EntityTrait, QueryFilter, Value,
+    EntityTrait, QueryFilter,
 };
 
-use super::billing::TOTALS_SHARDS;
-use crate::store;
+use super::billing::count_shard;
 use crate::store::entity::{billing_period_users, billing_periods};
+use crate::store::query;
 
 /// The totals of one period.
 #[derive(Debug, Clone, Default, PartialEq, Eq, DerivePartialModel)]
@@ -40,13 +40,7 @@ pub async fn ensure_period(
     now: i64,
 ) -> Result<bool, DbErr> {
     if conn.get_database_backend() == DbBackend::Postgres
-        && store::fetch_i64(
-            conn,
-            "SELECT count(*) FROM billing_periods WHERE period = $1",
-            vec![Value::from(period)],
-        )
-        .await?
-            > 0
+        && query::any(conn, billing_periods::Entity::find_by_id(period)).await?
     {
         return Ok(false);
     }
@@ -66,19 +60,9 @@ pub async fn ensure_period(
     Ok(inserted == 1)
 }
 
-/// Raw SQL: the row of this connection's server process, an expression the
-/// entity's insert cannot take as a value. With twice as many rows as a pool
-/// of 32 has connections they seldom share one, where rows chosen at random
-/// would be shared by several of 32 calls in flight, each waiting for the
+/// Adds newly active users to a period's count, on one of its rows
+/// ([`count_shard`]): concurrent first activities seldom wait for each
 /// other's commit.
-const ADD_PERIOD_USERS_POSTGRES: &str = "INSERT INTO billing_period_users \
-     (period, shard, monthly_active_users) VALUES ($1, pg_backend_pid() % $3 + 1, $2) \
-     ON CONFLICT (period, shard) DO UPDATE SET monthly_active_users = \
-     billing_period_users.monthly_active_users + EXCLUDED.monthly_active_users";
-
-/// Adds newly active users to a period's count, on one of its rows:
-/// concurrent first activities seldom wait for each other's commit.
-/// PostgreSQL takes its connection's row, SQLite (one writer) one at random.
 pub async fn add_period_users(
     conn: &impl ConnectionTrait,
     period: &str,
@@ -88,35 +72,25 @@ pub async fn add_period_users(
     if new_users == 0 {
         return Ok(());
     }
-    if conn.get_database_backend() == DbBackend::Postgres {
-        store::execute(
-            conn,
-            ADD_PERIOD_USERS_POSTGRES,
-            vec![
-                Value::from(period),
-                Value::from(new_users),
-                Value::from(TOTALS_SHARDS),
-            ],
+    let insert = Query::insert()
+        .into_table(billing_period_users::Entity)
+        .columns([Column::Period, Column::Shard, Column::MonthlyActiveUsers])
+        .values_panic([
+            period.into(),
+            count_shard(conn.get_database_backend()),
+            new_users.into(),
+        ])
+        .on_conflict(
+            OnConflict::columns([Column::Period, Column::Shard])
+                .value(
+                    Column::MonthlyActiveUsers,
+                    Expr::col((billing_period_users::Entity, Column::MonthlyActiveUsers))
+                        .add(new_users),
+                )
+                .to_owned(),
         )
-        .await?;
-        return Ok(());
-    }
-    billing_period_users::Entity::insert(billing_period_users::ActiveModel {
-        period: Set(period.to_string()),
-        shard: Set(rand::random_range(1..=TOTALS_SHARDS)),
-        monthly_active_users: Set(new_users),
-    })
-    .on_conflict(
-        OnConflict::columns([Column::Period, Column::Shard])
-            .value(
-                Column::MonthlyActiveUsers,
-                Expr::col((billing_period_users::Entity, Column::MonthlyActiveUsers))
-                    .add(new_users),
-            )
-            .to_owned(),
-    )
-    .exec_without_returning(conn)
-    .await?;
+        .to_owned();
+    conn.execute(&insert).await?;
     Ok(())
 }
 

@@ -15,7 +15,7 @@
 //! billing locks in hash order.
 
 use sea_orm::sea_query::{
-    Alias, CommonTableExpression, Condition, Expr, ExprTrait, Func, InsertStatement, IntoColumnRef,
+    Alias, CommonTableExpression, Condition, Expr, ExprTrait, InsertStatement, IntoColumnRef,
     IntoTableRef, JoinType, OnConflict, Order, Query, SelectStatement, SqliteQueryBuilder,
     UpdateStatement, WithClause,
 };
@@ -341,13 +341,7 @@ pub async fn insert_organization_with_creator(
         return insert_organization_with_creator_in_turn(conn, organization, membership, period)
             .await;
     }
-    // The row of this connection's server process: with twice as many rows
-    // as a pool of 32 has connections, they seldom share one, so concurrent
-    // creations seldom wait for each other's commit (rows chosen at random
-    // would be shared by several of 32 calls in flight).
-    let shard = Expr::expr(Func::cust("pg_backend_pid"))
-        .modulo(super::billing::TOTALS_SHARDS)
-        .add(1);
+    let shard = super::billing::count_shard(DbBackend::Postgres);
     let (mut insert_organization, mut count) =
         organization_writes(organization, shard, exists_in("o"));
     insert_organization.returning_col(organizations::Column::Id);
@@ -375,8 +369,7 @@ async fn insert_organization_with_creator_in_turn(
         organizations::Column::Id,
         &organization.id,
     );
-    // One of the count's rows at random, as `add_to_total_organizations`.
-    let shard = Expr::val(rand::random_range(1..=super::billing::TOTALS_SHARDS));
+    let shard = super::billing::count_shard(DbBackend::Sqlite);
     let (insert_organization, count) = organization_writes(organization, shard, written.clone());
     let writes = vec![
         insert_organization.build(SqliteQueryBuilder),
