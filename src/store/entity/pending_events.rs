@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 pub struct Model {
     #[sea_orm(primary_key)]
     pub pending_id: i64,
-    /// Unique in `events`, where it is checked; not indexed here.
+    /// Unique in `events`, where it is checked; not indexed here on
+    /// PostgreSQL (migration 13).
     #[sea_orm(column_type = "Text")]
     pub id: String,
     #[sea_orm(column_type = "Text")]

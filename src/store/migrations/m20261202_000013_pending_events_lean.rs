@@ -12,7 +12,9 @@
 //! A queue table is mostly dead rows between vacuums, which the sequencer's
 //! moves and checks walk past, so autovacuum is asked to clean it after
 //! 1,000 dead rows rather than after a fifth of the table.
-//! On SQLite, which never writes the table, it is made anew without the index.
+//!
+//! SQLite never writes the table (its one writer numbers events itself), so
+//! there the table stays as migration 10 made it.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
@@ -20,46 +22,31 @@ use sea_orm_migration::sea_orm::DbBackend;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-/// The SQLite table, with or without the unique index on `id`.
-fn sqlite_table(unique: &str) -> String {
-    format!(
-        "DROP TABLE pending_events;\n\
-         CREATE TABLE pending_events (\n    pending_id BIGINT PRIMARY KEY,\n    \
-         id TEXT NOT NULL{unique},\n    kind TEXT NOT NULL,\n    action TEXT NOT NULL,\n    \
-         actor TEXT NOT NULL,\n    on_behalf_of TEXT NOT NULL,\n    \
-         organization_id TEXT NOT NULL,\n    resource_id TEXT NOT NULL,\n    \
-         request_id TEXT NOT NULL,\n    audit BOOLEAN NOT NULL,\n    payload TEXT NOT NULL,\n    \
-         create_time BIGINT NOT NULL\n)"
-    )
-}
+/// PostgreSQL only.
+const UP: &str = "ALTER TABLE pending_events DROP CONSTRAINT IF EXISTS pending_events_id_key;\n\
+     ALTER TABLE pending_events SET (autovacuum_vacuum_scale_factor = 0, \
+     autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_insert_scale_factor = 0, \
+     autovacuum_vacuum_insert_threshold = 1000)";
+
+/// PostgreSQL only.
+const DOWN: &str = "ALTER TABLE pending_events RESET (autovacuum_vacuum_scale_factor, \
+     autovacuum_vacuum_threshold, autovacuum_vacuum_insert_scale_factor, \
+     autovacuum_vacuum_insert_threshold);\n\
+     ALTER TABLE pending_events ADD CONSTRAINT pending_events_id_key UNIQUE (id)";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let script = match manager.get_database_backend() {
-            DbBackend::Postgres => {
-                "ALTER TABLE pending_events DROP CONSTRAINT IF EXISTS pending_events_id_key;\n\
-                 ALTER TABLE pending_events SET (autovacuum_vacuum_scale_factor = 0, \
-                 autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_insert_scale_factor = 0, \
-                 autovacuum_vacuum_insert_threshold = 1000)"
-                    .to_string()
-            }
-            _ => sqlite_table(""),
-        };
-        super::run_script(manager, &script).await
+        if manager.get_database_backend() != DbBackend::Postgres {
+            return Ok(());
+        }
+        super::run_script(manager, UP).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let script = match manager.get_database_backend() {
-            DbBackend::Postgres => {
-                "ALTER TABLE pending_events RESET (autovacuum_vacuum_scale_factor, \
-                 autovacuum_vacuum_threshold, autovacuum_vacuum_insert_scale_factor, \
-                 autovacuum_vacuum_insert_threshold);\n\
-                 ALTER TABLE pending_events ADD CONSTRAINT pending_events_id_key UNIQUE (id)"
-                    .to_string()
-            }
-            _ => sqlite_table(" UNIQUE"),
-        };
-        super::run_script(manager, &script).await
+        if manager.get_database_backend() != DbBackend::Postgres {
+            return Ok(());
+        }
+        super::run_script(manager, DOWN).await
     }
 }
