@@ -55,24 +55,15 @@ pub async fn stage(conn: &impl ConnectionTrait, events: &[NewEvent]) -> Result<(
 /// Events staged per statement, at 11 values each.
 const STAGED_PER_STATEMENT: usize = 1_000;
 
-/// The statement that stages `events`, and its values.
+/// The statement that stages `events`, and its values: one row of
+/// [`STAGED_COLUMNS`] each, its placeholders numbered as the values go in.
 fn staging(events: &[NewEvent]) -> (String, Vec<Value>) {
     use std::fmt::Write;
 
-    let mut sql = String::with_capacity(128 + events.len() * 64);
-    let mut values = Vec::with_capacity(events.len() * 11);
-    sql.push_str("INSERT INTO pending_events (");
-    sql.push_str(STAGED_COLUMNS);
-    sql.push_str(") VALUES ");
+    let mut sql = format!("INSERT INTO pending_events ({STAGED_COLUMNS}) VALUES ");
+    let mut values = Vec::new();
     for (n, event) in events.iter().enumerate() {
-        let first = n * 11;
-        sql.push_str(if n == 0 { "(" } else { ", (" });
-        for column in 1..=11 {
-            let separator = if column == 1 { "" } else { ", " };
-            let _ = write!(sql, "{separator}${}", first + column);
-        }
-        sql.push(')');
-        values.extend([
+        let row = [
             Value::from(crate::domain::ids::new_id(crate::domain::ids::EVENT)),
             Value::from(event.kind.map(EventKind::as_str).unwrap_or_default()),
             Value::from(event.action.as_str()),
@@ -84,7 +75,14 @@ fn staging(events: &[NewEvent]) -> (String, Vec<Value>) {
             Value::from(event.audit),
             Value::from(event.payload.to_string()),
             Value::from(event.create_time),
-        ]);
+        ];
+        sql.push_str(if n == 0 { "(" } else { ", (" });
+        for (column, value) in row.into_iter().enumerate() {
+            values.push(value);
+            let separator = if column == 0 { "" } else { ", " };
+            let _ = write!(sql, "{separator}${}", values.len());
+        }
+        sql.push(')');
     }
     (sql, values)
 }
