@@ -206,9 +206,8 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
             counter: creators.clone(),
         })
         .collect();
-    let before = wal.bytes().await?;
-    let create_organization = load::run(callers, duration).await?;
-    let create_organization_wal = wal.per_call(before, &create_organization).await?;
+    let (create_organization, create_organization_wal) =
+        wal.around(load::run(callers, duration)).await?;
 
     eprintln!("measuring CreateMembership");
     let members = Arc::new(AtomicU64::new(0));
@@ -220,9 +219,8 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
             organizations: organizations.clone(),
         })
         .collect();
-    let before = wal.bytes().await?;
-    let create_membership = load::run(callers, duration).await?;
-    let create_membership_wal = wal.per_call(before, &create_membership).await?;
+    let (create_membership, create_membership_wal) =
+        wal.around(load::run(callers, duration)).await?;
 
     let activity = if args.record_activity {
         eprintln!("measuring RecordActivity");
@@ -242,9 +240,7 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
                 newly_active: newly_active.clone(),
             })
             .collect();
-        let before = wal.bytes().await?;
-        let measured = load::run(callers, duration).await?;
-        let wal_note = wal.per_call(before, &measured).await?;
+        let (measured, wal_note) = wal.around(load::run(callers, duration)).await?;
         let used = used.load(Ordering::Relaxed);
         let note = format!(
             "{:.2}× CreateMembership; users: {} members, {} creators, {} in no organization; {} newly active{wal_note}",
@@ -344,9 +340,7 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
                         call,
                     })
                     .collect();
-                let before = wal.bytes().await?;
-                let measured = load::run(callers, duration).await?;
-                let wal_note = wal.per_call(before, &measured).await?;
+                let (measured, wal_note) = wal.around(load::run(callers, duration)).await?;
                 let ratio = api.rate() / measured.rate().max(f64::MIN_POSITIVE);
                 rows.push((name, measured, format!("{ratio:.2}{wal_note}")));
             }
@@ -401,16 +395,23 @@ impl WalMeter {
         .await?)
     }
 
-    /// `; N B WAL per call` since `before`, or nothing.
-    async fn per_call(&self, before: i64, measured: &Measured) -> anyhow::Result<String> {
+    /// Runs a measurement; returns it with `; N B WAL per call`, or with
+    /// nothing where there is no WAL to read.
+    async fn around(
+        &self,
+        measurement: impl Future<Output = anyhow::Result<Measured>>,
+    ) -> anyhow::Result<(Measured, String)> {
+        let before = self.bytes().await?;
+        let measured = measurement.await?;
         if self.0.is_none() || measured.ok == 0 {
-            return Ok(String::new());
+            return Ok((measured, String::new()));
         }
         let written = self.bytes().await? - before;
-        Ok(format!(
+        let note = format!(
             "; {:.0} B WAL per call",
             written as f64 / measured.ok as f64
-        ))
+        );
+        Ok((measured, note))
     }
 
     async fn close(self) {
