@@ -317,7 +317,7 @@ async fn repeats_are_cheap_and_change_nothing() {
     if backend_url().is_some() {
         use sea_orm::ConnectionTrait;
         lock.execute_unprepared(
-            "LOCK TABLE billing_user_activity, billing_periods, event_sequence IN EXCLUSIVE MODE",
+            "LOCK TABLE billing_user_activity, billing_periods, events IN EXCLUSIVE MODE",
         )
         .await
         .expect("lock tables");

@@ -522,22 +522,24 @@ async fn concurrent_creations_with_the_same_name_and_no_slug_all_succeed_with_di
     }
 }
 
-/// A replica answers its own writes from fresh state even when it cannot give
-/// their events positions (another replica's pass may do that; here the
-/// position row is held so that no pass runs): the access cache forgets at
-/// commit, not when the events are positioned.
+/// A replica answers its own writes from fresh state even while the log's
+/// head cannot pass their events (here a transaction that took an earlier
+/// position stays open): the access cache forgets at commit, not when the
+/// log follower reads the events. Another replica's follower, held below
+/// the same position, still hands the change to its cache within a poll.
 #[tokio::test]
-async fn a_replica_reads_its_own_writes_while_no_pass_can_position_their_events() {
+async fn replicas_forget_changes_while_the_log_head_is_held_back() {
     use sea_orm::{ConnectionTrait, TransactionTrait};
     if backend_url().is_none() {
         // SQLite positions events in the writing transaction itself.
         return;
     }
     let app = TestApp::spawn_with(|config| config.database.statement_timeout_secs = 1).await;
+    let replica = TestApp::spawn_on(&app.database_url, |_| {}).await;
     let organization = create_org(&app, "Own Writes", Some("user_owner")).await;
     add_member(&app, &organization.id, "user_c", "org:admin").await;
-    let check = || {
-        let mut client = app.admin();
+    let check = |server: &TestApp| {
+        let mut client = server.admin();
         let organization_id = organization.id.clone();
         async move {
             let answer = client
@@ -555,9 +557,9 @@ async fn a_replica_reads_its_own_writes_while_no_pass_can_position_their_events(
     let db = orgs::store::Db::connect(&app.database_url, 1)
         .await
         .expect("connect");
-    // Until the membership is cached and the log follower has nothing left
-    // to tell about it: then a role changed behind the server's back keeps
-    // answering from the cache across a few polls of the follower.
+    // Until the membership is cached on both servers and their log followers
+    // have nothing left to tell about it: then a role changed behind the
+    // servers' backs keeps answering from the caches across a few polls.
     let set_role = |role: &'static str| {
         let db = db.clone();
         async move {
@@ -566,20 +568,20 @@ async fn a_replica_reads_its_own_writes_while_no_pass_can_position_their_events(
                     "UPDATE memberships SET role = '{role}' WHERE user_id = 'user_c'"
                 ))
                 .await
-                .expect("change the role behind the server's back");
+                .expect("change the role behind the servers' backs");
         }
     };
     let mut cached = false;
     for _ in 0..20 {
-        let before = check().await;
-        set_role(if before.1 == "org:admin" {
+        let before = (check(&app).await, check(&replica).await);
+        set_role(if before.0.1 == "org:admin" {
             "org:member"
         } else {
             "org:admin"
         })
         .await;
         tokio::time::sleep(Duration::from_millis(600)).await;
-        if check().await == before {
+        if (check(&app).await, check(&replica).await) == before && before.0 == before.1 {
             cached = true;
             break;
         }
@@ -587,9 +589,9 @@ async fn a_replica_reads_its_own_writes_while_no_pass_can_position_their_events(
     assert!(cached, "the membership never stayed cached");
 
     let lock = db.conn().begin().await.expect("begin");
-    lock.execute_unprepared("SELECT last_seq FROM event_sequence WHERE id = 1 FOR UPDATE")
+    lock.execute_unprepared("SELECT event_position()")
         .await
-        .expect("hold the position row");
+        .expect("take a position and hold it");
     app.admin()
         .deactivate_membership(pb::DeactivateMembershipRequest {
             organization_id: organization.id.clone(),
@@ -597,7 +599,15 @@ async fn a_replica_reads_its_own_writes_while_no_pass_can_position_their_events(
             ..Default::default()
         })
         .await
-        .expect("committed, though not yet positioned");
-    assert_eq!(check().await, (false, String::new()));
+        .expect("committed, though the log's head is held below it");
+    assert_eq!(check(&app).await, (false, String::new()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while check(&replica).await != (false, String::new()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other replica kept the membership cached"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     lock.rollback().await.expect("release");
 }

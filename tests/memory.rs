@@ -136,8 +136,8 @@ async fn the_cache_stays_within_its_configured_bytes() {
         ids.push(organization.id);
     }
     // The log follower drops an organization's entry when it sees the
-    // organization's creation, which on PostgreSQL comes after a sequencer
-    // pass: read them all until some stay. 60 organizations of about 7 KB
+    // organization's creation, which it reads a poll later: read them all
+    // until some stay. 60 organizations of about 7 KB
     // would take 420 KB; the organizations' half of the cache is 128 KiB.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {

@@ -217,6 +217,15 @@ async fn log_positions_run_on_across_batches_refusals_and_restarts() {
         .iter()
         .map(|row| row.try_get_by_index::<i64>(0).expect("seq"))
         .collect();
+    if backend_url().is_some() {
+        // PostgreSQL: positions come from a sequence, taken by the events'
+        // own transactions; one that failed after taking its position would
+        // leave a gap, which readers skip.
+        assert_eq!(positions.len(), 2 * kept);
+        assert!(positions.windows(2).all(|pair| pair[0] < pair[1]));
+        db.close().await;
+        return;
+    }
     let expected: Vec<i64> = (1..=2 * kept as i64).collect();
     assert_eq!(positions, expected);
     let counter = db

@@ -2,6 +2,9 @@
 //! head of the log and the changes since the last poll, hands the changes to
 //! the listeners (the caches forget what they touched) and then reports the
 //! head to the [`Notifier`], so watches wake for other replicas' commits too.
+//! On PostgreSQL it waits for the log's horizon at most one poll interval;
+//! while an open transaction holds the horizon back, it still hands the
+//! changes committed above it to the listeners.
 //! This process's own commits reach both directly, before their calls return.
 
 use std::sync::Arc;
@@ -10,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::Notifier;
+use super::horizon::Reach;
 use super::reader::{self, Change};
 use crate::store::Db;
 
@@ -28,6 +32,14 @@ pub trait ChangeListener: Send + Sync + 'static {
     fn lost_track(&self);
 }
 
+/// While the log's head is held back (PostgreSQL: a transaction that took a
+/// position is still open), a poll that finds more than this many events
+/// above the follower's position clears the caches instead of reading them.
+const HELD_READ_LIMIT: i64 = 10_000;
+
+/// A head held back this long is logged, once per episode.
+const HELD_WARNING: Duration = Duration::from_secs(5);
+
 /// Starts following the log until `shutdown` turns true.
 pub fn spawn(
     db: Db,
@@ -40,9 +52,12 @@ pub fn spawn(
         // Where this process follows from; until it knows, nothing cached can
         // be trusted.
         let mut after: Option<i64> = None;
+        let mut held_since: Option<tokio::time::Instant> = None;
         loop {
-            if after.is_none() {
-                after = reader::head(db.conn()).await.ok();
+            if after.is_none()
+                && let Ok(Reach::Horizon(head)) = reach(&db, every).await
+            {
+                after = Some(head);
                 listener.lost_track();
             }
             tokio::select! {
@@ -50,10 +65,23 @@ pub fn spawn(
                 _ = shutdown.wait_for(|down| *down) => return,
             }
             let Some(position) = after else { continue };
-            match catch_up(&db, listener.as_ref(), position).await {
-                Ok(head) => {
+            match catch_up(&db, listener.as_ref(), position, every).await {
+                Ok(Reach::Horizon(head)) => {
+                    held_since = None;
                     after = Some(head);
                     notifier.committed(head);
+                }
+                Ok(Reach::HeldBelow(last)) => {
+                    let since = *held_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= HELD_WARNING {
+                        tracing::warn!(
+                            position,
+                            last,
+                            "the event log's head is held back by an open transaction; \
+                             watches wait, caches forget what changed above it"
+                        );
+                        held_since = Some(tokio::time::Instant::now());
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot read the event log; caches cleared");
@@ -64,13 +92,35 @@ pub fn spawn(
     })
 }
 
-/// Hands every change in `(after, head]` to `listener`; returns the head.
+/// How far the log can be read now: on PostgreSQL waiting at most `within`
+/// for the transactions in flight; on SQLite always the head.
+async fn reach(db: &Db, within: Duration) -> Result<Reach, sea_orm::DbErr> {
+    if db.backend() == sea_orm::DbBackend::Postgres {
+        return super::horizon::reach(db.conn(), Some(within)).await;
+    }
+    Ok(Reach::Horizon(reader::head(db.conn()).await?))
+}
+
+/// Hands every change in `(after, head]` to `listener` and returns the
+/// head. While the head is held back, hands over the changes committed
+/// above `after` so far (or clears the caches, when there are many) and
+/// returns how far it looked; the follower stays at `after`, so it reads
+/// them again, with any that commit below them later.
 async fn catch_up(
     db: &Db,
     listener: &dyn ChangeListener,
     mut after: i64,
-) -> Result<i64, sea_orm::DbErr> {
-    let head = reader::head(db.conn()).await?;
+    within: Duration,
+) -> Result<Reach, sea_orm::DbErr> {
+    let reach = reach(db, within).await?;
+    let head = match reach {
+        Reach::Horizon(head) => head,
+        Reach::HeldBelow(last) if last - after > HELD_READ_LIMIT => {
+            listener.lost_track();
+            return Ok(reach);
+        }
+        Reach::HeldBelow(last) => last,
+    };
     while after < head {
         let changes = reader::changes(db.conn(), after, head, CHANGES_PER_READ).await?;
         listener.changed(&changes);
@@ -79,5 +129,5 @@ async fn catch_up(
             _ => head,
         };
     }
-    Ok(head)
+    Ok(reach)
 }

@@ -3,9 +3,9 @@
 //! events when the [`follower`] next reads the log.
 
 pub mod follower;
+pub mod horizon;
 pub mod pruning;
 pub mod reader;
-pub mod sequencer;
 pub mod view;
 
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -49,8 +49,8 @@ pub type EventRow = crate::store::entity::events::Model;
 /// has seen `seq` never later finds a smaller one appear.
 /// Used where a change commits its own transaction on SQLite (an in-memory
 /// database); the group-committing writer of an SQLite file numbers the
-/// events of its batch itself ([`insert_at`]), and on PostgreSQL changes
-/// stage their events and the [`sequencer`] numbers them after commit.
+/// events of its batch itself ([`insert_at`]), and on PostgreSQL events take
+/// positions from a sequence ([`horizon::append`]).
 pub async fn append(
     conn: &impl ConnectionTrait,
     events: &[NewEvent],
@@ -150,9 +150,6 @@ pub struct WatchHub {
     /// Becomes true when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
     pub tail: std::sync::Arc<reader::SharedTail>,
-    /// PostgreSQL: what positions committed events; a watch that starts
-    /// from now waits for it first.
-    pub sequencer: Option<sequencer::Sequencer>,
 }
 
 /// Wakes in-process readers of the log when a transaction that appended events
@@ -181,6 +178,11 @@ impl Notifier {
                 false
             }
         });
+    }
+
+    /// The highest position known to be committed, with every one below it.
+    pub fn position(&self) -> i64 {
+        *self.sender.borrow()
     }
 
     pub fn subscribe(&self) -> watch::Receiver<i64> {

@@ -3,8 +3,8 @@
 //! changes that the caches follow.
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, DerivePartialModel, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Select,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, DerivePartialModel,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
 };
 
 use super::EventRow;
@@ -12,9 +12,17 @@ use crate::domain::events::{AuditEvent, AuditFilter, EventFilter, EventKind};
 use crate::store::entity::{event_sequence, events as log};
 use crate::store::query;
 
-/// The highest committed sequence number. Every event up to it is committed
-/// and visible to a later read: sequence numbers are taken in commit order.
-pub async fn head(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
+/// The head of the log: a position up to which every event is committed
+/// and visible to any read that starts after this returns, and below which
+/// none can appear later. It covers every change committed before the call.
+/// On SQLite the last position given (positions are taken in commit order);
+/// on PostgreSQL the horizon ([`super::horizon::horizon`]), which waits for
+/// the transactions in flight. Not in a snapshot transaction: the horizon
+/// needs fresh reads, and a snapshot must begin after it.
+pub async fn head(conn: &DatabaseConnection) -> Result<i64, DbErr> {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        return super::horizon::horizon(conn).await;
+    }
     Ok(event_sequence::Entity::find_by_id(1)
         .one(conn)
         .await?
@@ -60,22 +68,6 @@ pub async fn read_matching(
     matching(filter)
         .filter(log::Column::Seq.gt(after))
         .filter(log::Column::Seq.lte(up_to))
-        .order_by_asc(log::Column::Seq)
-        .limit(limit)
-        .all(conn)
-        .await
-}
-
-/// Events `filter` selects after `after`, oldest first, at most `limit`: a
-/// page of `ListEvents`.
-pub async fn event_page(
-    conn: &impl ConnectionTrait,
-    filter: &EventFilter,
-    after: i64,
-    limit: u64,
-) -> Result<Vec<EventRow>, DbErr> {
-    matching(filter)
-        .filter(log::Column::Seq.gt(after))
         .order_by_asc(log::Column::Seq)
         .limit(limit)
         .all(conn)
@@ -196,17 +188,19 @@ fn audit_entries(filter: &AuditFilter) -> Select<log::Entity> {
         })
 }
 
-/// Audit events, newest first, before the sequence number `before`
-/// (exclusive), at most `limit`.
+/// Audit events, newest first, below `end`: before the sequence number of
+/// a page's cursor, or up to the head for a first page (an event above it
+/// may still have a smaller one commit after it). At most `limit`.
 pub async fn audit_page(
     conn: &impl ConnectionTrait,
     filter: &AuditFilter,
-    before: Option<i64>,
+    end: AuditEnd,
     limit: u64,
 ) -> Result<Vec<(i64, AuditEvent)>, DbErr> {
     let rows = audit_entries(filter)
-        .apply_if(before, |select, seq| {
-            select.filter(log::Column::Seq.lt(seq))
+        .filter(match end {
+            AuditEnd::Before(seq) => log::Column::Seq.lt(seq),
+            AuditEnd::Head(seq) => log::Column::Seq.lte(seq),
         })
         .order_by_desc(log::Column::Seq)
         .limit(limit)
@@ -232,6 +226,15 @@ pub async fn audit_page(
         .collect())
 }
 
+/// Where a page of the audit trail ends, newest first.
+#[derive(Debug, Clone, Copy)]
+pub enum AuditEnd {
+    /// Below this sequence number: the cursor of the page before.
+    Before(i64),
+    /// Up to the head of the log: a first page.
+    Head(i64),
+}
+
 /// How many audit events match `filter`.
 pub async fn count_audit(conn: &impl ConnectionTrait, filter: &AuditFilter) -> Result<i64, DbErr> {
     query::count(conn, audit_entries(filter)).await
@@ -240,8 +243,8 @@ pub async fn count_audit(conn: &impl ConnectionTrait, filter: &AuditFilter) -> R
 /// What a committed change touched: its position, kind and organization.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
-    /// 0 for a change this process committed on PostgreSQL whose events are
-    /// not positioned yet.
+    /// 0 for a change this process committed on PostgreSQL (the positions
+    /// its events took are not read back).
     pub seq: i64,
     /// `None` for audit entries that change nothing.
     pub kind: Option<EventKind>,

@@ -86,13 +86,11 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
         metrics,
         keys,
     } = shared;
-    let sequencer = Writer::sequencer_for(db, notifier, Arc::new(access.clone()));
     let writer = Writer::new(
         db.clone(),
         clock.clone(),
         notifier.clone(),
         Arc::new(access.clone()),
-        sequencer.clone(),
     );
     let tokens = PageTokens::new(keys.page_tokens.clone());
     let rules = config.organization_rules();
@@ -106,7 +104,6 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
         notifier: notifier.clone(),
         shutdown: shutdown.clone(),
         tail: Arc::new(SharedTail::default()),
-        sequencer: sequencer.clone(),
     };
     Handlers {
         organization: OrganizationApi {
@@ -128,7 +125,7 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
                 tokens.clone(),
             ),
             roles: Roles::new(db.clone(), writer.clone(), rules.clone(), tokens.clone()),
-            audit: Audit::new(db.clone(), tokens.clone(), sequencer),
+            audit: Audit::new(db.clone(), tokens.clone()),
         },
         invitation: InvitationApi {
             authorizer: authorizer.clone(),

@@ -4,8 +4,7 @@ use super::list::Listing;
 use crate::domain::Result;
 use crate::domain::events::{AuditEvent, AuditFilter};
 use crate::domain::paging::{Page, PageTokens};
-use crate::events::reader;
-use crate::events::sequencer::{self, Sequencer};
+use crate::events::reader::{self, AuditEnd};
 use crate::store::Db;
 
 /// Reads the audit trail.
@@ -13,18 +12,11 @@ use crate::store::Db;
 pub struct Audit {
     db: Db,
     tokens: PageTokens,
-    /// PostgreSQL: the first page waits for the changes committed before
-    /// the call to have their positions.
-    sequencer: Option<Sequencer>,
 }
 
 impl Audit {
-    pub fn new(db: Db, tokens: PageTokens, sequencer: Option<Sequencer>) -> Self {
-        Audit {
-            db,
-            tokens,
-            sequencer,
-        }
+    pub fn new(db: Db, tokens: PageTokens) -> Self {
+        Audit { db, tokens }
     }
 
     pub async fn list(
@@ -46,10 +38,12 @@ impl Audit {
         )?;
         let conn = self.db.conn();
         let before = listing.after_number(0)?;
-        if before.is_none() {
-            sequencer::caught_up(self.sequencer.as_ref()).await;
-        }
-        let rows = reader::audit_page(conn, &filter, before, listing.limit()).await?;
+        let end = match before {
+            Some(seq) => AuditEnd::Before(seq),
+            // The head covers every write acknowledged before this call.
+            None => AuditEnd::Head(reader::head(conn).await?),
+        };
+        let rows = reader::audit_page(conn, &filter, end, listing.limit()).await?;
         // Counting the trail is a scan of every matching event: done for the
         // first page only, which is where a caller shows it.
         let total_size = match before {

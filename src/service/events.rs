@@ -17,7 +17,6 @@ use crate::domain::events::{Event, EventFilter};
 use crate::domain::paging::{Page, PageTokens};
 use crate::domain::time::{Clock, Micros};
 use crate::domain::{Error, Reason, Result};
-use crate::events::sequencer::{self, Sequencer};
 use crate::events::{Notifier, WatchHub, reader, view};
 use crate::store::Db;
 
@@ -61,9 +60,6 @@ pub struct Events {
     shutdown: watch::Receiver<bool>,
     tokens: PageTokens,
     tail: Arc<reader::SharedTail>,
-    /// PostgreSQL: listings and watches from now wait for the changes
-    /// committed before the call to have their positions.
-    sequencer: Option<Sequencer>,
 }
 
 impl Events {
@@ -78,7 +74,6 @@ impl Events {
             notifier,
             shutdown,
             tail,
-            sequencer,
         } = hub;
         Events {
             db,
@@ -88,7 +83,6 @@ impl Events {
             shutdown,
             tokens,
             tail,
-            sequencer,
         }
     }
 
@@ -120,14 +114,17 @@ impl Events {
             page_size,
             page_token,
         )?;
-        sequencer::caught_up(self.sequencer.as_ref()).await;
         let conn = self.db.conn();
+        // Up to the head, which covers every write acknowledged before this
+        // call: a page never holds an event that a smaller one could still
+        // commit before.
+        let head = reader::head(conn).await?;
         let after = listing.after_number(0)?.unwrap_or(0);
         // A page token from before the log was pruned past it may skip events.
         if after > 0 && after < crate::events::pruning::pruned_through(conn).await? {
             return Err(super::billing::watch::cursor_expired());
         }
-        let rows = reader::event_page(conn, &filter, after, listing.limit()).await?;
+        let rows = reader::read_matching(conn, &filter, after, head, listing.limit()).await?;
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
             if let Some(event) = view::event(row)? {
@@ -153,11 +150,10 @@ impl Events {
         if *self.shutdown.borrow() {
             return Err(shutting_down());
         }
-        // Every write acknowledged before this call has its position first:
-        // the live stream starts after it, and a cursor's age is judged by
-        // the events it has not seen.
-        sequencer::caught_up(self.sequencer.as_ref()).await;
         // Subscribe before reading the head, so no commit after it is missed.
+        // The head covers every write acknowledged before this call: the
+        // live stream starts after it, and a cursor's age is judged by the
+        // events it has not seen.
         let wake = self.notifier.subscribe();
         let head = reader::head(self.db.conn()).await?;
         let after = match start {

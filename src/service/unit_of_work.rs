@@ -4,8 +4,8 @@
 //! stores the answer under the key and commits — or rolls all of it back, for
 //! an error or for `validate_only`. After the commit this process's caches
 //! forget what the change touched, before the caller hears of it; its
-//! watches wake when the events have their positions (at once on SQLite,
-//! after the sequencer's next pass on PostgreSQL).
+//! watches wake when the log's head passes the events (at once on SQLite,
+//! once the transactions in flight with them end on PostgreSQL).
 //!
 //! The change is a closure that owns what it needs (`'static + Send`), so the
 //! writer decides where and when it runs.
@@ -21,8 +21,8 @@ use crate::domain::ids::OrganizationId;
 use crate::domain::time::{Clock, Micros};
 use crate::domain::{Actor, Error, Reason, Result};
 use crate::events::follower::ChangeListener;
+use crate::events::horizon::Horizon;
 use crate::events::reader::Change;
-use crate::events::sequencer::Sequencer;
 use crate::events::{self, NewEvent, Notifier};
 use crate::store::{self, Db, repo::idempotency};
 
@@ -202,10 +202,9 @@ pub struct Writer {
     /// The queue of the group-committing writer (an SQLite file); without
     /// it every change commits its own transaction.
     batches: Option<group_commit::Queue>,
-    /// PostgreSQL: events are written without a position, and this gives
-    /// them theirs after the commit; readers of the log wait for it, writers
-    /// do not.
-    sequencer: Option<Sequencer>,
+    /// PostgreSQL: after a commit with events, this finds the log's new
+    /// horizon and wakes the watches; writers do not wait for it.
+    horizon: Option<Horizon>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -230,37 +229,27 @@ impl Writer {
     /// `listener` hears of this process's own commits, as the log follower
     /// tells it of other replicas'. On an SQLite file this starts the one
     /// task that writes: it runs queued changes in batches, one transaction
-    /// and one commit per batch. On PostgreSQL `sequencer` (see
-    /// [`Writer::sequencer_for`]) positions the events after commit.
+    /// and one commit per batch. On PostgreSQL it starts the task that
+    /// moves the log's horizon on after its commits.
     pub fn new(
         db: Db,
         clock: Arc<dyn Clock>,
         notifier: Notifier,
         listener: Arc<dyn ChangeListener>,
-        sequencer: Option<Sequencer>,
     ) -> Self {
         let batches = db
             .batch_connection()
             .map(|conn| group_commit::spawn(conn.clone(), notifier.clone(), listener.clone()));
+        let horizon = (db.backend() == sea_orm::DbBackend::Postgres)
+            .then(|| Horizon::spawn(db.conn().clone(), notifier.clone()));
         Writer {
             db,
             clock,
             notifier,
             listener,
             batches,
-            sequencer,
+            horizon,
         }
-    }
-
-    /// The sequencer the writer of `db` needs: on PostgreSQL one, started
-    /// here, that the readers of the log share; none on SQLite.
-    pub fn sequencer_for(
-        db: &Db,
-        notifier: &Notifier,
-        listener: Arc<dyn ChangeListener>,
-    ) -> Option<Sequencer> {
-        (db.backend() == sea_orm::DbBackend::Postgres)
-            .then(|| Sequencer::spawn(db.conn().clone(), notifier.clone(), listener))
     }
 
     pub fn now(&self) -> Micros {
@@ -337,20 +326,19 @@ impl Writer {
                 events,
                 answer,
             } => {
-                if let Some(sequencer) = &self.sequencer {
-                    events::sequencer::stage(&txn, &events).await?;
+                if let Some(horizon) = &self.horizon {
+                    events::horizon::append(&txn, &events).await?;
                     txn.commit().await?;
-                    // Forgotten here before the answer: the pass that
-                    // positions these events may be another replica's, and
-                    // this one must answer its own writes from fresh state.
+                    // Forgotten here before the answer: this replica must
+                    // answer its own writes from fresh state, before its log
+                    // follower reads the events.
                     let touched = unpositioned(&events);
                     if !touched.is_empty() {
                         self.listener.changed(&touched);
                         // Not waited for: committed, the answer stands; a
-                        // reader of the log waits for a pass itself
-                        // (`sequencer::caught_up`), and if this pass fails a
-                        // later one (of any replica) positions the events.
-                        sequencer.nudge();
+                        // reader of the log finds a horizon itself, and the
+                        // follower finds one every poll.
+                        horizon.nudge();
                     }
                     return answer;
                 }
@@ -402,8 +390,8 @@ fn changes(events: &[NewEvent], last_seq: Option<i64>) -> Vec<Change> {
         .collect()
 }
 
-/// What a change committed on PostgreSQL touched, before a pass gives its
-/// events their positions (`seq` 0).
+/// What a change committed on PostgreSQL touched (`seq` 0: the positions
+/// its events took are not read back).
 fn unpositioned(events: &[NewEvent]) -> Vec<Change> {
     events
         .iter()

@@ -9,7 +9,7 @@ use orgs::store::repo::domains::{self, DomainRow};
 use orgs::store::repo::invitations::{self, InvitationFilter, InvitationRow};
 use orgs::store::repo::membership_requests::{self, MembershipRequestRow};
 use orgs::store::repo::roles::{self, PermissionRow, RoleRecord};
-use sea_orm::{EntityTrait, IntoActiveModel};
+use sea_orm::{ConnectionTrait, EntityTrait, IntoActiveModel, QueryOrder};
 
 /// Inserts a whole model through its entity and finds it among the rows.
 async fn entity_round_trip<E>(store: &Store, model: E::Model)
@@ -1391,15 +1391,16 @@ async fn billing_round_trip() {
     assert_eq!(billing::total_organizations(conn).await.unwrap(), 1);
 }
 
-/// Staged events (PostgreSQL: a change writes them without positions) keep
-/// every column and their order, also past the values one statement binds.
+/// Events written at positions from the sequence (PostgreSQL) keep every
+/// column, and take their positions in the order they were listed, also
+/// past the values one statement binds.
 #[tokio::test]
-async fn staged_events_keep_their_columns_and_order_past_one_statement() {
+async fn sequenced_events_keep_their_columns_and_order_past_one_statement() {
     use orgs::domain::events::EventKind;
-    use orgs::events::{NewEvent, sequencer};
+    use orgs::events::{NewEvent, horizon, reader};
     let store = Store::fresh(2).await;
     if !store.postgres() {
-        // SQLite numbers events in its one writer and never stages them.
+        // SQLite numbers events in its one writer.
         return;
     }
     let events: Vec<NewEvent> = (0..2_345)
@@ -1417,17 +1418,23 @@ async fn staged_events_keep_their_columns_and_order_past_one_statement() {
         })
         .collect();
     let txn = store.db.begin().await.expect("begin");
-    sequencer::stage(&txn, &events).await.expect("stage");
+    horizon::append(&txn, &events).await.expect("append");
     txn.commit().await.expect("commit");
-    let payloads = sequencer::pending_payloads(store.conn(), EventKind::OrganizationUpdated)
+    let payloads = horizon::payloads_after(store.conn(), EventKind::OrganizationUpdated, 0)
         .await
-        .expect("pending payloads");
+        .expect("payloads");
     let expected: Vec<String> = events.iter().map(|e| e.payload.to_string()).collect();
     assert_eq!(payloads, expected);
-    let rows = entity::pending_events::Entity::find()
+    let rows = entity::events::Entity::find()
+        .order_by_asc(entity::events::Column::Seq)
         .all(store.conn())
         .await
-        .expect("pending rows");
+        .expect("rows");
+    let requests: Vec<String> = rows.iter().map(|row| row.request_id.clone()).collect();
+    let listed: Vec<String> = events.iter().map(|e| e.request_id.clone()).collect();
+    assert_eq!(requests, listed);
+    let head = reader::head(store.conn()).await.expect("head");
+    assert_eq!(head, rows.last().expect("rows").seq);
     let row = rows
         .iter()
         .find(|row| row.request_id == "req_7")
@@ -1453,4 +1460,109 @@ async fn staged_events_keep_their_columns_and_order_past_one_statement() {
         )
     );
     assert!(row.id.starts_with("evt_"), "{}", row.id);
+}
+
+fn one_event(request_id: &str) -> orgs::events::NewEvent {
+    orgs::events::NewEvent {
+        kind: Some(orgs::domain::events::EventKind::OrganizationUpdated),
+        action: "UpdateOrganization".into(),
+        actor: "user_h".into(),
+        on_behalf_of: String::new(),
+        organization_id: "org_h".into(),
+        resource_id: "org_h".into(),
+        request_id: request_id.into(),
+        audit: true,
+        payload: serde_json::json!({}),
+        create_time: NOW,
+    }
+}
+
+async fn positions(store: &Store) -> Vec<(i64, String)> {
+    entity::events::Entity::find()
+        .order_by_asc(entity::events::Column::Seq)
+        .all(store.conn())
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|row| (row.seq, row.request_id))
+        .collect()
+}
+
+/// PostgreSQL: a change that took a position and has not committed holds
+/// the head of the log below it, though a later position committed; once it
+/// ends, the head passes both, and the events read in position order.
+#[tokio::test]
+async fn an_open_change_holds_the_head_below_its_position() {
+    use orgs::events::{horizon, reader};
+    let store = Store::fresh(4).await;
+    if !store.postgres() {
+        return;
+    }
+    let first = store.db.begin().await.expect("begin");
+    horizon::append(&first, &[one_event("first")])
+        .await
+        .expect("first takes its position");
+    let second = store.db.begin().await.expect("begin");
+    horizon::append(&second, &[one_event("second")])
+        .await
+        .expect("second takes a larger one");
+    second.commit().await.expect("second commits first");
+    let committed = positions(&store).await;
+    assert_eq!(committed.len(), 1);
+
+    let head = {
+        let conn = store.conn().clone();
+        tokio::spawn(async move { reader::head(&conn).await })
+    };
+    // A head found now would be the second's position, with the first's
+    // event, below it, still to commit.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !head.is_finished(),
+        "the head passed a position still in flight"
+    );
+    first.commit().await.expect("first commits");
+    let head = head.await.expect("task").expect("head");
+    let log = positions(&store).await;
+    let order: Vec<&str> = log.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(order, ["first", "second"]);
+    assert_eq!(head, log[1].0);
+}
+
+/// PostgreSQL: during a rolling upgrade a replica of an earlier version
+/// still stages its events in `pending_events`; they go straight into the
+/// log, at positions from the sequence.
+#[tokio::test]
+async fn events_staged_by_an_earlier_version_reach_the_log() {
+    use orgs::events::horizon;
+    let store = Store::fresh(2).await;
+    if !store.postgres() {
+        return;
+    }
+    let txn = store.db.begin().await.expect("begin");
+    horizon::append(&txn, &[one_event("new")])
+        .await
+        .expect("new");
+    txn.commit().await.expect("commit");
+    store
+        .conn()
+        .execute_unprepared(
+            "INSERT INTO pending_events (id, kind, action, actor, on_behalf_of, organization_id, \
+             resource_id, request_id, audit, payload, create_time) VALUES ('evt_old', \
+             'organization.updated', 'UpdateOrganization', 'user_o', '', 'org_o', 'org_o', \
+             'old', true, '{}', 1)",
+        )
+        .await
+        .expect("an earlier version stages");
+    let log = positions(&store).await;
+    let order: Vec<&str> = log.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(order, ["new", "old"]);
+    assert_eq!(
+        entity::pending_events::Entity::find()
+            .all(store.conn())
+            .await
+            .expect("pending")
+            .len(),
+        0
+    );
 }

@@ -7,12 +7,13 @@
 //! What one call replays, as the server runs it today (for an `orgs:admin`
 //! caller, a new user and a new name, no `request_id`; see
 //! `service/organizations.rs`, `service/billing.rs` `member_added`,
-//! `store/repo/*.rs` and `events::append`):
+//! `store/repo/*.rs`, `events::append` on SQLite and `events::horizon::append`
+//! on PostgreSQL):
 //!
 //! | kind | CreateOrganization on behalf | CreateMembership |
 //! |---|---|---|
 //! | `inserts` | INSERT organizations (members_count 1), INSERT memberships, INSERT events | INSERT memberships, INSERT events |
-//! | `writes` | INSERT organizations, UPDATE organizations (take a membership place), INSERT memberships, UPDATE billing_totals, UPDATE event_sequence … RETURNING, INSERT events | UPDATE organizations (take a place), INSERT memberships, UPDATE event_sequence … RETURNING, INSERT events |
+//! | `writes` | INSERT organizations, UPDATE organizations (take a membership place), INSERT memberships, UPDATE billing_totals, INSERT events (SQLite: after UPDATE event_sequence … RETURNING; PostgreSQL: at positions from `event_positions`) | UPDATE organizations (take a place), INSERT memberships, INSERT events (as for CreateOrganization) |
 //! | `statements` | `writes` and every read in the server's order: the slug check, the role with its permissions (2 queries), the membership check, the user's advisory lock (PostgreSQL), whether the user is active, the organization's usage, the organization read back | `writes` and every read: the organization `FOR UPDATE`, the role (2 queries), the membership check, the advisory lock (PostgreSQL), is-active with usage (one query) |
 //!
 //! A new user is not active in the period, so neither call moves the
@@ -21,8 +22,9 @@
 //! functions, so they follow the server's statements when those change;
 //! `inserts` is written out here and stays the fixed floor: the rows the call
 //! must leave behind, nothing shared between calls. Its events take sequence
-//! numbers from blocks reserved on `event_sequence` outside the timed
-//! transactions, so the log keeps unique positions (with gaps).
+//! numbers from blocks reserved outside the timed transactions (on
+//! `event_sequence` on SQLite, from `event_positions` on PostgreSQL), so the
+//! log keeps unique positions (with gaps).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,32 +102,47 @@ pub struct RawShared {
     pub sequence: Arc<SequenceBlocks>,
 }
 
-/// Event sequence numbers for the `inserts` kind: reserved on
-/// `event_sequence` a block at a time, handed out in memory.
+/// Event sequence numbers for the `inserts` kind: reserved a block at a
+/// time, handed out in memory.
 #[derive(Default)]
 pub struct SequenceBlocks {
-    next: tokio::sync::Mutex<(i64, i64)>,
+    next: tokio::sync::Mutex<std::collections::VecDeque<i64>>,
 }
 
 const SEQUENCE_BLOCK: i64 = 10_000;
 
+#[derive(sea_orm::FromQueryResult)]
+struct Reserved {
+    position: i64,
+}
+
 impl SequenceBlocks {
     async fn take(&self, db: &Db) -> Result<i64, DbErr> {
         let mut next = self.next.lock().await;
-        let (position, end) = *next;
-        if position > 0 && position <= end {
-            *next = (position + 1, end);
+        if let Some(position) = next.pop_front() {
             return Ok(position);
         }
-        let last = store::fetch_i64(
-            db.conn(),
-            "UPDATE event_sequence SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq",
-            values![SEQUENCE_BLOCK],
-        )
-        .await?;
-        let first = last - SEQUENCE_BLOCK + 1;
-        *next = (first + 1, last);
-        Ok(first)
+        if db.backend() == sea_orm::DbBackend::Postgres {
+            // Values of the sequence the server's events take theirs from,
+            // interleaved perhaps with a server's: these are the bench's.
+            let reserved: Vec<Reserved> = store::fetch_all(
+                db.conn(),
+                "SELECT nextval('event_positions') AS position FROM generate_series(1, $1)",
+                values![SEQUENCE_BLOCK],
+            )
+            .await?;
+            next.extend(reserved.into_iter().map(|row| row.position));
+        } else {
+            let last = store::fetch_i64(
+                db.conn(),
+                "UPDATE event_sequence SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq",
+                values![SEQUENCE_BLOCK],
+            )
+            .await?;
+            next.extend(last - SEQUENCE_BLOCK + 1..=last);
+        }
+        next.pop_front()
+            .ok_or_else(|| DbErr::Custom("no event positions reserved".into()))
     }
 }
 
@@ -298,7 +315,11 @@ impl RawCaller {
             create_time: now,
         };
         let Some(seq) = seq else {
-            events::append(txn, &[event]).await?;
+            if sea_orm::ConnectionTrait::get_database_backend(txn) == sea_orm::DbBackend::Postgres {
+                events::horizon::append(txn, &[event]).await?;
+            } else {
+                events::append(txn, &[event]).await?;
+            }
             return Ok(());
         };
         store::execute(

@@ -19,7 +19,7 @@ use crate::domain::events::{EventFilter, EventKind};
 use crate::domain::paging::PageTokens;
 use crate::domain::time::{BillingPeriod, Clock, Micros};
 use crate::domain::{Error, Reason, Result};
-use crate::events::sequencer::{self, Sequencer};
+use crate::events::horizon;
 use crate::events::{EventRow, Notifier, WatchHub, reader};
 use crate::store::{Db, repo::billing as repo};
 
@@ -114,9 +114,6 @@ pub struct BillingWatch {
     shutdown: watch::Receiver<bool>,
     tokens: PageTokens,
     shared: Arc<Shared>,
-    /// PostgreSQL: a watch that starts from now waits for the changes
-    /// committed before it to have their positions.
-    sequencer: Option<Sequencer>,
 }
 
 /// Refuses a cursor whose age passes the retention. Its age is judged by the
@@ -163,10 +160,8 @@ impl BillingWatch {
             notifier,
             shutdown,
             tail,
-            sequencer,
         } = hub;
         BillingWatch {
-            sequencer,
             db,
             clock,
             pricing,
@@ -204,11 +199,10 @@ impl BillingWatch {
         if *self.shutdown.borrow() {
             return Err(shutting_down());
         }
-        // Every write acknowledged before this call has its position first:
-        // the live stream starts after it, and a cursor's age is judged by
-        // the events it has not seen.
-        sequencer::caught_up(self.sequencer.as_ref()).await;
         // Subscribe before reading the head, so no commit after it is missed.
+        // The head covers every write acknowledged before this call: the
+        // live stream starts after it, and a cursor's age is judged by the
+        // events it has not seen.
         let wake = self.notifier.subscribe();
         let now = self.clock.now_micros();
         let (after, initial) = match start {
@@ -247,20 +241,22 @@ impl BillingWatch {
     }
 
     /// The log position, how many organizations of the period were billable
-    /// then and which of those transitions still wait for their positions,
-    /// as of one short snapshot: every transition the snapshot does not see
-    /// has a larger billable order and, like the waiting ones, a larger
-    /// sequence number, so the live stream from that position and the
-    /// initial state up to that order, less the waiting ones, together send
-    /// each transition once.
+    /// then and which of those transitions lie after that position: the
+    /// head of the log, then one short snapshot, which sees every event up
+    /// to the head and perhaps some after it. Every transition the snapshot
+    /// does not see has a larger billable order and, like the ones after the
+    /// head, a larger sequence number, so the live stream from the head and
+    /// the initial state up to that order, less the ones after the head,
+    /// together send each transition once.
     async fn initial_position(&self, period: BillingPeriod) -> Result<(i64, InitialState)> {
         let p = period.to_string();
+        let head = reader::head(self.db.conn()).await?;
         let txn = self.db.begin_snapshot().await?;
-        let head = reader::head(&txn).await?;
         let through_order = repo::period_totals(&txn, &p).await?.billable_organizations;
         let mut pending = BTreeSet::new();
         for payload in
-            sequencer::pending_payloads(&txn, EventKind::BillingOrganizationBecameBillable).await?
+            horizon::payloads_after(&txn, EventKind::BillingOrganizationBecameBillable, head)
+                .await?
         {
             let event: BecameBillable = serde_json::from_str(&payload).map_err(Error::internal)?;
             if event.usage.period == p {
@@ -324,8 +320,10 @@ impl BillingWatch {
         {
             return Ok(cached.summary.clone());
         }
+        // Every event up to the notifier's position was committed before
+        // it got there, so the snapshot begun after reading it sees them.
+        let head = self.notifier.position();
         let txn = self.db.begin_snapshot().await?;
-        let head = reader::head(&txn).await?;
         let summary = summary_in(&txn, &self.pricing, period, now).await?;
         txn.commit().await?;
         *shared = Some(SharedSummary {

@@ -1,5 +1,8 @@
 //! `events`: the append-only log. `seq` is taken from `event_sequence` in
-//! commit order; `payload` is JSON as TEXT.
+//! commit order on SQLite, and from the `event_positions` sequence (the
+//! column's default, `event_position()`) on PostgreSQL, where readers stop
+//! at the log's horizon (`crate::events::horizon`); `payload` is JSON as
+//! TEXT.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};

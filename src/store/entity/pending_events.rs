@@ -1,6 +1,8 @@
-//! `pending_events`: on PostgreSQL, events of committed changes that the
-//! sequencer has not yet numbered and moved into `events`; `pending_id`
-//! orders them. Unused on SQLite.
+//! `pending_events`: where versions before migration 14 staged the events
+//! of a change on PostgreSQL, to be numbered and moved into `events` after
+//! its commit. This version writes events straight into `events`; a trigger
+//! moves what a replica of an earlier version stages during a rolling
+//! upgrade, so the table stays empty. Unused on SQLite.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -16,6 +16,7 @@ mod m20261201_000010_pending_events;
 mod m20261201_000011_period_users;
 mod m20261202_000012_totals_shards;
 mod m20261202_000013_pending_events_lean;
+mod m20261202_000014_event_positions;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000011_period_users::Migration),
             Box::new(m20261202_000012_totals_shards::Migration),
             Box::new(m20261202_000013_pending_events_lean::Migration),
+            Box::new(m20261202_000014_event_positions::Migration),
         ]
     }
 }
