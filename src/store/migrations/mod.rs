@@ -17,6 +17,7 @@ mod m20261201_000011_period_users;
 mod m20261202_000012_totals_shards;
 mod m20261202_000013_pending_events_lean;
 mod m20261202_000014_event_positions;
+mod m20261202_000015_unread_event_indexes;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_totals_shards::Migration),
             Box::new(m20261202_000013_pending_events_lean::Migration),
             Box::new(m20261202_000014_event_positions::Migration),
+            Box::new(m20261202_000015_unread_event_indexes::Migration),
         ]
     }
 }
