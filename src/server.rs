@@ -12,6 +12,7 @@
 pub mod deadline;
 pub mod drain;
 pub mod limits;
+mod scrape;
 pub mod wiring;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -27,7 +28,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::auth::{Verifier, layer::AuthLayer};
 use crate::config::ServeConfig;
-use crate::domain::time::{BillingPeriod, Clock};
+use crate::domain::time::Clock;
 use crate::events::{Notifier, follower};
 use crate::middleware::AroundLayer;
 use crate::proto::{
@@ -121,40 +122,7 @@ impl App {
             metrics,
         };
         let handlers = wiring::handlers(&config, &shared);
-        // The billing gauges come from the database at each scrape, so every
-        // replica reports the same numbers. The hook holds only what it reads
-        // and the two gauges, never what holds the registry.
-        let (reads, clock) = (handlers.billing_reads.clone(), shared.clock.clone());
-        let gauges = shared.metrics.billing_gauges();
-        shared.metrics.on_scrape(move || {
-            let (reads, clock, gauges) = (reads.clone(), clock.clone(), gauges.clone());
-            Box::pin(async move {
-                let period = BillingPeriod::containing(clock.now());
-                match reads.summary(period).await {
-                    Ok(summary) => {
-                        gauges.set(
-                            summary.billable_organizations.max(0) as u64,
-                            summary.charged_organizations.max(0) as u64,
-                        );
-                        gauges.set_budget(
-                            summary.budget.map_or(0, |budget| budget.minor_units),
-                            summary.projected_amount_due.minor_units,
-                        );
-                    }
-                    Err(err) => tracing::warn!(error = %err, "billing gauges not refreshed"),
-                }
-            })
-        });
-        let (access, gauges) = (shared.access.clone(), shared.metrics.cache_gauges());
-        let tokens = verifier.clone();
-        shared.metrics.on_scrape(move || {
-            let (memberships, organizations) = access.sizes();
-            gauges.set("memberships", memberships.entries, memberships.bytes);
-            gauges.set("organizations", organizations.entries, organizations.bytes);
-            let (entries, bytes) = tokens.verified_tokens();
-            gauges.set("tokens", entries, bytes);
-            Box::pin(async {})
-        });
+        scrape::hooks(&shared, &handlers, &verifier);
         Ok(App {
             config,
             shared,

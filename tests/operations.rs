@@ -18,7 +18,7 @@ use orgs::config::LogFormat;
 use orgs::proto::v1 as pb;
 use orgs::telemetry::metrics::Metrics;
 use orgs::telemetry::{TelemetryOptions, init_with_writer};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::transport::Channel;
@@ -36,53 +36,6 @@ use tonic_reflection::pb::v1::{
 const PATIENCE: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------- metrics
-
-/// `GET /metrics`: the content type and the body.
-async fn scrape(addr: SocketAddr) -> (String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to /metrics");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("send request");
-    let mut raw = String::new();
-    stream
-        .read_to_string(&mut raw)
-        .await
-        .expect("read response");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let content_type = head
-        .lines()
-        .find_map(|line| {
-            line.to_ascii_lowercase()
-                .strip_prefix("content-type:")
-                .map(|value| value.trim().to_string())
-        })
-        .unwrap_or_default();
-    (content_type, body.to_string())
-}
-
-/// The value of the series `name` carrying every label of `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (series_name, series_labels) = match series.split_once('{') {
-                Some((series_name, rest)) => (series_name, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let matches = series_name == name
-                && labels.iter().all(|(key, value)| {
-                    series_labels
-                        .split(',')
-                        .any(|pair| pair == format!("{key}=\"{value}\""))
-                });
-            if matches { value.parse().ok() } else { None }
-        })
-}
 
 fn rpc<'a>(service: &'a str, method: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![("grpc_service", service), ("grpc_method", method)]

@@ -69,9 +69,11 @@ pub fn spawn(
                 Ok(Reach::Horizon(head)) => {
                     held_since = None;
                     after = Some(head);
+                    notifier.not_held_back();
                     notifier.committed(head);
                 }
                 Ok(Reach::HeldBelow(last)) => {
+                    notifier.held_back();
                     let since = *held_since.get_or_insert_with(tokio::time::Instant::now);
                     if since.elapsed() >= HELD_WARNING {
                         tracing::warn!(

@@ -154,21 +154,50 @@ pub struct WatchHub {
 
 /// Wakes in-process readers of the log when a transaction that appended events
 /// commits. Holds the highest sequence number known to be committed: by this
-/// process, or by another replica as the [`follower`] last saw it.
+/// process, or by another replica as the [`follower`] last saw it; and since
+/// when the follower has found the log's head held back, if it has.
 #[derive(Debug, Clone)]
 pub struct Notifier {
     sender: watch::Sender<i64>,
+    held_since: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl Default for Notifier {
     fn default() -> Self {
         Notifier {
             sender: watch::channel(0).0,
+            held_since: Default::default(),
         }
     }
 }
 
 impl Notifier {
+    /// The follower found the log's head held back (PostgreSQL: a
+    /// transaction that took a position is still open); from the first time
+    /// on, until [`Notifier::not_held_back`].
+    pub fn held_back(&self) {
+        if let Ok(mut since) = self.held_since.lock() {
+            since.get_or_insert_with(std::time::Instant::now);
+        }
+    }
+
+    /// The follower reached the log's head.
+    pub fn not_held_back(&self) {
+        if let Ok(mut since) = self.held_since.lock() {
+            *since = None;
+        }
+    }
+
+    /// How long the follower has found the log's head held back (zero when
+    /// it reached it at its last poll).
+    pub fn held_back_for(&self) -> std::time::Duration {
+        self.held_since
+            .lock()
+            .ok()
+            .and_then(|since| since.map(|since| since.elapsed()))
+            .unwrap_or_default()
+    }
+
     pub fn committed(&self, seq: i64) {
         self.sender.send_if_modified(|current| {
             if seq > *current {

@@ -19,7 +19,7 @@
 //! `grpc_method="unknown"`, so a client cannot grow the label sets.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::AtomicU64},
     time::{Duration, Instant},
 };
 
@@ -78,6 +78,8 @@ struct Inner {
     db_pool_max_connections: Gauge,
     cache_entries: Family<CacheLabels, Gauge>,
     cache_bytes: Family<CacheLabels, Gauge>,
+    log_head: Gauge,
+    log_held_back_seconds: Gauge<f64, AtomicU64>,
     database: Mutex<Option<Db>>,
     scrape_hooks: Mutex<Vec<ScrapeHook>>,
 }
@@ -102,6 +104,22 @@ impl CacheGauges {
             .get_or_create(&labels)
             .set(saturating_i64(entries));
         self.bytes.get_or_create(&labels).set(saturating_i64(bytes));
+    }
+}
+
+/// Where this process stands in the event log.
+#[derive(Clone)]
+pub struct LogGauges {
+    head: Gauge,
+    held_back_seconds: Gauge<f64, AtomicU64>,
+}
+
+impl LogGauges {
+    /// The position up to which the process has the log, and how long its
+    /// follower has found the log's head held back (zero: it is not).
+    pub fn set(&self, head: i64, held_back: Duration) {
+        self.head.set(head);
+        self.held_back_seconds.set(held_back.as_secs_f64());
     }
 }
 
@@ -228,6 +246,18 @@ impl Metrics {
             "Estimated bytes of an in-process cache",
             cache_bytes.clone(),
         );
+        let log_head = Gauge::default();
+        registry.register(
+            "orgs_event_log_head",
+            "The event log position up to which this process has read every event",
+            log_head.clone(),
+        );
+        let log_held_back_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "orgs_event_log_held_back_seconds",
+            "How long the log follower has found the event log's head held back by an open transaction (PostgreSQL); 0: it is not",
+            log_held_back_seconds.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -243,6 +273,8 @@ impl Metrics {
                 db_pool_max_connections,
                 cache_entries,
                 cache_bytes,
+                log_head,
+                log_held_back_seconds,
                 database: Mutex::new(None),
                 scrape_hooks: Mutex::new(Vec::new()),
             }),
@@ -297,6 +329,14 @@ impl Metrics {
         CacheGauges {
             entries: self.inner.cache_entries.clone(),
             bytes: self.inner.cache_bytes.clone(),
+        }
+    }
+
+    /// The event log gauges alone, for a scrape hook.
+    pub fn log_gauges(&self) -> LogGauges {
+        LogGauges {
+            head: self.inner.log_head.clone(),
+            held_back_seconds: self.inner.log_held_back_seconds.clone(),
         }
     }
 
