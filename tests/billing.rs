@@ -1946,24 +1946,6 @@ async fn reconciliation_with_a_seeded_random_workload() {
     );
 }
 
-/// The `/metrics` text.
-async fn scrape_metrics(app: &TestApp) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(app.metrics_addr)
-        .await
-        .expect("connect to /metrics");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("send request");
-    let mut raw = String::new();
-    stream
-        .read_to_string(&mut raw)
-        .await
-        .expect("read response");
-    raw
-}
-
 fn metric_value(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| {
@@ -1985,7 +1967,7 @@ async fn metrics_show_billable_organizations_and_open_watches() {
     record(&app, &["user_g1", "user_g2"], None).await;
     assert!(usage(&app, &organization, "").await.billable);
     let stream = watch(&app, "", false).await;
-    let text = scrape_metrics(&app).await;
+    let text = scrape(app.metrics_addr).await.1;
     assert_eq!(
         metric_value(&text, "orgs_billing_billable_organizations"),
         Some(1.0),
@@ -2018,7 +2000,7 @@ async fn metrics_show_billable_organizations_and_open_watches() {
     drop(stream);
     let mut closed = false;
     for _ in 0..50 {
-        if metric_value(&scrape_metrics(&app).await, "orgs_watch_streams_open") == Some(0.0) {
+        if metric_value(&scrape(app.metrics_addr).await.1, "orgs_watch_streams_open") == Some(0.0) {
             closed = true;
             break;
         }

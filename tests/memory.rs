@@ -6,24 +6,6 @@ mod common;
 use common::*;
 use orgs::proto::v1 as pb;
 
-/// The `/metrics` text.
-async fn scrape(app: &TestApp) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(app.metrics_addr)
-        .await
-        .expect("connect to /metrics");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("send request");
-    let mut raw = String::new();
-    stream
-        .read_to_string(&mut raw)
-        .await
-        .expect("read response");
-    raw
-}
-
 /// The value of the sample `name{labels}`.
 fn sample(text: &str, name_and_labels: &str) -> f64 {
     text.lines()
@@ -34,7 +16,7 @@ fn sample(text: &str, name_and_labels: &str) -> f64 {
 
 /// Entries and bytes of both caches.
 async fn cache_sizes(app: &TestApp) -> Vec<f64> {
-    let text = scrape(app).await;
+    let (_, text) = scrape(app.metrics_addr).await;
     ["memberships", "organizations"]
         .iter()
         .flat_map(|cache| {
@@ -270,7 +252,10 @@ async fn a_restarted_server_answers_its_data_set_from_memory() {
 
 /// Entries of the verified tokens kept.
 async fn verified_tokens(app: &TestApp) -> f64 {
-    sample(&scrape(app).await, "orgs_cache_entries{cache=\"tokens\"}")
+    sample(
+        &scrape(app.metrics_addr).await.1,
+        "orgs_cache_entries{cache=\"tokens\"}",
+    )
 }
 
 #[tokio::test]
