@@ -11,9 +11,11 @@
 //! A position is taken before its commit, though, so a smaller one can
 //! commit after a larger one. Readers therefore read the log only up to its
 //! *horizon* ([`horizon`]): the sequence's last value, once every
-//! transaction of the database that was in flight when it was read has
-//! ended. `event_position()` gives its transaction an id before it takes a
-//! value, so a change that took a position up to that value is among those
+//! transaction that was in flight when it was read has ended (as listed by
+//! `pg_current_snapshot()`, which costs next to nothing; a wait that lingers
+//! narrows to the transactions of this database, from `pg_stat_activity`).
+//! `event_position()` gives its transaction an id before it takes a value,
+//! so a change that took a position up to that value is among those
 //! transactions or had ended; after they end, every position up to the
 //! horizon is committed and visible (or was rolled back, a gap that no
 //! reader waits for), and no smaller one can appear later. Readers never see
@@ -95,14 +97,17 @@ fn insert(events: &[NewEvent]) -> (String, Vec<Value>) {
 const LAST_GIVEN: &str =
     "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM event_positions";
 
-/// The transactions of this database in flight (their ids, comma-separated),
-/// read after [`LAST_GIVEN`]: any that took a position up to it.
-const IN_FLIGHT: &str = "SELECT string_agg(backend_xid::text, ',') AS xids FROM pg_stat_activity \
-    WHERE datname = current_database() AND backend_xid IS NOT NULL";
+/// The transactions in flight, in the whole cluster (cheap: a snapshot's
+/// list of them). Read after [`LAST_GIVEN`], it holds every transaction that
+/// took a position up to it and has not ended.
+const SNAPSHOT: &str = "SELECT pg_current_snapshot()::text AS snapshot";
 
-/// How many of the transactions `$1` (comma-separated ids) are in flight.
-const STILL_IN_FLIGHT: &str = "SELECT count(*) FROM pg_stat_activity \
-    WHERE datname = current_database() AND backend_xid::text = ANY(string_to_array($1, ','))";
+/// The transactions of this database in flight (their ids, comma-separated):
+/// what the wait narrows to when it lingers, so that a long transaction of
+/// another database in the cluster holds nothing back. Costs more than
+/// [`SNAPSHOT`] (every backend's status is copied), so it is read only then.
+const OURS: &str = "SELECT string_agg(backend_xid::text, ',') AS xids FROM pg_stat_activity \
+    WHERE datname = current_database() AND backend_xid IS NOT NULL";
 
 /// The sessions whose transactions hold the horizon back, for the warning.
 const HOLDING_BACK: &str = "SELECT string_agg(format('%s (%s since %s)', pid, state, xact_start), \
@@ -114,10 +119,18 @@ struct Xids {
     xids: Option<String>,
 }
 
+#[derive(FromQueryResult)]
+struct Snapshot {
+    snapshot: String,
+}
+
 /// The first pause between looks at the transactions in flight; it doubles
 /// up to [`LONGEST_PAUSE`]. Changes commit within milliseconds.
 const FIRST_PAUSE: Duration = Duration::from_millis(1);
 const LONGEST_PAUSE: Duration = Duration::from_millis(20);
+
+/// A wait that lasts this long narrows to the transactions of this database.
+const NARROW_AFTER: Duration = Duration::from_millis(100);
 
 /// After this long, a horizon still held back is logged with the sessions
 /// that hold it (a transaction left open in the database holds back every
@@ -145,29 +158,74 @@ pub enum Reach {
     HeldBelow(i64),
 }
 
+/// The transaction ids a snapshot (`xmin:xmax:xip,…`) lists in flight.
+fn in_flight(snapshot: &str) -> Vec<u64> {
+    snapshot
+        .splitn(3, ':')
+        .nth(2)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|xid| xid.trim().parse().ok())
+        .collect()
+}
+
+async fn snapshot(conn: &DatabaseConnection) -> Result<Vec<u64>, DbErr> {
+    let rows = fetch_all::<Snapshot>(conn, SNAPSHOT, vec![]).await?;
+    Ok(rows
+        .first()
+        .map(|row| in_flight(&row.snapshot))
+        .unwrap_or_default())
+}
+
+/// The transactions of this database in flight, by their 32-bit ids (what
+/// `pg_stat_activity` shows; a snapshot lists 64-bit ones, whose low 32 bits
+/// these are).
+async fn ours(conn: &DatabaseConnection) -> Result<Vec<u32>, DbErr> {
+    let rows = fetch_all::<Xids>(conn, OURS, vec![]).await?;
+    Ok(rows
+        .into_iter()
+        .next()
+        .and_then(|row| row.xids)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|xid| xid.trim().parse().ok())
+        .collect())
+}
+
+/// The low 32 bits of a 64-bit transaction id, as `pg_stat_activity` shows it.
+fn short(xid: u64) -> u32 {
+    (xid & u64::from(u32::MAX)) as u32
+}
+
 /// The log's horizon ([`horizon`]), waiting at most `within` (`None`:
 /// as long as it takes) for the transactions in flight.
 pub async fn reach(conn: &DatabaseConnection, within: Option<Duration>) -> Result<Reach, DbErr> {
     let last = fetch_i64(conn, LAST_GIVEN, vec![]).await?;
-    let in_flight = fetch_all::<Xids>(conn, IN_FLIGHT, vec![]).await?;
-    let Some(xids) = in_flight.into_iter().next().and_then(|row| row.xids) else {
-        return Ok(Reach::Horizon(last));
-    };
+    let mut waiting = snapshot(conn).await?;
     let started = tokio::time::Instant::now();
     let mut pause = FIRST_PAUSE;
+    let mut narrowed = false;
     let mut warned = false;
     loop {
+        if waiting.is_empty() {
+            return Ok(Reach::Horizon(last));
+        }
         if within.is_some_and(|within| started.elapsed() >= within) {
             return Ok(Reach::HeldBelow(last));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(LONGEST_PAUSE);
-        if fetch_i64(conn, STILL_IN_FLIGHT, vec![Value::from(xids.as_str())]).await? == 0 {
-            return Ok(Reach::Horizon(last));
+        let now = snapshot(conn).await?;
+        waiting.retain(|xid| now.contains(xid));
+        if !narrowed && !waiting.is_empty() && started.elapsed() >= NARROW_AFTER {
+            narrowed = true;
+            let ours = ours(conn).await?;
+            waiting.retain(|xid| ours.contains(&short(*xid)));
         }
-        if !warned && started.elapsed() >= SLOW_HORIZON {
+        if !warned && !waiting.is_empty() && started.elapsed() >= SLOW_HORIZON {
             warned = true;
-            let holders = fetch_all::<Xids>(conn, HOLDING_BACK, vec![Value::from(xids.as_str())])
+            let ids: Vec<String> = waiting.iter().map(|xid| short(*xid).to_string()).collect();
+            let holders = fetch_all::<Xids>(conn, HOLDING_BACK, vec![Value::from(ids.join(","))])
                 .await?
                 .into_iter()
                 .next()
@@ -179,6 +237,18 @@ pub async fn reach(conn: &DatabaseConnection, within: Option<Duration>) -> Resul
                 "open transactions hold back the event log's horizon; watches wait for them"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_lists_its_transactions_in_flight() {
+        assert_eq!(in_flight("100:104:100,102"), vec![100, 102]);
+        assert_eq!(in_flight("100:100:"), Vec::<u64>::new());
+        assert_eq!(short((7 << 32) + 5), 5);
     }
 }
 

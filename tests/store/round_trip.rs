@@ -1566,3 +1566,36 @@ async fn events_staged_by_an_earlier_version_reach_the_log() {
         0
     );
 }
+
+/// PostgreSQL: a transaction left open in another database of the cluster
+/// holds nothing back: the wait for the transactions in flight narrows to
+/// this database's.
+#[tokio::test]
+async fn an_open_transaction_of_another_database_holds_nothing_back() {
+    use orgs::events::{horizon, reader};
+    let store = Store::fresh(2).await;
+    if !store.postgres() {
+        return;
+    }
+    let other = Db::connect(&common::fresh_database_url().await, 1)
+        .await
+        .expect("connect to another database");
+    let open = other.begin().await.expect("begin");
+    open.execute_unprepared("SELECT pg_current_xact_id()")
+        .await
+        .expect("a transaction with an id, left open");
+    let txn = store.db.begin().await.expect("begin");
+    horizon::append(&txn, &[one_event("here")])
+        .await
+        .expect("append");
+    txn.commit().await.expect("commit");
+    let head = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        reader::head(store.conn()),
+    )
+    .await
+    .expect("the head is found while the other database's transaction is open")
+    .expect("head");
+    assert_eq!(head, positions(&store).await[0].0);
+    open.rollback().await.expect("release");
+}
