@@ -37,7 +37,7 @@ pub trait ChangeListener: Send + Sync + 'static {
 /// above the follower's position clears the caches instead of reading them.
 const HELD_READ_LIMIT: i64 = 10_000;
 
-/// A head held back this long is logged, once per episode.
+/// A head held back is logged after this long, and again every as long.
 const HELD_WARNING: Duration = Duration::from_secs(5);
 
 /// Starts following the log until `shutdown` turns true.
@@ -52,7 +52,8 @@ pub fn spawn(
         // Where this process follows from; until it knows, nothing cached can
         // be trusted.
         let mut after: Option<i64> = None;
-        let mut held_since: Option<tokio::time::Instant> = None;
+        // How long the head must have been held back for the next warning.
+        let mut warn_at = HELD_WARNING;
         loop {
             if after.is_none()
                 && let Ok(Reach::Horizon(head)) = reach(&db, every).await
@@ -67,22 +68,23 @@ pub fn spawn(
             let Some(position) = after else { continue };
             match catch_up(&db, listener.as_ref(), position, every).await {
                 Ok(Reach::Horizon(head)) => {
-                    held_since = None;
+                    warn_at = HELD_WARNING;
                     after = Some(head);
                     notifier.not_held_back();
                     notifier.committed(head);
                 }
                 Ok(Reach::HeldBelow(last)) => {
                     notifier.held_back();
-                    let since = *held_since.get_or_insert_with(tokio::time::Instant::now);
-                    if since.elapsed() >= HELD_WARNING {
+                    let held = notifier.held_back_for();
+                    if held >= warn_at {
                         tracing::warn!(
                             position,
                             last,
+                            held_seconds = held.as_secs(),
                             "the event log's head is held back by an open transaction; \
                              watches wait, caches forget what changed above it"
                         );
-                        held_since = Some(tokio::time::Instant::now());
+                        warn_at = held + HELD_WARNING;
                     }
                 }
                 Err(err) => {

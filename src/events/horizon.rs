@@ -31,7 +31,7 @@
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{NewEvent, Notifier};
 use crate::domain::events::EventKind;
@@ -275,42 +275,32 @@ pub async fn payloads_after(
 /// Asks this process's horizon task to move the horizon on.
 #[derive(Clone, Debug)]
 pub struct Horizon {
-    sender: mpsc::Sender<oneshot::Sender<bool>>,
+    /// Room for one nudge: those that arrive while one waits are served by
+    /// the same search.
+    nudges: mpsc::Sender<()>,
 }
 
 impl Horizon {
     /// Starts the task; it ends when every [`Horizon`] handle is gone. Each
     /// horizon it finds goes to `notifier`, waking the watches.
     pub fn spawn(conn: DatabaseConnection, notifier: Notifier) -> Horizon {
-        let (sender, mut requests) = mpsc::channel::<oneshot::Sender<bool>>(4096);
+        let (nudges, mut nudged) = mpsc::channel(1);
         tokio::spawn(async move {
-            while let Some(request) = requests.recv().await {
-                let mut waiting = vec![request];
-                while let Ok(request) = requests.try_recv() {
-                    waiting.push(request);
-                }
-                let found = match horizon(&conn).await {
-                    Ok(position) => {
-                        notifier.committed(position);
-                        true
-                    }
+            while nudged.recv().await.is_some() {
+                match horizon(&conn).await {
+                    Ok(position) => notifier.committed(position),
                     Err(err) => {
                         tracing::warn!(error = %err, "cannot find the event log's horizon");
-                        false
                     }
-                };
-                for request in waiting {
-                    let _ = request.send(found);
                 }
             }
         });
-        Horizon { sender }
+        Horizon { nudges }
     }
 
     /// Asks for a horizon without waiting for it: a change just committed
-    /// events. A full queue has one coming anyway.
+    /// events. A nudge already waiting covers this one.
     pub fn nudge(&self) {
-        let (done, _) = oneshot::channel();
-        let _ = self.sender.try_send(done);
+        let _ = self.nudges.try_send(());
     }
 }
