@@ -113,18 +113,19 @@ run_benches() {
   # Other work on the machine moves every number; say how busy it was.
   echo "=== $name === ($(uptime | sed 's/.*load average/load average/'))"
   if [[ " $benches " == *" writes "* ]]; then
-    local also=()
+    local also=() pids=""
     if [[ "${REPLICAS:-1}" -ge 2 ]]; then
       # A second process on the same database: start it first and keep it
       # under $replica; start_server then sets $server and $addr anew.
       start_server "$url"
       replica="$server"
       also=(--also-addr "$addr")
+      pids="$replica,"
     fi
     start_server "$url"
     "$bench" --addr "$addr" --token "$token" writes --seconds "$seconds" \
       --concurrency "$concurrency" --record-activity --database-url "$url" --raw "$raw" \
-      "${also[@]}"
+      --server-pid "$pids$server" "${also[@]}"
     stop_server
   fi
   if [[ " $benches " == *" reads "* ]]; then

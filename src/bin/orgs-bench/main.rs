@@ -16,6 +16,7 @@ mod activity;
 mod health;
 mod load;
 mod memory;
+mod meter;
 mod raw;
 mod reads;
 mod report;

@@ -2,12 +2,10 @@
 //! at a fixed number of calls in flight, each call a new user, against
 //! Health/Check measured before and after them on the same connection setup;
 //! then the raw baselines (see `raw.rs`): the same statements straight
-//! against the server's database through a pool like the server's. On
-//! PostgreSQL every row also says how much WAL a call wrote: the cluster's
-//! `pg_stat_wal` before and after each measurement, over the calls made. Unlike
-//! rates it barely moves between runs on a busy machine, so it shows what a
-//! change to the write path saves there; it counts every database of the
-//! cluster, so nothing else should write meanwhile.
+//! against the server's database through a pool like the server's. Every row
+//! also says what a call cost (`meter.rs`): the WAL it wrote, on PostgreSQL,
+//! and the CPU time of the server (given `--server-pid`), of the local
+//! PostgreSQL and of this benchmark.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +18,7 @@ use sea_orm::DbBackend;
 
 use crate::health::health_load;
 use crate::load::{self, Caller, Measured};
+use crate::meter::Meters;
 use crate::raw::{RawCall, RawCaller, RawKind, RawShared, SequenceBlocks};
 use crate::report;
 use crate::target::{Billing, Orgs, Target};
@@ -65,6 +64,10 @@ pub struct WritesArgs {
     /// HTTP/2 connection each. Health/Check is measured on `--addr`.
     #[arg(long, value_delimiter = ',')]
     also_addr: Vec<String>,
+    /// Process ids of the servers (`--addr`'s and the replicas'), comma-
+    /// separated, to report the CPU time they spend per call (Linux `/proc`).
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
 }
 
 fn creator_id(run: &str, n: u64) -> String {
@@ -192,10 +195,12 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
         organizations.push(created.organization.map(|o| o.id).unwrap_or_default());
     }
     let organizations = Arc::new(organizations);
-    let wal = WalMeter::connect(args.database_url.as_deref()).await?;
+    let meters = Meters::connect(args.database_url.as_deref(), args.server_pid.clone()).await?;
 
     eprintln!("measuring Health/Check");
-    let mut health = health_load(target, concurrency, duration).await?;
+    let (mut health, health_cost) = meters
+        .around(health_load(target, concurrency, duration))
+        .await?;
 
     eprintln!("measuring CreateOrganization");
     let creators = Arc::new(AtomicU64::new(0));
@@ -206,8 +211,8 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
             counter: creators.clone(),
         })
         .collect();
-    let (create_organization, create_organization_wal) =
-        wal.around(load::run(callers, duration)).await?;
+    let (create_organization, create_organization_cost) =
+        meters.around(load::run(callers, duration)).await?;
 
     eprintln!("measuring CreateMembership");
     let members = Arc::new(AtomicU64::new(0));
@@ -219,8 +224,8 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
             organizations: organizations.clone(),
         })
         .collect();
-    let (create_membership, create_membership_wal) =
-        wal.around(load::run(callers, duration)).await?;
+    let (create_membership, create_membership_cost) =
+        meters.around(load::run(callers, duration)).await?;
 
     let activity = if args.record_activity {
         eprintln!("measuring RecordActivity");
@@ -240,10 +245,10 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
                 newly_active: newly_active.clone(),
             })
             .collect();
-        let (measured, wal_note) = wal.around(load::run(callers, duration)).await?;
+        let (measured, cost) = meters.around(load::run(callers, duration)).await?;
         let used = used.load(Ordering::Relaxed);
         let note = format!(
-            "{:.2}× CreateMembership; users: {} members, {} creators, {} in no organization; {} newly active{wal_note}",
+            "{:.2}× CreateMembership; users: {} members, {} creators, {} in no organization; {} newly active{cost}",
             measured.rate() / create_membership.rate().max(f64::MIN_POSITIVE),
             used.min(members),
             used.saturating_sub(members).min(creators),
@@ -269,19 +274,23 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
     report::header("p99 ÷ Health/Check p99");
     let health_p99 = health.quantile_ms(0.99).max(f64::MIN_POSITIVE);
     let p99_ratio = |m: &Measured| format!("{:.1}", m.quantile_ms(0.99) / health_p99);
-    report::row("Health/Check (before and after)", &health, "1.0");
+    report::row(
+        "Health/Check (before and after)",
+        &health,
+        &format!("1.0{health_cost}"),
+    );
     report::row(
         "CreateOrganization on behalf",
         &create_organization,
         &format!(
-            "{}{create_organization_wal}",
+            "{}{create_organization_cost}",
             p99_ratio(&create_organization)
         ),
     );
     report::row(
         "CreateMembership",
         &create_membership,
-        &format!("{}{create_membership_wal}", p99_ratio(&create_membership)),
+        &format!("{}{create_membership_cost}", p99_ratio(&create_membership)),
     );
     if let Some((measured, note)) = &activity {
         report::row(
@@ -340,14 +349,14 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
                         call,
                     })
                     .collect();
-                let (measured, wal_note) = wal.around(load::run(callers, duration)).await?;
+                let (measured, cost) = meters.around(load::run(callers, duration)).await?;
                 let ratio = api.rate() / measured.rate().max(f64::MIN_POSITIVE);
-                rows.push((name, measured, format!("{ratio:.2}{wal_note}")));
+                rows.push((name, measured, format!("{ratio:.2}{cost}")));
             }
         }
     }
     db.close().await;
-    wal.close().await;
+    meters.close().await;
     println!();
     println!(
         "raw baselines: the same statements without the server, {} pool of {pool} (orgs::store::Db::connect), one transaction per call",
@@ -365,58 +374,4 @@ pub async fn writes(target: &Target, run: &str, args: WritesArgs) -> anyhow::Res
         report::errors(name, measured);
     }
     Ok(())
-}
-
-/// The WAL a PostgreSQL cluster has written, read before and after a
-/// measurement; nothing on SQLite or without a database URL.
-struct WalMeter(Option<Db>);
-
-impl WalMeter {
-    async fn connect(url: Option<&str>) -> anyhow::Result<WalMeter> {
-        let Some(url) = url else {
-            return Ok(WalMeter(None));
-        };
-        let db = Db::connect(url, 1).await?;
-        if db.backend() != DbBackend::Postgres {
-            db.close().await;
-            return Ok(WalMeter(None));
-        }
-        Ok(WalMeter(Some(db)))
-    }
-
-    /// Bytes of WAL written so far (PostgreSQL 14 and later).
-    async fn bytes(&self) -> anyhow::Result<i64> {
-        let Some(db) = &self.0 else { return Ok(0) };
-        Ok(orgs::store::fetch_i64(
-            db.conn(),
-            "SELECT wal_bytes::bigint FROM pg_stat_wal",
-            vec![],
-        )
-        .await?)
-    }
-
-    /// Runs a measurement; returns it with `; N B WAL per call`, or with
-    /// nothing where there is no WAL to read.
-    async fn around(
-        &self,
-        measurement: impl Future<Output = anyhow::Result<Measured>>,
-    ) -> anyhow::Result<(Measured, String)> {
-        let before = self.bytes().await?;
-        let measured = measurement.await?;
-        if self.0.is_none() || measured.ok == 0 {
-            return Ok((measured, String::new()));
-        }
-        let written = self.bytes().await? - before;
-        let note = format!(
-            "; {:.0} B WAL per call",
-            written as f64 / measured.ok as f64
-        );
-        Ok((measured, note))
-    }
-
-    async fn close(self) {
-        if let Some(db) = self.0 {
-            db.close().await;
-        }
-    }
 }
