@@ -9,7 +9,7 @@
 //! active in it. Removing a member takes nothing back: status accrues within a
 //! period.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::domain::billing::{
     BecameBillable, BillingImpact, BudgetThresholdCrossed, OrganizationUsage, PeriodStarted,
@@ -282,33 +282,20 @@ impl BillingCounters {
     /// time)`, sorted by period and user) and adds each newly active user to
     /// the organizations it belongs to now; returns how many were new.
     pub async fn activate(&self, tx: &mut Tx, rows: &[(String, String, Micros)]) -> Result<i64> {
-        let inserted = repo::insert_activity(tx.conn(), rows, tx.now).await?;
+        // The users it inserted are locked before their memberships are read.
+        let inserted = repo::insert_activity_and_lock_users(tx.conn(), rows, tx.now).await?;
         if inserted.is_empty() {
             return Ok(0);
         }
-        let users: Vec<String> = inserted
-            .iter()
-            .map(|(_, user)| user.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        repo::lock_users(tx.conn(), &users).await?;
-        let mut organizations_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (organization, user) in repo::memberships_of(tx.conn(), &users).await? {
-            organizations_of.entry(user).or_default().push(organization);
-        }
         let mut new_users: BTreeMap<String, i64> = BTreeMap::new();
-        let mut active_rows = Vec::new();
-        for (period, user) in &inserted {
+        for (period, _) in &inserted {
             *new_users.entry(period.clone()).or_default() += 1;
-            for organization in organizations_of.get(user).into_iter().flatten() {
-                active_rows.push((period.clone(), organization.clone(), user.clone()));
-            }
         }
-        active_rows.sort();
+        // The users' memberships, read after their locks, become active
+        // members in the same statement.
         let mut increments: BTreeMap<(String, String), i64> = BTreeMap::new();
         for (period, organization) in
-            repo::insert_active_members(tx.conn(), &active_rows, tx.now).await?
+            repo::activate_memberships(tx.conn(), &inserted, tx.now).await?
         {
             *increments.entry((organization, period)).or_default() += 1;
         }
@@ -350,6 +337,11 @@ impl BillingCounters {
         let pricing = &self.pricing;
         let current = BillingPeriod::containing_micros(tx.now).to_string();
         for (period, added_users) in &new_users {
+            if *added_users > 0
+                && repo::add_users_to_existing_period(tx.conn(), period, *added_users).await?
+            {
+                continue;
+            }
             self.ensure_period(tx, period, &current).await?;
             repo::add_period_users(tx.conn(), period, *added_users).await?;
         }

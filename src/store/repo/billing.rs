@@ -8,18 +8,18 @@
 use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Func, OnConflict, Order, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait,
-    Value,
+    FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Value,
 };
 
 use crate::store::entity::{
     billing_active_members as active, billing_organization_usage as usage, billing_totals,
-    billing_user_activity as activity, budget_alerts, memberships, organizations,
+    billing_user_activity as activity, budget_alerts, memberships,
 };
 use crate::store::{self, query, query::literal};
 
 pub use super::billing_periods::{
-    PeriodRow, add_billable, add_period_users, ensure_period, period_totals,
+    PeriodRow, add_billable, add_period_users, add_users_to_existing_period, ensure_period,
+    period_totals,
 };
 
 /// Rows per multi-row statement: well below both backends' parameter limits.
@@ -104,6 +104,67 @@ pub async fn insert_activity(
     Ok(inserted)
 }
 
+/// [`insert_activity`], then [`lock_users`] for the users it inserted, and
+/// on PostgreSQL in one round trip while the rows fit one statement: the
+/// locks come after the insert, as they would in turn, and every read that
+/// they protect runs in a later statement. Returns the `(period, user_id)`
+/// pairs inserted.
+pub async fn insert_activity_and_lock_users(
+    conn: &impl ConnectionTrait,
+    rows: &[(String, String, i64)],
+    now: i64,
+) -> Result<Vec<(String, String)>, DbErr> {
+    if conn.get_database_backend() != DbBackend::Postgres || rows.len() > CHUNK {
+        let inserted = insert_activity(conn, rows, now).await?;
+        let users: Vec<String> = inserted
+            .iter()
+            .map(|(_, user)| user.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        lock_users(conn, &users).await?;
+        return Ok(inserted);
+    }
+    let mut values = vec![Value::from(now)];
+    let mut items = Vec::with_capacity(rows.len());
+    for (period, user, occur) in rows {
+        let n = values.len();
+        items.push(format!("(${}, ${}, ${}, $1)", n + 1, n + 2, n + 3));
+        values.push(Value::from(period.as_str()));
+        values.push(Value::from(user.as_str()));
+        values.push(Value::from(*occur));
+    }
+    // Raw SQL: a data-modifying WITH whose rows take advisory locks has no
+    // form in the query builder. The keys are `user_lock_key`'s, hashed and
+    // locked in order as `advisory_locks_sql` locks them (PostgreSQL
+    // evaluates the volatile lock calls after the sort).
+    let sql = format!(
+        "WITH inserted AS (\
+           INSERT INTO billing_user_activity (period, user_id, first_occur_time, record_time) \
+           VALUES {} \
+           ON CONFLICT (period, user_id) DO NOTHING \
+           RETURNING period, user_id), \
+         locked AS MATERIALIZED (\
+           SELECT pg_advisory_xact_lock(h) \
+           FROM (SELECT DISTINCT hashtextextended('billing-user:' || user_id, 0) AS h FROM inserted) AS keys \
+           ORDER BY h) \
+         SELECT period, user_id FROM inserted WHERE (SELECT count(*) FROM locked) >= 0",
+        items.join(", ")
+    );
+    let inserted: Vec<ActivityKey> = store::fetch_all(conn, &sql, values).await?;
+    Ok(inserted
+        .into_iter()
+        .map(|row| (row.period, row.user_id))
+        .collect())
+}
+
+/// A row [`insert_activity_and_lock_users`] inserted.
+#[derive(Debug, FromQueryResult)]
+struct ActivityKey {
+    period: String,
+    user_id: String,
+}
+
 /// Serializes, until commit, the transactions that decide whether a user
 /// counts for an organization: recording its first activity in a period
 /// (which reads its memberships) and adding a membership (which reads its
@@ -154,31 +215,61 @@ pub fn user_lock_key(user_id: &str) -> String {
     format!("billing-user:{user_id}")
 }
 
-/// The memberships `(organization_id, user_id)` of `users` that count for
-/// billing: active memberships of active organizations.
-pub async fn memberships_of(
+/// Makes users active members of the organizations they belong to:
+/// `inserted` holds `(period, user_id)` pairs just made active; each active
+/// membership of such a user in an active organization gets its
+/// `(period, organization_id, user_id)` row where absent. Returns the
+/// `(period, organization_id)` of each row inserted. One statement: the
+/// memberships are read in its own snapshot, so it runs after
+/// [`lock_users`] for these users, and the rows go in sorted, as
+/// [`insert_active_members`] inserts them, so concurrent inserts take the
+/// unique index's entries in one order. Raw SQL: an `INSERT … SELECT` over
+/// a `VALUES` list joined to two tables, with an upsert, has no form in the
+/// query builder.
+pub async fn activate_memberships(
     conn: &impl ConnectionTrait,
-    users: &[String],
+    inserted: &[(String, String)],
+    now: i64,
 ) -> Result<Vec<(String, String)>, DbErr> {
-    let mut found = Vec::new();
-    for chunk in users.chunks(CHUNK) {
-        let rows: Vec<(String, String)> = memberships::Entity::find()
-            .select_only()
-            .column(memberships::Column::OrganizationId)
-            .column(memberships::Column::UserId)
-            .join(
-                JoinType::InnerJoin,
-                memberships::Relation::Organizations.def(),
-            )
-            .filter(memberships::Column::UserId.is_in(chunk.iter().map(String::as_str)))
-            .filter(memberships::Column::DeactivateTime.is_null())
-            .filter(organizations::Column::DeactivateTime.is_null())
-            .into_tuple()
-            .all(conn)
-            .await?;
-        found.extend(rows);
+    let mut rows = Vec::new();
+    for chunk in inserted.chunks(CHUNK) {
+        let mut values = vec![Value::from(now)];
+        let mut pairs = Vec::with_capacity(chunk.len());
+        for (period, user) in chunk {
+            let n = values.len();
+            pairs.push(format!("(${}, ${})", n + 1, n + 2));
+            values.push(Value::from(period.as_str()));
+            values.push(Value::from(user.as_str()));
+        }
+        // SQLite needs the WHERE before ON CONFLICT to tell the upsert from
+        // a join's ON.
+        let sql = format!(
+            "INSERT INTO billing_active_members (period, organization_id, user_id, create_time) \
+             SELECT a.column1, m.organization_id, m.user_id, $1 \
+             FROM (VALUES {}) AS a \
+             JOIN memberships AS m ON m.user_id = a.column2 \
+             JOIN organizations AS o ON o.id = m.organization_id \
+             WHERE m.deactivate_time IS NULL AND o.deactivate_time IS NULL \
+             ORDER BY a.column1, m.organization_id, m.user_id \
+             ON CONFLICT (period, organization_id, user_id) DO NOTHING \
+             RETURNING period, organization_id",
+            pairs.join(", ")
+        );
+        let found: Vec<ActivatedRow> = store::fetch_all(conn, &sql, values).await?;
+        rows.extend(
+            found
+                .into_iter()
+                .map(|row| (row.period, row.organization_id)),
+        );
     }
-    Ok(found)
+    Ok(rows)
+}
+
+/// A row [`activate_memberships`] inserted.
+#[derive(Debug, FromQueryResult)]
+struct ActivatedRow {
+    period: String,
+    organization_id: String,
 }
 
 /// The users of the active memberships of an organization, sorted.

@@ -68,18 +68,63 @@ pub async fn add_period_users(
     period: &str,
     new_users: i64,
 ) -> Result<(), DbErr> {
-    use billing_period_users::Column;
     if new_users == 0 {
         return Ok(());
     }
-    let insert = Query::insert()
+    let mut insert = period_users_insert(new_users);
+    insert.values_panic([
+        period.into(),
+        count_shard(conn.get_database_backend()),
+        new_users.into(),
+    ]);
+    conn.execute(&insert).await?;
+    Ok(())
+}
+
+/// [`add_period_users`] if the period's totals row exists, in one round
+/// trip; returns whether it did (if not, nothing was written: the caller
+/// creates the period with [`ensure_period`] first). A period's row exists
+/// for all but its first moments, so this is the one statement of nearly
+/// every first activity; the row is read in the statement's snapshot and
+/// never waited for, as in [`ensure_period`].
+pub async fn add_users_to_existing_period(
+    conn: &impl ConnectionTrait,
+    period: &str,
+    new_users: i64,
+) -> Result<bool, DbErr> {
+    use billing_period_users::Column;
+    let backend = conn.get_database_backend();
+    // SQLite needs the WHERE before ON CONFLICT to tell the upsert from a
+    // join's ON.
+    let source = Query::select()
+        .exprs([
+            Expr::val(period),
+            count_shard(backend),
+            Expr::val(new_users),
+        ])
+        .and_where(Expr::exists(
+            Query::select()
+                .expr(query::literal(1))
+                .from(billing_periods::Entity)
+                .and_where(Expr::col(billing_periods::Column::Period).eq(period))
+                .to_owned(),
+        ))
+        .to_owned();
+    let mut insert = period_users_insert(new_users);
+    insert
+        .select_from(source)
+        .map_err(|err| DbErr::Custom(err.to_string()))?
+        .returning_col(Column::Shard);
+    Ok(conn.query_one(&insert).await?.is_some())
+}
+
+/// The upsert of `new_users` into a row of a period's user count, without
+/// its source of values.
+fn period_users_insert(new_users: i64) -> sea_orm::sea_query::InsertStatement {
+    use billing_period_users::Column;
+    Query::insert()
         .into_table(billing_period_users::Entity)
         .columns([Column::Period, Column::Shard, Column::MonthlyActiveUsers])
-        .values_panic([
-            period.into(),
-            count_shard(conn.get_database_backend()),
-            new_users.into(),
-        ])
         .on_conflict(
             OnConflict::columns([Column::Period, Column::Shard])
                 .value(
@@ -89,9 +134,7 @@ pub async fn add_period_users(
                 )
                 .to_owned(),
         )
-        .to_owned();
-    conn.execute(&insert).await?;
-    Ok(())
+        .to_owned()
 }
 
 /// Adds newly billable organizations to a period's totals; returns its
