@@ -1216,14 +1216,43 @@ async fn billing_round_trip() {
     assert_eq!(known, users);
     assert!(billing::is_active(conn, PERIOD, "user_1").await.unwrap());
     assert!(!billing::is_active(conn, "2025-11", "user_1").await.unwrap());
-    let mut memberships_of = billing::memberships_of(conn, &users).await.unwrap();
-    memberships_of.sort();
+    // Another period: first activities with their locks in one statement,
+    // then the memberships of those users made active members in one.
+    let other: Vec<(String, String, i64)> = users
+        .iter()
+        .map(|u| ("2025-11".into(), u.clone(), NOW))
+        .collect();
+    let mut first = billing::insert_activity_and_lock_users(conn, &other, NOW)
+        .await
+        .unwrap();
+    first.sort();
+    let pairs: Vec<(String, String)> = users
+        .iter()
+        .map(|u| ("2025-11".into(), u.clone()))
+        .collect();
+    assert_eq!(first, pairs);
+    assert!(
+        billing::insert_activity_and_lock_users(conn, &other, NOW)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut activated = billing::activate_memberships(conn, &pairs, NOW)
+        .await
+        .unwrap();
+    activated.sort();
     assert_eq!(
-        memberships_of,
+        activated,
         [
-            ("org_b".to_string(), "user_1".to_string()),
-            ("org_b".into(), "user_2".into())
+            ("2025-11".to_string(), "org_b".to_string()),
+            ("2025-11".into(), "org_b".into())
         ]
+    );
+    assert!(
+        billing::activate_memberships(conn, &pairs, NOW)
+            .await
+            .unwrap()
+            .is_empty()
     );
 
     let members: Vec<(String, String, String)> = ["user_1", "user_2"]
@@ -1333,9 +1362,24 @@ async fn billing_round_trip() {
         billing::period_totals(conn, PERIOD).await.unwrap(),
         Default::default()
     );
+    // Before its period exists, the one-statement count writes nothing.
+    assert!(
+        !billing::add_users_to_existing_period(conn, PERIOD, 5)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        billing::period_totals(conn, PERIOD).await.unwrap(),
+        Default::default()
+    );
     assert!(billing::ensure_period(conn, PERIOD, NOW).await.unwrap());
     assert!(!billing::ensure_period(conn, PERIOD, NOW).await.unwrap());
-    billing::add_period_users(conn, PERIOD, 3).await.unwrap();
+    assert!(
+        billing::add_users_to_existing_period(conn, PERIOD, 1)
+            .await
+            .unwrap()
+    );
+    billing::add_period_users(conn, PERIOD, 2).await.unwrap();
     assert_eq!(billing::add_billable(conn, PERIOD, 1).await.unwrap(), 1);
     let totals = billing::period_totals(conn, PERIOD).await.unwrap();
     assert_eq!(
