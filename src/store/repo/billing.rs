@@ -1,5 +1,6 @@
 //! The billing tables: `billing_user_activity` (who was active in which
-//! period), `billing_active_members` (who counts for which organization),
+//! period; its first activities in [`super::billing_activity`]),
+//! `billing_active_members` (who counts for which organization),
 //! `billing_organization_usage` (per-organization counters) and
 //! `billing_totals` (the number of organizations); the per-period totals are
 //! in [`super::billing_periods`]. Multi-row statements go in chunks and in key order, so
@@ -13,17 +14,20 @@ use sea_orm::{
 
 use crate::store::entity::{
     billing_active_members as active, billing_organization_usage as usage, billing_totals,
-    billing_user_activity as activity, budget_alerts, memberships,
+    budget_alerts, memberships,
 };
 use crate::store::{self, query, query::literal};
 
+pub use super::billing_activity::{
+    activate_memberships, insert_activity, insert_activity_and_lock_users, is_active, known_active,
+};
 pub use super::billing_periods::{
     PeriodRow, add_billable, add_period_users, add_users_to_existing_period, ensure_period,
     period_totals,
 };
 
 /// Rows per multi-row statement: well below both backends' parameter limits.
-const CHUNK: usize = 500;
+pub(super) const CHUNK: usize = 500;
 
 /// The counters of one organization in one period: a whole
 /// `billing_organization_usage` row.
@@ -35,134 +39,6 @@ pub struct CostDriverRow {
     pub user_id: String,
     pub billable_organization_count: i64,
     pub sole_cause_count: i64,
-}
-
-/// Of `users`, those already active in `period`.
-pub async fn known_active(
-    conn: &impl ConnectionTrait,
-    period: &str,
-    users: &[String],
-) -> Result<Vec<String>, DbErr> {
-    let mut known = Vec::new();
-    for chunk in users.chunks(CHUNK) {
-        let rows: Vec<String> = activity::Entity::find()
-            .select_only()
-            .column(activity::Column::UserId)
-            .filter(activity::Column::Period.eq(period))
-            .filter(activity::Column::UserId.is_in(chunk.iter().map(String::as_str)))
-            .into_tuple()
-            .all(conn)
-            .await?;
-        known.extend(rows);
-    }
-    Ok(known)
-}
-
-/// Whether `user_id` is active in `period`.
-pub async fn is_active(
-    conn: &impl ConnectionTrait,
-    period: &str,
-    user_id: &str,
-) -> Result<bool, DbErr> {
-    query::any(
-        conn,
-        activity::Entity::find()
-            .filter(activity::Column::Period.eq(period))
-            .filter(activity::Column::UserId.eq(user_id)),
-    )
-    .await
-}
-
-/// Records first activities, `(period, user_id, occur_time)` sorted by
-/// period and user, where absent; returns the `(period, user_id)` pairs it
-/// inserted. The insert decides, so of two replicas racing for one user
-/// exactly one sees it as new.
-pub async fn insert_activity(
-    conn: &impl ConnectionTrait,
-    rows: &[(String, String, i64)],
-    now: i64,
-) -> Result<Vec<(String, String)>, DbErr> {
-    let mut inserted = Vec::new();
-    for chunk in rows.chunks(CHUNK) {
-        let keys = activity::Entity::insert_many(chunk.iter().map(|(period, user, occur)| {
-            activity::ActiveModel {
-                period: Set(period.clone()),
-                user_id: Set(user.clone()),
-                first_occur_time: Set(*occur),
-                record_time: Set(now),
-            }
-        }))
-        .on_conflict(
-            OnConflict::columns([activity::Column::Period, activity::Column::UserId])
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_with_returning_keys(conn)
-        .await?;
-        inserted.extend(keys);
-    }
-    Ok(inserted)
-}
-
-/// [`insert_activity`], then [`lock_users`] for the users it inserted, and
-/// on PostgreSQL in one round trip while the rows fit one statement: the
-/// locks come after the insert, as they would in turn, and every read that
-/// they protect runs in a later statement. Returns the `(period, user_id)`
-/// pairs inserted.
-pub async fn insert_activity_and_lock_users(
-    conn: &impl ConnectionTrait,
-    rows: &[(String, String, i64)],
-    now: i64,
-) -> Result<Vec<(String, String)>, DbErr> {
-    if conn.get_database_backend() != DbBackend::Postgres || rows.len() > CHUNK {
-        let inserted = insert_activity(conn, rows, now).await?;
-        let users: Vec<String> = inserted
-            .iter()
-            .map(|(_, user)| user.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        lock_users(conn, &users).await?;
-        return Ok(inserted);
-    }
-    let mut values = vec![Value::from(now)];
-    let mut items = Vec::with_capacity(rows.len());
-    for (period, user, occur) in rows {
-        let n = values.len();
-        items.push(format!("(${}, ${}, ${}, $1)", n + 1, n + 2, n + 3));
-        values.push(Value::from(period.as_str()));
-        values.push(Value::from(user.as_str()));
-        values.push(Value::from(*occur));
-    }
-    // Raw SQL: a data-modifying WITH whose rows take advisory locks has no
-    // form in the query builder. The keys are `user_lock_key`'s, hashed and
-    // locked in order as `advisory_locks_sql` locks them (PostgreSQL
-    // evaluates the volatile lock calls after the sort).
-    let sql = format!(
-        "WITH inserted AS (\
-           INSERT INTO billing_user_activity (period, user_id, first_occur_time, record_time) \
-           VALUES {} \
-           ON CONFLICT (period, user_id) DO NOTHING \
-           RETURNING period, user_id), \
-         locked AS MATERIALIZED (\
-           SELECT pg_advisory_xact_lock(h) \
-           FROM (SELECT DISTINCT hashtextextended('billing-user:' || user_id, 0) AS h FROM inserted) AS keys \
-           ORDER BY h) \
-         SELECT period, user_id FROM inserted WHERE (SELECT count(*) FROM locked) >= 0",
-        items.join(", ")
-    );
-    let inserted: Vec<ActivityKey> = store::fetch_all(conn, &sql, values).await?;
-    Ok(inserted
-        .into_iter()
-        .map(|row| (row.period, row.user_id))
-        .collect())
-}
-
-/// A row [`insert_activity_and_lock_users`] inserted.
-#[derive(Debug, FromQueryResult)]
-struct ActivityKey {
-    period: String,
-    user_id: String,
 }
 
 /// Serializes, until commit, the transactions that decide whether a user
@@ -213,63 +89,6 @@ pub(super) fn advisory_locks_sql(rows: &[String], condition: &str) -> String {
 /// The lock key of a user's billing state, as [`store::lock_key`] takes it.
 pub fn user_lock_key(user_id: &str) -> String {
     format!("billing-user:{user_id}")
-}
-
-/// Makes users active members of the organizations they belong to:
-/// `inserted` holds `(period, user_id)` pairs just made active; each active
-/// membership of such a user in an active organization gets its
-/// `(period, organization_id, user_id)` row where absent. Returns the
-/// `(period, organization_id)` of each row inserted. One statement: the
-/// memberships are read in its own snapshot, so it runs after
-/// [`lock_users`] for these users, and the rows go in sorted, as
-/// [`insert_active_members`] inserts them, so concurrent inserts take the
-/// unique index's entries in one order. Raw SQL: an `INSERT … SELECT` over
-/// a `VALUES` list joined to two tables, with an upsert, has no form in the
-/// query builder.
-pub async fn activate_memberships(
-    conn: &impl ConnectionTrait,
-    inserted: &[(String, String)],
-    now: i64,
-) -> Result<Vec<(String, String)>, DbErr> {
-    let mut rows = Vec::new();
-    for chunk in inserted.chunks(CHUNK) {
-        let mut values = vec![Value::from(now)];
-        let mut pairs = Vec::with_capacity(chunk.len());
-        for (period, user) in chunk {
-            let n = values.len();
-            pairs.push(format!("(${}, ${})", n + 1, n + 2));
-            values.push(Value::from(period.as_str()));
-            values.push(Value::from(user.as_str()));
-        }
-        // SQLite needs the WHERE before ON CONFLICT to tell the upsert from
-        // a join's ON.
-        let sql = format!(
-            "INSERT INTO billing_active_members (period, organization_id, user_id, create_time) \
-             SELECT a.column1, m.organization_id, m.user_id, $1 \
-             FROM (VALUES {}) AS a \
-             JOIN memberships AS m ON m.user_id = a.column2 \
-             JOIN organizations AS o ON o.id = m.organization_id \
-             WHERE m.deactivate_time IS NULL AND o.deactivate_time IS NULL \
-             ORDER BY a.column1, m.organization_id, m.user_id \
-             ON CONFLICT (period, organization_id, user_id) DO NOTHING \
-             RETURNING period, organization_id",
-            pairs.join(", ")
-        );
-        let found: Vec<ActivatedRow> = store::fetch_all(conn, &sql, values).await?;
-        rows.extend(
-            found
-                .into_iter()
-                .map(|row| (row.period, row.organization_id)),
-        );
-    }
-    Ok(rows)
-}
-
-/// A row [`activate_memberships`] inserted.
-#[derive(Debug, FromQueryResult)]
-struct ActivatedRow {
-    period: String,
-    organization_id: String,
 }
 
 /// The users of the active memberships of an organization, sorted.

@@ -2,6 +2,7 @@
 //! so it runs inside the caller's transaction.
 
 pub mod billing;
+pub mod billing_activity;
 pub mod billing_members;
 pub mod billing_periods;
 pub mod domain_attempts;
