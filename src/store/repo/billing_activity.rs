@@ -157,13 +157,22 @@ pub async fn activate_memberships(
     inserted: &[(String, String)],
     now: i64,
 ) -> Result<Vec<(String, String)>, DbErr> {
+    // SQLite takes `$N` as the names of named parameters, and resolves each
+    // name with a search through the names before it: preparing a chunk of
+    // 500 pairs that way took 2.5 times as long as with `?`, which binds in
+    // the order of appearance (the values' order here).
+    let postgres = conn.get_database_backend() == DbBackend::Postgres;
     let mut rows = Vec::new();
     for chunk in inserted.chunks(CHUNK) {
         let mut values = vec![Value::from(now)];
         let mut pairs = Vec::with_capacity(chunk.len());
         for (period, user) in chunk {
             let n = values.len();
-            pairs.push(format!("(${}, ${})", n + 1, n + 2));
+            pairs.push(if postgres {
+                format!("(${}, ${})", n + 1, n + 2)
+            } else {
+                "(?, ?)".to_string()
+            });
             values.push(Value::from(period.as_str()));
             values.push(Value::from(user.as_str()));
         }
@@ -171,7 +180,7 @@ pub async fn activate_memberships(
         // a join's ON.
         let sql = format!(
             "INSERT INTO billing_active_members (period, organization_id, user_id, create_time) \
-             SELECT a.column1, m.organization_id, m.user_id, $1 \
+             SELECT a.column1, m.organization_id, m.user_id, {} \
              FROM (VALUES {}) AS a \
              JOIN memberships AS m ON m.user_id = a.column2 \
              JOIN organizations AS o ON o.id = m.organization_id \
@@ -179,6 +188,7 @@ pub async fn activate_memberships(
              ORDER BY a.column1, m.organization_id, m.user_id \
              ON CONFLICT (period, organization_id, user_id) DO NOTHING \
              RETURNING period, organization_id",
+            if postgres { "$1" } else { "?" },
             pairs.join(", ")
         );
         let found: Vec<ActivatedRow> = store::fetch_all(conn, &sql, values).await?;
