@@ -30,12 +30,12 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Value};
 use tokio::sync::mpsc;
 
 use super::{NewEvent, Notifier};
 use crate::domain::events::EventKind;
-use crate::store::{fetch_all, fetch_i64};
+use crate::store::{Sql, fetch_all, fetch_i64};
 
 /// The columns an event is written with; `seq` takes its default.
 const COLUMNS: &str = "id, kind, action, actor, on_behalf_of, organization_id, \
@@ -64,10 +64,10 @@ const EVENTS_PER_STATEMENT: usize = 1_000;
 /// [`COLUMNS`] each, its placeholders numbered as the values go in. The rows
 /// take their positions in the order they are listed.
 fn insert(events: &[NewEvent]) -> (String, Vec<Value>) {
-    use std::fmt::Write;
-
-    let mut sql = format!("INSERT INTO events ({COLUMNS}) VALUES ");
-    let mut values = Vec::new();
+    let mut sql = Sql::new(
+        DbBackend::Postgres,
+        &format!("INSERT INTO events ({COLUMNS}) VALUES "),
+    );
     for (n, event) in events.iter().enumerate() {
         let row = [
             Value::from(crate::domain::ids::new_id(crate::domain::ids::EVENT)),
@@ -82,15 +82,13 @@ fn insert(events: &[NewEvent]) -> (String, Vec<Value>) {
             Value::from(event.payload.to_string()),
             Value::from(event.create_time),
         ];
-        sql.push_str(if n == 0 { "(" } else { ", (" });
+        sql.push(if n == 0 { "(" } else { ", (" });
         for (column, value) in row.into_iter().enumerate() {
-            values.push(value);
-            let separator = if column == 0 { "" } else { ", " };
-            let _ = write!(sql, "{separator}${}", values.len());
+            sql.push(if column == 0 { "" } else { ", " }).bind(value);
         }
-        sql.push(')');
+        sql.push(")");
     }
-    (sql, values)
+    sql.into_parts()
 }
 
 /// The last value the sequence gave out (0 before the first).
@@ -240,18 +238,6 @@ pub async fn reach(conn: &DatabaseConnection, within: Option<Duration>) -> Resul
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_snapshot_lists_its_transactions_in_flight() {
-        assert_eq!(in_flight("100:104:100,102"), vec![100, 102]);
-        assert_eq!(in_flight("100:100:"), Vec::<u64>::new());
-        assert_eq!(short((7 << 32) + 5), 5);
-    }
-}
-
 /// The payloads of the events of `kind` after position `after`, in order,
 /// as the snapshot of `conn` sees them.
 pub async fn payloads_after(
@@ -302,5 +288,17 @@ impl Horizon {
     /// events. A nudge already waiting covers this one.
     pub fn nudge(&self) {
         let _ = self.nudges.try_send(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_lists_its_transactions_in_flight() {
+        assert_eq!(in_flight("100:104:100,102"), vec![100, 102]);
+        assert_eq!(in_flight("100:100:"), Vec::<u64>::new());
+        assert_eq!(short((7 << 32) + 5), 5);
     }
 }
