@@ -337,9 +337,7 @@ impl BillingCounters {
         let pricing = &self.pricing;
         let current = BillingPeriod::containing_micros(tx.now).to_string();
         for (period, added_users) in &new_users {
-            if *added_users > 0
-                && repo::add_users_to_existing_period(tx.conn(), period, *added_users).await?
-            {
+            if repo::add_users_to_existing_period(tx.conn(), period, *added_users).await? {
                 continue;
             }
             self.ensure_period(tx, period, &current).await?;
