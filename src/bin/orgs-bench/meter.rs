@@ -24,11 +24,10 @@ pub struct Meters {
     postgres: bool,
 }
 
-/// CPU seconds spent so far by each side.
+/// CPU seconds spent so far by the servers and by this benchmark.
 #[derive(Default, Clone, Copy)]
 struct Cpu {
     server: f64,
-    postgres: f64,
     client: f64,
 }
 
@@ -75,11 +74,6 @@ impl Meters {
                 .iter()
                 .filter_map(|pid| cpu_seconds(&format!("/proc/{pid}/stat")))
                 .sum(),
-            postgres: if self.postgres {
-                postgres_cpu_seconds().values().sum()
-            } else {
-                0.0
-            },
             client: cpu_seconds("/proc/self/stat").unwrap_or(0.0),
         }
     }
@@ -97,20 +91,17 @@ impl Meters {
         let started = Instant::now();
         let measured = measurement.await?;
         let elapsed = started.elapsed().as_secs_f64();
-        let mut cpu = self.cpu();
-        if let Some(before) = postgres_before {
-            // A backend started meanwhile (a pool filling up) counts its
-            // whole life; one that ended meanwhile is missed after `before`.
-            let after = postgres_cpu_seconds();
-            cpu.postgres = after
+        let cpu_after = self.cpu();
+        let server = cpu_after.server - cpu_before.server;
+        let client = cpu_after.client - cpu_before.client;
+        // A backend started meanwhile (a pool filling up) counts its whole
+        // life; one that ended meanwhile is missed after `before`.
+        let postgres = postgres_before.map_or(0.0, |before| {
+            postgres_cpu_seconds()
                 .iter()
                 .map(|(pid, seconds)| seconds - before.get(pid).copied().unwrap_or(0.0))
-                .sum::<f64>();
-        } else {
-            cpu.postgres -= cpu_before.postgres;
-        }
-        cpu.server -= cpu_before.server;
-        cpu.client -= cpu_before.client;
+                .sum::<f64>()
+        });
         if measured.ok == 0 {
             return Ok((measured, String::new()));
         }
@@ -122,13 +113,13 @@ impl Meters {
         }
         let mut parts = Vec::new();
         if !self.servers.is_empty() {
-            parts.push(format!("server {:.0}", cpu.server / calls * 1e6));
+            parts.push(format!("server {:.0}", server / calls * 1e6));
         }
         if self.postgres {
-            parts.push(format!("PostgreSQL {:.0}", cpu.postgres / calls * 1e6));
+            parts.push(format!("PostgreSQL {:.0}", postgres / calls * 1e6));
         }
-        parts.push(format!("client {:.0}", cpu.client / calls * 1e6));
-        let cores = (cpu.server + cpu.postgres + cpu.client) / elapsed.max(f64::MIN_POSITIVE);
+        parts.push(format!("client {:.0}", client / calls * 1e6));
+        let cores = (server + postgres + client) / elapsed.max(f64::MIN_POSITIVE);
         note.push_str(&format!(
             "; CPU µs per call: {} ({cores:.2} cores)",
             parts.join(", ")
