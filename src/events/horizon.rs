@@ -11,12 +11,17 @@
 //! A position is taken before its commit, though, so a smaller one can
 //! commit after a larger one. Readers therefore read the log only up to its
 //! *horizon* ([`horizon`]): the sequence's last value, once every
-//! transaction that was in flight when it was read has ended (as listed by
-//! `pg_current_snapshot()`, which costs next to nothing; a wait that lingers
-//! narrows to the transactions of this database, from `pg_stat_activity`).
+//! transaction that had an id when it was read has ended. Those are the
+//! transactions below the transaction counter read just after; a snapshot
+//! (`pg_current_snapshot()`, which costs next to nothing) tells that they
+//! have ended once its `xmax` has reached that counter and it lists none of
+//! them in flight. (Its list alone is not enough: it holds only the
+//! transactions below `xmax`, one past the newest that ended, and a newer
+//! one in flight is not in it.) A wait that lingers narrows to the
+//! transactions of this database, from `pg_stat_activity`.
 //! `event_position()` gives its transaction an id before it takes a value,
 //! so a change that took a position up to that value is among those
-//! transactions or had ended; after they end, every position up to the
+//! transactions; after they end, every position up to the
 //! horizon is committed and visible (or was rolled back, a gap that no
 //! reader waits for), and no smaller one can appear later. Readers never see
 //! a gap fill in, nor an event twice.
@@ -95,10 +100,16 @@ fn insert(events: &[NewEvent]) -> (String, Vec<Value>) {
 const LAST_GIVEN: &str =
     "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM event_positions";
 
-/// The transactions in flight, in the whole cluster (cheap: a snapshot's
-/// list of them). Read after [`LAST_GIVEN`], it holds every transaction that
-/// took a position up to it and has not ended.
-const SNAPSHOT: &str = "SELECT pg_current_snapshot()::text AS snapshot";
+/// The transactions in flight in the whole cluster and how far the
+/// transaction counter is ahead of them (cheap: a snapshot's list and one
+/// counter read). A snapshot lists only the transactions in flight below its
+/// `xmax`, which is one past the newest transaction that *ended*: a
+/// transaction newer than that one is in flight but not listed. `ahead`
+/// (the next transaction id less `xmax`, read after the snapshot) bounds
+/// those: every transaction that took a position up to [`LAST_GIVEN`], read
+/// before, has an id below `xmax + ahead`.
+const SNAPSHOT: &str = "SELECT pg_current_snapshot()::text AS snapshot, \
+    age(xid(pg_snapshot_xmax(pg_current_snapshot())))::bigint AS ahead";
 
 /// The transactions of this database in flight (their ids, comma-separated):
 /// what the wait narrows to when it lingers, so that a long transaction of
@@ -118,8 +129,9 @@ struct Xids {
 }
 
 #[derive(FromQueryResult)]
-struct Snapshot {
+struct SnapshotRow {
     snapshot: String,
+    ahead: i64,
 }
 
 /// The first pause between looks at the transactions in flight; it doubles
@@ -156,29 +168,64 @@ pub enum Reach {
     HeldBelow(i64),
 }
 
-/// The transaction ids a snapshot (`xmin:xmax:xip,…`) lists in flight.
-fn in_flight(snapshot: &str) -> Vec<u64> {
-    snapshot
-        .splitn(3, ':')
-        .nth(2)
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|xid| xid.trim().parse().ok())
-        .collect()
+/// A snapshot of the transactions in flight (`xmin:xmax:xip,…`): every
+/// transaction below `xmax` that is not listed has ended; of those from
+/// `xmax` on it tells nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Snapshot {
+    xmax: u64,
+    in_flight: Vec<u64>,
 }
 
-async fn snapshot(conn: &DatabaseConnection) -> Result<Vec<u64>, DbErr> {
-    let rows = fetch_all::<Snapshot>(conn, SNAPSHOT, vec![]).await?;
-    Ok(rows
-        .first()
-        .map(|row| in_flight(&row.snapshot))
-        .unwrap_or_default())
+impl Snapshot {
+    fn parse(text: &str) -> Snapshot {
+        let mut parts = text.splitn(3, ':');
+        let _xmin = parts.next();
+        let xmax = parts
+            .next()
+            .and_then(|xmax| xmax.trim().parse().ok())
+            .unwrap_or(u64::MAX);
+        let in_flight = parts
+            .next()
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|xid| xid.trim().parse().ok())
+            .collect();
+        Snapshot { xmax, in_flight }
+    }
+
+    /// Whether the transaction `xid` had ended when the snapshot was taken.
+    fn ended(&self, xid: u64) -> bool {
+        xid < self.xmax && !self.in_flight.contains(&xid)
+    }
+
+    /// Whether every transaction below `next` had ended.
+    fn ended_below(&self, next: u64) -> bool {
+        self.xmax >= next && self.in_flight.iter().all(|xid| *xid >= next)
+    }
 }
 
-/// The transactions of this database in flight, by their 32-bit ids (what
-/// `pg_stat_activity` shows; a snapshot lists 64-bit ones, whose low 32 bits
-/// these are).
-async fn ours(conn: &DatabaseConnection) -> Result<Vec<u32>, DbErr> {
+/// The snapshot of the transactions in flight, and the id the next
+/// transaction will take (read after the snapshot).
+async fn snapshot(conn: &DatabaseConnection) -> Result<(Snapshot, u64), DbErr> {
+    let rows = fetch_all::<SnapshotRow>(conn, SNAPSHOT, vec![]).await?;
+    let row = rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| DbErr::Custom("pg_current_snapshot() returned no row".into()))?;
+    let snapshot = Snapshot::parse(&row.snapshot);
+    let next = snapshot
+        .xmax
+        .saturating_add(u64::try_from(row.ahead).unwrap_or(0));
+    Ok((snapshot, next))
+}
+
+/// The transactions of this database in flight that began before `next`,
+/// by their 64-bit ids. `pg_stat_activity` shows the low 32 bits; each is
+/// below `next` by less than 2^31, so its high bits are `next`'s, less one
+/// wrap when its low bits are above `next`'s. Ids from `next` on (later
+/// transactions) are left out.
+async fn ours(conn: &DatabaseConnection, next: u64) -> Result<Vec<u64>, DbErr> {
     let rows = fetch_all::<Xids>(conn, OURS, vec![]).await?;
     Ok(rows
         .into_iter()
@@ -186,8 +233,19 @@ async fn ours(conn: &DatabaseConnection) -> Result<Vec<u32>, DbErr> {
         .and_then(|row| row.xids)
         .unwrap_or_default()
         .split(',')
-        .filter_map(|xid| xid.trim().parse().ok())
+        .filter_map(|xid| xid.trim().parse::<u32>().ok())
+        .filter_map(|xid| widen(xid, next))
         .collect())
+}
+
+/// The 64-bit id of a transaction whose low 32 bits are `xid` and that
+/// began before `next`; `None` if it would be 2^31 or more before it (that
+/// is, it began at or after `next`).
+fn widen(xid: u32, next: u64) -> Option<u64> {
+    let behind = (next as u32).wrapping_sub(xid);
+    (behind != 0 && behind < 1 << 31)
+        .then(|| next.checked_sub(u64::from(behind)))
+        .flatten()
 }
 
 /// The low 32 bits of a 64-bit transaction id, as `pg_stat_activity` shows it.
@@ -199,13 +257,25 @@ fn short(xid: u64) -> u32 {
 /// as long as it takes) for the transactions in flight.
 pub async fn reach(conn: &DatabaseConnection, within: Option<Duration>) -> Result<Reach, DbErr> {
     let last = fetch_i64(conn, LAST_GIVEN, vec![]).await?;
-    let mut waiting = snapshot(conn).await?;
+    // Every transaction that took a position up to `last` has an id below
+    // `next`: it took its id before its position, and `last` was read
+    // before `next`.
+    let (mut now, next) = snapshot(conn).await?;
+    // Once narrowed: the transactions of this database below `next` that
+    // were in flight then; until then, every transaction below `next`.
+    let mut waiting: Option<Vec<u64>> = None;
     let started = tokio::time::Instant::now();
     let mut pause = FIRST_PAUSE;
-    let mut narrowed = false;
     let mut warned = false;
     loop {
-        if waiting.is_empty() {
+        let settled = match &mut waiting {
+            None => now.ended_below(next),
+            Some(ours) => {
+                ours.retain(|xid| !now.ended(*xid));
+                ours.is_empty()
+            }
+        };
+        if settled {
             return Ok(Reach::Horizon(last));
         }
         if within.is_some_and(|within| started.elapsed() >= within) {
@@ -213,16 +283,19 @@ pub async fn reach(conn: &DatabaseConnection, within: Option<Duration>) -> Resul
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(LONGEST_PAUSE);
-        let now = snapshot(conn).await?;
-        waiting.retain(|xid| now.contains(xid));
-        if !narrowed && !waiting.is_empty() && started.elapsed() >= NARROW_AFTER {
-            narrowed = true;
-            let ours = ours(conn).await?;
-            waiting.retain(|xid| ours.contains(&short(*xid)));
+        now = snapshot(conn).await?.0;
+        if waiting.is_none() && started.elapsed() >= NARROW_AFTER {
+            // Each is in flight now or ended since: either way, waiting for
+            // it is enough, and one that had ended is dropped at once.
+            waiting = Some(ours(conn, next).await?);
         }
-        if !warned && !waiting.is_empty() && started.elapsed() >= SLOW_HORIZON {
+        if let Some(ours) = &waiting
+            && !warned
+            && !ours.is_empty()
+            && started.elapsed() >= SLOW_HORIZON
+        {
             warned = true;
-            let ids: Vec<String> = waiting.iter().map(|xid| short(*xid).to_string()).collect();
+            let ids: Vec<String> = ours.iter().map(|xid| short(*xid).to_string()).collect();
             let holders = fetch_all::<Xids>(conn, HOLDING_BACK, vec![Value::from(ids.join(","))])
                 .await?
                 .into_iter()
@@ -296,9 +369,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_snapshot_lists_its_transactions_in_flight() {
-        assert_eq!(in_flight("100:104:100,102"), vec![100, 102]);
-        assert_eq!(in_flight("100:100:"), Vec::<u64>::new());
+    fn a_snapshot_tells_only_of_transactions_below_its_xmax() {
+        let snapshot = Snapshot::parse("100:104:100,102");
+        assert_eq!(snapshot.xmax, 104);
+        assert_eq!(snapshot.in_flight, vec![100, 102]);
+        assert!(snapshot.ended(101) && snapshot.ended(103));
+        assert!(!snapshot.ended(100) && !snapshot.ended(102));
+        // 104 and on may be in flight without being listed.
+        assert!(!snapshot.ended(104) && !snapshot.ended(105));
+        assert!(snapshot.ended_below(100) && !snapshot.ended_below(101));
+        assert!(!snapshot.ended_below(105));
+        let quiet = Snapshot::parse("27496:27496:");
+        assert!(quiet.in_flight.is_empty());
+        // The transaction 27496 is in flight: the counter is ahead of xmax.
+        assert!(!quiet.ended_below(27497));
+        assert!(quiet.ended_below(27496));
+    }
+
+    #[test]
+    fn short_ids_widen_below_the_next_id() {
         assert_eq!(short((7 << 32) + 5), 5);
+        assert_eq!(widen(5, (7 << 32) + 9), Some((7 << 32) + 5));
+        // Across a wrap of the low 32 bits.
+        assert_eq!(widen(u32::MAX, (7 << 32) + 2), Some((7 << 32) - 1));
+        // Not before `next`: a later transaction.
+        assert_eq!(widen(9, (7 << 32) + 9), None);
+        assert_eq!(widen(10, (7 << 32) + 9), None);
     }
 }

@@ -1573,6 +1573,54 @@ async fn an_open_change_holds_the_head_below_its_position() {
     assert_eq!(head, log[1].0);
 }
 
+/// PostgreSQL: a change in flight that is the newest transaction of the
+/// cluster holds the head back too. A snapshot does not list it (it lists
+/// only transactions older than the newest one that ended), so a horizon
+/// found from the snapshot's list alone passed its position, and a watch
+/// reading up to it skipped its event for good. Ten rounds: each runs into
+/// that case unless another transaction of the cluster ends in between.
+#[tokio::test]
+async fn the_newest_change_in_flight_holds_the_head_below_its_position() {
+    use orgs::events::horizon::{self, Reach};
+    let store = Store::fresh(4).await;
+    if !store.postgres() {
+        return;
+    }
+    for round in 0..10 {
+        let open = store.db.begin().await.expect("begin");
+        horizon::append(&open, &[one_event(&format!("open {round}"))])
+            .await
+            .expect("takes its position");
+        let reach = horizon::reach(store.conn(), Some(std::time::Duration::from_millis(30)))
+            .await
+            .expect("reach");
+        let taken = positions_in(&open).await;
+        assert!(
+            matches!(reach, Reach::HeldBelow(position) if position >= taken),
+            "round {round}: {reach:?} with the position {taken} in flight"
+        );
+        open.commit().await.expect("commit");
+        let Reach::Horizon(head) = horizon::reach(store.conn(), None).await.expect("reach") else {
+            panic!("no transaction is in flight any more");
+        };
+        assert_eq!(head, taken);
+    }
+}
+
+/// The last position the transaction `txn` wrote.
+async fn positions_in(txn: &sea_orm::DatabaseTransaction) -> i64 {
+    use sea_orm::QuerySelect;
+    entity::events::Entity::find()
+        .select_only()
+        .column(entity::events::Column::Seq)
+        .order_by_desc(entity::events::Column::Seq)
+        .into_tuple::<i64>()
+        .one(txn)
+        .await
+        .expect("read")
+        .expect("an event")
+}
+
 /// PostgreSQL: during a rolling upgrade a replica of an earlier version
 /// still stages its events in `pending_events`; they go straight into the
 /// log, at positions from the sequence.
