@@ -171,27 +171,26 @@ pub enum Reach {
 /// A snapshot of the transactions in flight (`xmin:xmax:xip,…`): every
 /// transaction below `xmax` that is not listed has ended; of those from
 /// `xmax` on it tells nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 struct Snapshot {
     xmax: u64,
     in_flight: Vec<u64>,
 }
 
 impl Snapshot {
-    fn parse(text: &str) -> Snapshot {
+    /// `None` for text that is not a snapshot: nothing can be said to have
+    /// ended then.
+    fn parse(text: &str) -> Option<Snapshot> {
         let mut parts = text.splitn(3, ':');
-        let _xmin = parts.next();
-        let xmax = parts
-            .next()
-            .and_then(|xmax| xmax.trim().parse().ok())
-            .unwrap_or(u64::MAX);
+        let _xmin = parts.next()?;
+        let xmax = parts.next()?.trim().parse().ok()?;
         let in_flight = parts
-            .next()
-            .unwrap_or_default()
+            .next()?
             .split(',')
-            .filter_map(|xid| xid.trim().parse().ok())
-            .collect();
-        Snapshot { xmax, in_flight }
+            .filter(|xid| !xid.trim().is_empty())
+            .map(|xid| xid.trim().parse().ok())
+            .collect::<Option<_>>()?;
+        Some(Snapshot { xmax, in_flight })
     }
 
     /// Whether the transaction `xid` had ended when the snapshot was taken.
@@ -213,7 +212,12 @@ async fn snapshot(conn: &DatabaseConnection) -> Result<(Snapshot, u64), DbErr> {
         .into_iter()
         .next()
         .ok_or_else(|| DbErr::Custom("pg_current_snapshot() returned no row".into()))?;
-    let snapshot = Snapshot::parse(&row.snapshot);
+    let snapshot = Snapshot::parse(&row.snapshot).ok_or_else(|| {
+        DbErr::Custom(format!(
+            "pg_current_snapshot() returned {:?}, not a snapshot",
+            row.snapshot
+        ))
+    })?;
     let next = snapshot
         .xmax
         .saturating_add(u64::try_from(row.ahead).unwrap_or(0));
@@ -370,7 +374,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_tells_only_of_transactions_below_its_xmax() {
-        let snapshot = Snapshot::parse("100:104:100,102");
+        let snapshot = Snapshot::parse("100:104:100,102").expect("a snapshot");
         assert_eq!(snapshot.xmax, 104);
         assert_eq!(snapshot.in_flight, vec![100, 102]);
         assert!(snapshot.ended(101) && snapshot.ended(103));
@@ -379,11 +383,15 @@ mod tests {
         assert!(!snapshot.ended(104) && !snapshot.ended(105));
         assert!(snapshot.ended_below(100) && !snapshot.ended_below(101));
         assert!(!snapshot.ended_below(105));
-        let quiet = Snapshot::parse("27496:27496:");
+        let quiet = Snapshot::parse("27496:27496:").expect("a snapshot");
         assert!(quiet.in_flight.is_empty());
         // The transaction 27496 is in flight: the counter is ahead of xmax.
         assert!(!quiet.ended_below(27497));
         assert!(quiet.ended_below(27496));
+        // Text that is no snapshot ends nothing.
+        assert!(Snapshot::parse("").is_none());
+        assert!(Snapshot::parse("100:x:").is_none());
+        assert!(Snapshot::parse("100:104:100,y").is_none());
     }
 
     #[test]
