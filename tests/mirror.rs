@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -173,37 +173,18 @@ async fn write(app: &TestApp, organizations: &mut Vec<String>, step: usize) {
 /// missing from the log from one the stream skipped.
 async fn diagnose(app: &TestApp, state: &Path, expected: &Mirror) -> String {
     let mirrored = mirror(state).unwrap_or_default();
-    let mut differing = Vec::new();
+    let mut differing = BTreeSet::new();
     for (organization, members) in expected.iter().chain(mirrored.iter()) {
         for user in members.keys() {
             let want = expected.get(organization).and_then(|m| m.get(user));
             let have = mirrored.get(organization).and_then(|m| m.get(user));
-            if want != have && !differing.contains(&(organization.clone(), user.clone())) {
-                differing.push((organization.clone(), user.clone()));
+            if want != have {
+                differing.insert((organization.clone(), user.clone()));
             }
         }
     }
     let mut events = app.events(Some(token("svc-mirror", "orgs:read")));
-    let mut log = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let Ok(page) = events
-            .list_events(pb::ListEventsRequest {
-                page_size: 500,
-                page_token: page_token.clone(),
-                ..Default::default()
-            })
-            .await
-        else {
-            return "the log could not be listed".into();
-        };
-        let page = page.into_inner();
-        log.extend(page.events);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
+    let log = list_all(&mut events, "", &[], 500).await;
     let cursor = saved_cursor(state).unwrap_or_default();
     let at = log.iter().position(|event| event.cursor == cursor);
     let mut lines = vec![format!(

@@ -352,3 +352,33 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
             if matches { value.parse().ok() } else { None }
         })
 }
+
+/// Every page of `ListEvents` with these filters (`total_size` checked
+/// against what the pages held).
+pub async fn list_all(
+    client: &mut Events,
+    organization_id: &str,
+    types: &[&str],
+    page_size: i32,
+) -> Vec<pb::Event> {
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_events(pb::ListEventsRequest {
+                organization_id: organization_id.into(),
+                types: types.iter().map(|t| t.to_string()).collect(),
+                page_size,
+                page_token: page_token.clone(),
+            })
+            .await
+            .expect("list events")
+            .into_inner();
+        all.extend(page.events);
+        if page.next_page_token.is_empty() {
+            assert_eq!(page.total_size as usize, all.len(), "total_size");
+            return all;
+        }
+        page_token = page.next_page_token;
+    }
+}

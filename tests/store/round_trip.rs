@@ -1594,7 +1594,7 @@ async fn the_newest_change_in_flight_holds_the_head_below_its_position() {
         let reach = horizon::reach(store.conn(), Some(std::time::Duration::from_millis(30)))
             .await
             .expect("reach");
-        let taken = positions_in(&open).await;
+        let taken = last_position_in(&open).await;
         assert!(
             matches!(reach, Reach::HeldBelow(position) if position >= taken),
             "round {round}: {reach:?} with the position {taken} in flight"
@@ -1608,7 +1608,7 @@ async fn the_newest_change_in_flight_holds_the_head_below_its_position() {
 }
 
 /// The last position the transaction `txn` wrote.
-async fn positions_in(txn: &sea_orm::DatabaseTransaction) -> i64 {
+async fn last_position_in(txn: &sea_orm::DatabaseTransaction) -> i64 {
     use sea_orm::QuerySelect;
     entity::events::Entity::find()
         .select_only()
