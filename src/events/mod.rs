@@ -88,33 +88,37 @@ pub async fn last_position(conn: &impl ConnectionTrait) -> Result<i64, DbErr> {
         .ok_or_else(|| DbErr::RecordNotFound("event_sequence".into()))
 }
 
-/// Stores the last position the writer's batch gave out, before it commits.
-pub async fn set_last_position(conn: &impl ConnectionTrait, last: i64) -> Result<(), DbErr> {
-    event_sequence::Entity::update_many()
-        .col_expr(event_sequence::Column::LastSeq, Expr::value(last))
-        .filter(event_sequence::Column::Id.eq(1))
-        .exec(conn)
-        .await?;
-    Ok(())
-}
-
-/// Inserts `events` at the positions from `first` on and then runs `then`
-/// (statements without parameters), in one round trip to the database: the
-/// statements after the insert run only if it succeeded. Returns the last
-/// position. The writer of an SQLite file uses it to open the savepoint of
-/// its next change together with the events of this one.
-pub async fn insert_at(
+/// Inserts `events` at the positions from `first` on and stores the last
+/// position given out as the counter's value, in one round trip to the
+/// database. The group-committing writer of an SQLite file writes the events
+/// of a whole batch so, before it commits.
+pub async fn insert_with_last_position(
     conn: &impl ConnectionTrait,
     events: &[NewEvent],
     first: i64,
-    then: &str,
-) -> Result<i64, DbErr> {
-    let mut statement =
-        log::Entity::insert_many(rows(events, first)).build(conn.get_database_backend());
-    statement.sql.push_str("; ");
-    statement.sql.push_str(then);
-    conn.execute_raw(statement).await?;
-    Ok(first + events.len() as i64 - 1)
+) -> Result<(), DbErr> {
+    /// Rows per INSERT: 11 values each, well within SQLite's 32,766
+    /// parameters per statement.
+    const ROWS_PER_INSERT: usize = 1_000;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let backend = conn.get_database_backend();
+    let last = first + events.len() as i64 - 1;
+    let mut statements = Vec::new();
+    for (chunk, rows_of) in events.chunks(ROWS_PER_INSERT).enumerate() {
+        let from = first + (chunk * ROWS_PER_INSERT) as i64;
+        statements.push(log::Entity::insert_many(rows(rows_of, from)).build(backend));
+    }
+    statements.push(
+        event_sequence::Entity::update_many()
+            .col_expr(event_sequence::Column::LastSeq, Expr::value(last))
+            .filter(event_sequence::Column::Id.eq(1))
+            .build(backend),
+    );
+    conn.execute_raw(crate::store::one_string(statements))
+        .await?;
+    Ok(())
 }
 
 /// The rows of `events` at the positions from `first` on.

@@ -13,7 +13,6 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use sea_orm::DatabaseTransaction;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::domain::events::EventKind;
@@ -27,6 +26,9 @@ use crate::events::{self, NewEvent, Notifier};
 use crate::store::{self, Db, repo::idempotency};
 
 mod group_commit;
+mod scope;
+
+use scope::Scope;
 
 /// How long idempotency records are kept, in microseconds (at least 24 hours).
 const IDEMPOTENCY_RETENTION_MICROS: Micros = 48 * 3600 * 1_000_000;
@@ -69,22 +71,6 @@ impl Call {
     }
 }
 
-/// Where a change runs: a transaction of its own, or its savepoint in the
-/// batch of the group-committing writer, which ends it.
-enum Scope {
-    Own(DatabaseTransaction),
-    Unit(Arc<DatabaseTransaction>),
-}
-
-impl Scope {
-    fn conn(&self) -> &DatabaseTransaction {
-        match self {
-            Scope::Own(txn) => txn,
-            Scope::Unit(txn) => txn,
-        }
-    }
-}
-
 /// The transaction of one change, with the events it emits.
 pub struct Tx {
     txn: Scope,
@@ -98,8 +84,8 @@ pub struct Tx {
 
 impl Tx {
     /// The connection the change's statements run on.
-    pub fn conn(&self) -> &DatabaseTransaction {
-        self.txn.conn()
+    pub fn conn(&self) -> &impl sea_orm::ConnectionTrait {
+        &self.txn
     }
 
     pub fn actor(&self) -> &Actor {
@@ -293,20 +279,12 @@ impl Writer {
                 .run(move |unit| {
                     Box::pin(async move {
                         let now = clock.now_micros();
-                        match attempt(&db, Scope::Unit(unit.txn), now, call, change).await {
+                        match attempt(&db, Scope::Unit(unit.conn), now, call, change).await {
                             Attempt::Answered(answer) => group_commit::Staged::answered(answer),
-                            Attempt::Commit {
-                                txn,
-                                events,
-                                answer,
-                            } => match stage(txn.conn(), &events, unit.first_seq).await {
-                                Ok(last_seq) => group_commit::Staged::kept(
-                                    changes(&events, last_seq),
-                                    last_seq,
-                                    answer,
-                                ),
-                                Err(err) => group_commit::Staged::answered(Err(err)),
-                            },
+                            // Its events are written at the batch's end.
+                            Attempt::Commit { events, answer, .. } => {
+                                group_commit::Staged::kept(events, unit.first_seq, answer)
+                            }
                         }
                     })
                 })
@@ -355,22 +333,6 @@ impl Writer {
             }
         }
     }
-}
-
-/// Writes the events of a change in the writer's batch at the positions from
-/// `first_seq` on, opening the next change's savepoint in the same round trip;
-/// the last position, if there were events. On an error the writer rolls the
-/// change back.
-async fn stage(
-    conn: &DatabaseTransaction,
-    events: &[NewEvent],
-    first_seq: i64,
-) -> Result<Option<i64>> {
-    if events.is_empty() {
-        return Ok(None);
-    }
-    let last_seq = events::insert_at(conn, events, first_seq, group_commit::OPEN_SAVEPOINT).await?;
-    Ok(Some(last_seq))
 }
 
 /// What the committed events touched, for the caches.

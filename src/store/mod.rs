@@ -243,6 +243,23 @@ pub fn statement(conn: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> 
     Statement::from_sql_and_values(conn.get_database_backend(), sql, values)
 }
 
+/// SQLite: `statements` (built for SQLite, whose placeholders are `?`, bound
+/// in order) as one string, run in one round trip; each runs only if the
+/// ones before it succeeded.
+pub fn one_string(statements: Vec<Statement>) -> Statement {
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for statement in statements {
+        debug_assert_eq!(statement.db_backend, DbBackend::Sqlite);
+        if !sql.is_empty() {
+            sql.push_str(";\n");
+        }
+        sql.push_str(&statement.sql);
+        values.extend(statement.values.map(|bound| bound.0).unwrap_or_default());
+    }
+    Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
+}
+
 /// Runs a statement; returns the number of rows affected.
 pub async fn execute(
     conn: &impl ConnectionTrait,

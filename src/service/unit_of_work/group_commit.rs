@@ -10,16 +10,18 @@
 //! wakes a thread on each side: that, not SQLite, is what a unit costs. So
 //! the writer spends as few as it can around a unit's own statements. The
 //! savepoints nest instead of being released: a unit that keeps its changes
-//! leaves its savepoint open and the next one opens its own inside it (in
-//! the same round trip as the events of the one before), and a unit whose
-//! changes are discarded rolls back to its own, which stays open for the
-//! next; the commit ends them all. And the batch gives the events their
-//! positions itself: it reads the counter once, as its transaction holds the
-//! database, and writes it back once before the commit.
+//! leaves its savepoint open and the next one opens its own inside it, with
+//! its first statement ([`scope`](super::scope)), and a unit whose changes are
+//! discarded rolls back to its own, which stays open for the next; the
+//! commit ends them all. And the batch gives the events their positions
+//! itself and writes them all at its end: it reads the counter once, as its
+//! transaction holds the database, and inserts the events of its units with
+//! the counter's new value in one round trip before the commit. No unit reads
+//! the log, so none misses the events not yet written.
 //!
-//! Events keep their order: the units of a batch take sequence numbers one
-//! after another on the one connection, and batches commit in turn, so log
-//! order is commit order as before.
+//! Events keep their order: the units of a batch take positions one after
+//! another on the one connection, and batches commit in turn, so log order
+//! is commit order as before.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -29,10 +31,12 @@ use futures::future::BoxFuture;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 use tokio::sync::{mpsc, oneshot};
 
+use super::scope::BatchConn;
+
 use crate::domain::{Error, Reason, Result};
 use crate::events::follower::ChangeListener;
 use crate::events::reader::Change;
-use crate::events::{self, Notifier};
+use crate::events::{self, NewEvent, Notifier};
 use crate::store::Db;
 
 /// The most units in one batch: bounds how long the first of them waits for
@@ -42,9 +46,6 @@ const MAX_BATCH: usize = 512;
 /// Units waiting for the writer; a full queue makes callers wait.
 const QUEUE_CAPACITY: usize = 4096;
 
-/// Opens the savepoint a unit runs in (inside the one before, if kept).
-pub(super) const OPEN_SAVEPOINT: &str = "SAVEPOINT orgs_unit";
-
 /// Discards what a unit wrote: back to its savepoint, the innermost of that
 /// name, which stays open.
 const ROLL_BACK_UNIT: &str = "ROLLBACK TO orgs_unit";
@@ -52,7 +53,7 @@ const ROLL_BACK_UNIT: &str = "ROLLBACK TO orgs_unit";
 /// What a unit runs on: the batch's transaction, in a savepoint of its own
 /// that the writer opened and ends; the unit never commits or rolls back.
 pub(super) struct Unit {
-    pub(super) txn: Arc<DatabaseTransaction>,
+    pub(super) conn: Arc<BatchConn>,
     /// The position the unit's first event takes.
     pub(super) first_seq: i64,
 }
@@ -60,11 +61,12 @@ pub(super) struct Unit {
 /// A unit of work: runs in its savepoint and tells what it left.
 type Job = Box<dyn FnOnce(Unit) -> BoxFuture<'static, Staged> + Send>;
 
-/// What a unit left in the batch: whether its changes stay, the changes its
-/// events made, and how to answer its caller once the batch has committed,
-/// or failed to.
+/// What a unit left in the batch: whether its changes stay, its events, the
+/// changes they made, and how to answer its caller once the batch has
+/// committed, or failed to.
 pub(super) struct Staged {
     outcome: Outcome,
+    events: Vec<NewEvent>,
     changes: Vec<Change>,
     last_seq: Option<i64>,
     finish: Finish,
@@ -77,8 +79,7 @@ enum Outcome {
     Untouched,
     /// Roll back what the unit wrote.
     Discard,
-    /// Its changes stay. A kept unit with events opened the next unit's
-    /// savepoint with them ([`OPEN_SAVEPOINT`]); one without did not.
+    /// Its changes stay, and its events are written at the batch's end.
     Kept,
 }
 
@@ -94,23 +95,23 @@ impl Staged {
     pub(super) fn answered<T: Send + 'static>(answer: Result<T>) -> StagedAnswer<T> {
         StagedAnswer {
             outcome: Outcome::Discard,
-            changes: Vec::new(),
-            last_seq: None,
+            events: Vec::new(),
+            first_seq: 0,
             answer,
         }
     }
 
-    /// A unit whose changes stay, with the changes of its events and the
-    /// last position they took, if it had any.
+    /// A unit whose changes stay, with its events, which take the positions
+    /// from `first_seq` (the unit's [`Unit::first_seq`]) on.
     pub(super) fn kept<T: Send + 'static>(
-        changes: Vec<Change>,
-        last_seq: Option<i64>,
+        events: Vec<NewEvent>,
+        first_seq: i64,
         answer: Result<T>,
     ) -> StagedAnswer<T> {
         StagedAnswer {
             outcome: Outcome::Kept,
-            changes,
-            last_seq,
+            events,
+            first_seq,
             answer,
         }
     }
@@ -119,18 +120,21 @@ impl Staged {
 /// A unit's outcome before it is joined to its caller's answer channel.
 pub(super) struct StagedAnswer<T> {
     outcome: Outcome,
-    changes: Vec<Change>,
-    last_seq: Option<i64>,
+    events: Vec<NewEvent>,
+    first_seq: i64,
     answer: Result<T>,
 }
 
 impl<T: Send + 'static> StagedAnswer<T> {
     fn into_staged(self, reply: Answer<T>) -> Staged {
         let answer = self.answer;
+        let last_seq =
+            (!self.events.is_empty()).then(|| self.first_seq + self.events.len() as i64 - 1);
         Staged {
             outcome: self.outcome,
-            changes: self.changes,
-            last_seq: self.last_seq,
+            changes: super::changes(&self.events, last_seq),
+            events: self.events,
+            last_seq,
             finish: Box::new(move |committed| {
                 let answer = match committed {
                     Ok(()) => answer,
@@ -172,6 +176,7 @@ impl Queue {
                     // unit waited): it runs no change.
                     return Staged {
                         outcome: Outcome::Untouched,
+                        events: Vec::new(),
                         changes: Vec::new(),
                         last_seq: None,
                         finish: Box::new(|_| {}),
@@ -208,29 +213,25 @@ pub(super) fn spawn(
                     continue;
                 }
             };
-            let batch = Arc::new(batch);
+            let batch = Arc::new(BatchConn::new(batch));
             let mut run = Run {
+                first_seq,
                 next_seq: first_seq,
-                open: false,
                 staged: Vec::new(),
             };
             let mut failure = None;
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 if let Err(err) = run.unit(&batch, job).await {
-                    failure = Some(err.to_string());
+                    failure = Some(err);
                     break;
                 }
                 if run.staged.len() < MAX_BATCH {
                     next = jobs.try_recv().ok();
                 }
             }
-            let committed = end(
-                batch,
-                failure,
-                (run.next_seq != first_seq).then_some(run.next_seq - 1),
-            )
-            .await;
+            let events = run.take_events();
+            let committed = end(batch, failure, &events, run.first_seq).await;
             finish(committed, run.staged, &notifier, listener.as_ref());
         }
     });
@@ -255,76 +256,88 @@ async fn begin(
 
 /// The units of one batch so far.
 struct Run {
+    /// The position the batch's first event takes.
+    first_seq: i64,
     /// The position the next event takes.
     next_seq: i64,
-    /// A savepoint no statement has run in yet is open for the next unit.
-    open: bool,
     staged: Vec<Staged>,
 }
 
 impl Run {
     /// Runs `job` in a savepoint of its own; an error leaves the batch in a
     /// state that must not be committed.
-    async fn unit(
-        &mut self,
-        batch: &Arc<DatabaseTransaction>,
-        job: Job,
-    ) -> std::result::Result<(), sea_orm::DbErr> {
-        if !self.open {
-            // Dropped on an error: its caller hears that it did not run.
-            batch.execute_unprepared(OPEN_SAVEPOINT).await?;
-            self.open = true;
-        }
+    async fn unit(&mut self, batch: &Arc<BatchConn>, job: Job) -> std::result::Result<(), String> {
         let unit = Unit {
-            txn: batch.clone(),
+            conn: batch.clone(),
             first_seq: self.next_seq,
         };
-        let (outcome, last_seq) = match AssertUnwindSafe(job(unit)).catch_unwind().await {
+        let outcome = match AssertUnwindSafe(job(unit)).catch_unwind().await {
             Ok(staged) => {
-                let ended = (staged.outcome, staged.last_seq);
+                let outcome = staged.outcome;
+                if let Some(last_seq) = staged.last_seq {
+                    self.next_seq = last_seq + 1;
+                }
                 self.staged.push(staged);
-                ended
+                outcome
             }
             Err(_) => {
                 tracing::error!("a change panicked; its savepoint is rolled back");
-                (Outcome::Discard, None)
+                Outcome::Discard
             }
         };
-        match outcome {
-            Outcome::Untouched => {}
-            Outcome::Discard => {
-                batch.execute_unprepared(ROLL_BACK_UNIT).await?;
-            }
-            Outcome::Kept => {
-                // Its events, if any, took the next positions and opened the
-                // next unit's savepoint.
-                self.open = last_seq.is_some();
-                if let Some(last_seq) = last_seq {
-                    self.next_seq = last_seq + 1;
+        if batch.take_unsure() {
+            return Err("a change's savepoint may not have opened".into());
+        }
+        // A unit that ran no statement opened no savepoint: the next one
+        // opens it.
+        if batch.opened() {
+            match outcome {
+                Outcome::Untouched => {}
+                // Its savepoint stays open, empty, for the next unit.
+                Outcome::Discard => {
+                    batch
+                        .txn()
+                        .execute_unprepared(ROLL_BACK_UNIT)
+                        .await
+                        .map_err(|err| err.to_string())?;
                 }
+                Outcome::Kept => batch.open_next(),
             }
         }
         Ok(())
     }
+
+    /// The events of the kept units, in the order of their positions.
+    fn take_events(&mut self) -> Vec<NewEvent> {
+        let events: Vec<NewEvent> = self
+            .staged
+            .iter_mut()
+            .filter(|unit| unit.outcome == Outcome::Kept)
+            .flat_map(|unit| std::mem::take(&mut unit.events))
+            .collect();
+        debug_assert_eq!(self.first_seq + events.len() as i64, self.next_seq);
+        events
+    }
 }
 
-/// Ends a batch: stores the last position its events took and commits, or,
-/// after a `failure`, rolls it all back.
+/// Ends a batch: writes its events and the last position they took, and
+/// commits; or, after a `failure`, rolls it all back.
 async fn end(
-    batch: Arc<DatabaseTransaction>,
+    batch: Arc<BatchConn>,
     failure: Option<String>,
-    last_seq: Option<i64>,
+    events: &[NewEvent],
+    first_seq: i64,
 ) -> std::result::Result<(), String> {
     // Every unit has ended, and with it its share of the transaction.
     let Ok(batch) = Arc::try_unwrap(batch) else {
         return Err("a change outlived its batch".into());
     };
-    let stored = match (failure, last_seq) {
-        (Some(failure), _) => Err(failure),
-        (None, Some(last_seq)) => events::set_last_position(&batch, last_seq)
+    let batch = batch.into_txn();
+    let stored = match failure {
+        Some(failure) => Err(failure),
+        None => events::insert_with_last_position(&batch, events, first_seq)
             .await
             .map_err(|err| err.to_string()),
-        (None, None) => Ok(()),
     };
     match stored {
         Ok(()) => batch.commit().await.map_err(|err| err.to_string()),
