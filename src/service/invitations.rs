@@ -9,7 +9,7 @@
 
 use super::lifecycle::{lock_active, lock_if_active};
 use super::list::Listing;
-use super::members::{Holding, Members, check_ceiling};
+use super::members::{Members, check_ceiling};
 use super::unit_of_work::{Call, Idempotency, Tx, Writer};
 use crate::domain::enrollment::{
     Acceptance, AcceptedInvitation, CreatedInvitation, Invitation, InvitationFilter, InvitationKey,
@@ -468,7 +468,7 @@ async fn accept_in(
     let added = members
         .add(
             tx,
-            Holding::Locked(&locked),
+            &locked,
             &acceptance.user_id,
             &role,
             invitation.public_metadata.clone(),

@@ -49,30 +49,31 @@ impl Members {
     /// member already is refused), takes a place within
     /// `max_allowed_memberships` with a conditional update that concurrent
     /// calls cannot overshoot, and moves the billing counters. The caller
-    /// holds the organization (see [`Holding`]) and emits the event; a
+    /// holds the organization `row`, locked with
+    /// [`crate::store::repo::organizations::get_for_update`] (so with the role
+    /// catalogue; changes to its members wait), and emits the event; a
     /// refusal leaves the transaction to be rolled back.
     pub async fn add(
         &self,
         tx: &mut Tx,
-        organization: Holding<'_>,
+        row: &OrganizationRow,
         user_id: &UserId,
         role: &RoleKey,
         public_metadata: Metadata,
         private_metadata: Metadata,
     ) -> Result<AddedMember> {
-        let row = match organization {
-            Holding::LockedWithUser(row) => {
-                return self
-                    .add_to_locked(tx, row, user_id, role, public_metadata, private_metadata)
-                    .await;
-            }
-            Holding::Locked(row) => row,
-        };
         let organization_id = OrganizationId::from_stored(row.id.clone());
         let Some(role_record) = roles::get_role(tx.conn(), role.as_str()).await? else {
             return Err(no_role(role));
         };
-        let membership = new_membership(tx, row, user_id, role, public_metadata, private_metadata);
+        let membership = new_membership(
+            tx,
+            &row.id,
+            user_id,
+            role,
+            public_metadata,
+            private_metadata,
+        );
         // First, so that a member of a full organization hears it is one.
         if !memberships::insert_new(tx.conn(), &membership).await? {
             return Err(already_member(user_id));
@@ -106,7 +107,7 @@ impl Members {
     ) -> Result<Option<AddedMember>> {
         let membership = new_membership(
             tx,
-            row,
+            &row.id,
             creator,
             role,
             Metadata::default(),
@@ -133,9 +134,10 @@ impl Members {
         Ok(Some(added(membership, permissions, row, billing_impact)))
     }
 
-    /// [`Members::add`] for an organization held with the billing lock of
-    /// `user_id` ([`Holding::LockedWithUser`]): the membership, its place and
-    /// the reads the bill needs in one round trip.
+    /// PostgreSQL: [`Members::join`] once the organization is held with the
+    /// billing lock of `user_id`
+    /// ([`crate::service::lifecycle::lock_active_for_member`]): the
+    /// membership, its place and the reads the bill needs in one round trip.
     async fn add_to_locked(
         &self,
         tx: &mut Tx,
@@ -145,9 +147,85 @@ impl Members {
         public_metadata: Metadata,
         private_metadata: Metadata,
     ) -> Result<AddedMember> {
-        let membership = new_membership(tx, row, user_id, role, public_metadata, private_metadata);
+        let membership = new_membership(
+            tx,
+            &row.id,
+            user_id,
+            role,
+            public_metadata,
+            private_metadata,
+        );
         let period = BillingPeriod::containing_micros(tx.now).to_string();
         let write = member_writes::insert_member(tx.conn(), &membership, &period).await?;
+        self.joined(tx, row, (user_id, role), membership, write)
+            .await
+    }
+
+    /// Adds `user_id` to the active organization `organization_id` as
+    /// CreateMembership does: on PostgreSQL after
+    /// [`crate::service::lifecycle::lock_active_for_member`]; on SQLite (whose
+    /// writer holds the database) the organization is read in the same round
+    /// trip as the writes, which happen only while it is active. A refusal,
+    /// also one by [`check_ceiling`] after the writes, leaves the transaction
+    /// to be rolled back.
+    pub async fn join(
+        &self,
+        tx: &mut Tx,
+        organization_id: &OrganizationId,
+        user_id: &UserId,
+        role: &RoleKey,
+        public_metadata: Metadata,
+        private_metadata: Metadata,
+    ) -> Result<AddedMember> {
+        if tx.conn().get_database_backend() == sea_orm::DbBackend::Postgres {
+            let organization = crate::service::lifecycle::lock_active_for_member(
+                tx.conn(),
+                organization_id.as_str(),
+                user_id,
+            )
+            .await?;
+            check_ceiling(tx.conn(), tx.actor(), role).await?;
+            return self
+                .add_to_locked(
+                    tx,
+                    &organization,
+                    user_id,
+                    role,
+                    public_metadata,
+                    private_metadata,
+                )
+                .await;
+        }
+        let membership = new_membership(
+            tx,
+            organization_id.as_str(),
+            user_id,
+            role,
+            public_metadata,
+            private_metadata,
+        );
+        let period = BillingPeriod::containing_micros(tx.now).to_string();
+        let (row, write) = member_writes::join_active(tx.conn(), &membership, &period)
+            .await?
+            .ok_or_else(Error::organization_not_found)?;
+        if row.deactivate_time.is_some() {
+            return Err(Error::organization_deactivated());
+        }
+        check_ceiling(tx.conn(), tx.actor(), role).await?;
+        self.joined(tx, &row, (user_id, role), membership, write)
+            .await
+    }
+
+    /// What follows the writes of a member joining `row`: the refusals they
+    /// tell of, in the order [`Members::add`] finds them, then the bill.
+    async fn joined(
+        &self,
+        tx: &mut Tx,
+        row: &OrganizationRow,
+        (user_id, role): (&UserId, &RoleKey),
+        membership: MembershipRow,
+        write: member_writes::MemberWrite,
+    ) -> Result<AddedMember> {
         let Some(permissions) = write.permissions else {
             return Err(no_role(role));
         };
@@ -184,7 +262,7 @@ fn organization_full(row: &OrganizationRow) -> Error {
 /// The membership row of a member joining `row` now.
 fn new_membership(
     tx: &Tx,
-    row: &OrganizationRow,
+    organization_id: &str,
     user_id: &UserId,
     role: &RoleKey,
     public_metadata: Metadata,
@@ -192,7 +270,7 @@ fn new_membership(
 ) -> MembershipRow {
     MembershipRow {
         id: MembershipId::new().into_string(),
-        organization_id: row.id.clone(),
+        organization_id: organization_id.to_string(),
         user_id: user_id.to_string(),
         role: role.to_string(),
         public_metadata: public_metadata.to_json(),
@@ -219,21 +297,6 @@ fn added(
         membership,
         billing_impact,
     }
-}
-
-/// What the caller of [`Members::add`] holds of the organization a member
-/// joins, as read or written in the same transaction.
-#[derive(Debug, Clone, Copy)]
-pub enum Holding<'a> {
-    /// Locked with [`crate::store::repo::organizations::get_for_update`]
-    /// (so with the role catalogue): changes to its members wait.
-    Locked(&'a OrganizationRow),
-    /// Locked with [`crate::service::lifecycle::lock_active_for_member`]
-    /// for the user who joins (on PostgreSQL with the role catalogue and the
-    /// user's billing lock; on SQLite the writer holds the database): the
-    /// membership, its place and the reads the bill needs go in one round
-    /// trip.
-    LockedWithUser(&'a OrganizationRow),
 }
 
 /// Refuses to give a role above the caller: one acting through its own

@@ -3,7 +3,7 @@
 
 use super::lifecycle::lock_if_active;
 use super::list::Listing;
-use super::members::{Holding, Members, check_ceiling};
+use super::members::{Members, check_ceiling};
 use super::unit_of_work::{Call, Idempotency, Tx, Writer};
 use crate::domain::enrollment::{
     AcceptedMembershipRequest, MembershipRequest, NewMembershipRequest,
@@ -236,7 +236,7 @@ impl MembershipRequests {
                         let added = members
                             .add(
                                 tx,
-                                Holding::Locked(&organization),
+                                &organization,
                                 &found.user_id,
                                 &role,
                                 Metadata::default(),

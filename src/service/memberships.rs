@@ -2,10 +2,10 @@
 //! or removing, and `CheckPermission`, the hot read other services call.
 
 use super::access::{AccessCache, Cached};
-use super::lifecycle::{lock_active, lock_active_for_member};
+use super::lifecycle::lock_active;
 use super::list::Listing;
 use super::members::{
-    Holding, Members, check_ceiling, guard_last_admin, membership_not_found, with_permissions,
+    Members, check_ceiling, guard_last_admin, membership_not_found, with_permissions,
     with_permissions_one,
 };
 use super::unit_of_work::{Call, Idempotency, Writer};
@@ -74,18 +74,10 @@ impl Memberships {
                 Call::idempotent(actor, idempotency, validate_only),
                 move |tx| {
                     Box::pin(async move {
-                        // Serializes the changes to the organization's members.
-                        let organization = lock_active_for_member(
-                            tx.conn(),
-                            new.organization_id.as_str(),
-                            &new.user_id,
-                        )
-                        .await?;
-                        check_ceiling(tx.conn(), tx.actor(), &role).await?;
                         let added = members
-                            .add(
+                            .join(
                                 tx,
-                                Holding::LockedWithUser(&organization),
+                                &new.organization_id,
                                 &new.user_id,
                                 &role,
                                 new.public_metadata,

@@ -285,6 +285,16 @@ async fn run_in_turn(
     writes: Vec<(String, sea_orm::sea_query::Values)>,
     answer: SelectStatement,
 ) -> Result<MemberWrite, DbErr> {
+    collect(in_turn(conn, writes, answer).await?)
+}
+
+/// SQLite: the rows of `writes` (statements that return rows return them
+/// too) and then of `answer`, run as one string in one round trip.
+async fn in_turn(
+    conn: &impl ConnectionTrait,
+    writes: Vec<(String, sea_orm::sea_query::Values)>,
+    answer: SelectStatement,
+) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
     let mut sql = String::new();
     let mut values = Vec::new();
     for (statement, bound) in writes.into_iter().chain([answer.build(SqliteQueryBuilder)]) {
@@ -292,14 +302,12 @@ async fn run_in_turn(
         sql.push_str(";\n");
         values.extend(bound.0);
     }
-    collect(
-        conn.query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Sqlite,
-            sql,
-            values,
-        ))
-        .await?,
-    )
+    conn.query_all_raw(Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        sql,
+        values,
+    ))
+    .await
 }
 
 /// The member write the answer rows tell.
@@ -475,6 +483,64 @@ pub async fn insert_member(
         answer(Some(organization_id), membership, period, flags),
     )
     .await
+}
+
+/// SQLite: [`insert_member`] for an organization not read yet, in one round
+/// trip: the organization is read first in the same string, and the
+/// membership is inserted only while the organization exists and is active
+/// (so nothing is written for one that does not, or is deactivated). `None`
+/// when there is no such organization; else its row as it was before the
+/// writes, and what they did.
+pub async fn join_active(
+    conn: &impl ConnectionTrait,
+    membership: &MembershipRow,
+    period: &str,
+) -> Result<Option<(OrganizationRow, MemberWrite)>, DbErr> {
+    use organizations::Column as O;
+    debug_assert_eq!(conn.get_database_backend(), DbBackend::Sqlite);
+    let organization_id = membership.organization_id.as_str();
+    let read = organizations::Entity::find_by_id(organization_id)
+        .into_query()
+        .build(SqliteQueryBuilder);
+    let active = Expr::exists(
+        Query::select()
+            .expr(literal(1))
+            .from(organizations::Entity)
+            .and_where(O::Id.eq(organization_id))
+            .and_where(O::DeactivateTime.is_null())
+            .to_owned(),
+    );
+    let inserted = exists_row(memberships::Entity, memberships::Column::Id, &membership.id);
+    let mut place = Query::update();
+    place
+        .table(organizations::Entity)
+        .value(O::MembersCount, Expr::col(O::MembersCount).add(1))
+        .and_where(O::Id.eq(organization_id))
+        .cond_where(super::organizations::has_room())
+        .and_where(inserted.clone());
+    let writes = vec![
+        read,
+        membership_insert(membership, None, Some(active))?.build(SqliteQueryBuilder),
+        place.build(SqliteQueryBuilder),
+    ];
+    // `changes()`: whether the place's UPDATE, the last write before the
+    // answer, took one.
+    let flags = (Expr::cust("changes() = 1"), inserted);
+    let answer = answer(Some(organization_id), membership, period, flags);
+    let mut rows = in_turn(conn, writes, answer).await?;
+    // The organization's row, if any, comes first; the answer's rows (at
+    // least one) have none of its columns.
+    let found = rows.first().is_some_and(|first| {
+        first
+            .column_names()
+            .iter()
+            .all(|column| column != "organization_written")
+    });
+    if !found {
+        return Ok(None);
+    }
+    let organization = OrganizationRow::from_query_result(&rows.remove(0), "")?;
+    Ok(Some((organization, collect(rows)?)))
 }
 
 fn cte(
