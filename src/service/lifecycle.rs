@@ -26,18 +26,17 @@ pub async fn lock_active(conn: &impl ConnectionTrait, id: &str) -> Result<Organi
         .ok_or_else(Error::organization_not_found)
 }
 
-/// The organization a member joins, as [`lock_active`] reads and locks it,
-/// held with the billing lock of `user_id`, who joins it: on PostgreSQL
-/// taken in the same statement; on SQLite the writer's transaction holds the
-/// whole database.
+/// PostgreSQL: the organization a member joins, as [`lock_active`] reads and
+/// locks it, held with the billing lock of `user_id`, who joins it, taken in
+/// the same statement. (On SQLite the writer's transaction holds the whole
+/// database: [`crate::service::members::Members::join`] reads the
+/// organization with its writes.)
 pub async fn lock_active_for_member(
     conn: &impl ConnectionTrait,
     id: &str,
     user_id: &UserId,
 ) -> Result<OrganizationRow> {
-    if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
-        return lock_active(conn, id).await;
-    }
+    debug_assert_eq!(conn.get_database_backend(), sea_orm::DbBackend::Postgres);
     let row = member_writes::lock_organization_and_users(conn, id, &[user_id.to_string()])
         .await?
         .ok_or_else(Error::organization_not_found)?;

@@ -134,40 +134,15 @@ impl Members {
         Ok(Some(added(membership, permissions, row, billing_impact)))
     }
 
-    /// PostgreSQL: [`Members::join`] once the organization is held with the
-    /// billing lock of `user_id`
-    /// ([`crate::service::lifecycle::lock_active_for_member`]): the
-    /// membership, its place and the reads the bill needs in one round trip.
-    async fn add_to_locked(
-        &self,
-        tx: &mut Tx,
-        row: &OrganizationRow,
-        user_id: &UserId,
-        role: &RoleKey,
-        public_metadata: Metadata,
-        private_metadata: Metadata,
-    ) -> Result<AddedMember> {
-        let membership = new_membership(
-            tx,
-            &row.id,
-            user_id,
-            role,
-            public_metadata,
-            private_metadata,
-        );
-        let period = BillingPeriod::containing_micros(tx.now).to_string();
-        let write = member_writes::insert_member(tx.conn(), &membership, &period).await?;
-        self.joined(tx, row, (user_id, role), membership, write)
-            .await
-    }
-
     /// Adds `user_id` to the active organization `organization_id` as
-    /// CreateMembership does: on PostgreSQL after
-    /// [`crate::service::lifecycle::lock_active_for_member`]; on SQLite (whose
-    /// writer holds the database) the organization is read in the same round
-    /// trip as the writes, which happen only while it is active. A refusal,
-    /// also one by [`check_ceiling`] after the writes, leaves the transaction
-    /// to be rolled back.
+    /// CreateMembership does. On PostgreSQL the organization is locked first
+    /// with the billing lock of `user_id`
+    /// ([`crate::service::lifecycle::lock_active_for_member`]), then the
+    /// membership, its place and the reads the bill needs go in one round
+    /// trip; on SQLite (whose writer holds the database) the organization is
+    /// read in the same round trip as the writes, which happen only while it
+    /// is active. A refusal, also one by [`check_ceiling`] after the writes,
+    /// leaves the transaction to be rolled back.
     pub async fn join(
         &self,
         tx: &mut Tx,
@@ -177,25 +152,6 @@ impl Members {
         public_metadata: Metadata,
         private_metadata: Metadata,
     ) -> Result<AddedMember> {
-        if tx.conn().get_database_backend() == sea_orm::DbBackend::Postgres {
-            let organization = crate::service::lifecycle::lock_active_for_member(
-                tx.conn(),
-                organization_id.as_str(),
-                user_id,
-            )
-            .await?;
-            check_ceiling(tx.conn(), tx.actor(), role).await?;
-            return self
-                .add_to_locked(
-                    tx,
-                    &organization,
-                    user_id,
-                    role,
-                    public_metadata,
-                    private_metadata,
-                )
-                .await;
-        }
         let membership = new_membership(
             tx,
             organization_id.as_str(),
@@ -205,13 +161,26 @@ impl Members {
             private_metadata,
         );
         let period = BillingPeriod::containing_micros(tx.now).to_string();
-        let (row, write) = member_writes::join_active(tx.conn(), &membership, &period)
-            .await?
-            .ok_or_else(Error::organization_not_found)?;
-        if row.deactivate_time.is_some() {
-            return Err(Error::organization_deactivated());
-        }
-        check_ceiling(tx.conn(), tx.actor(), role).await?;
+        let (row, write) = if tx.conn().get_database_backend() == sea_orm::DbBackend::Postgres {
+            let row = crate::service::lifecycle::lock_active_for_member(
+                tx.conn(),
+                organization_id.as_str(),
+                user_id,
+            )
+            .await?;
+            check_ceiling(tx.conn(), tx.actor(), role).await?;
+            let write = member_writes::insert_member(tx.conn(), &membership, &period).await?;
+            (row, write)
+        } else {
+            let (row, write) = member_writes::join_active(tx.conn(), &membership, &period)
+                .await?
+                .ok_or_else(Error::organization_not_found)?;
+            if row.deactivate_time.is_some() {
+                return Err(Error::organization_deactivated());
+            }
+            check_ceiling(tx.conn(), tx.actor(), role).await?;
+            (row, write)
+        };
         self.joined(tx, &row, (user_id, role), membership, write)
             .await
     }

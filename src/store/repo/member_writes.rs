@@ -295,19 +295,12 @@ async fn in_turn(
     writes: Vec<(String, sea_orm::sea_query::Values)>,
     answer: SelectStatement,
 ) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
-    let mut sql = String::new();
-    let mut values = Vec::new();
-    for (statement, bound) in writes.into_iter().chain([answer.build(SqliteQueryBuilder)]) {
-        sql.push_str(&statement);
-        sql.push_str(";\n");
-        values.extend(bound.0);
-    }
-    conn.query_all_raw(Statement::from_sql_and_values(
-        DbBackend::Sqlite,
-        sql,
-        values,
-    ))
-    .await
+    let statements = writes
+        .into_iter()
+        .chain([answer.build(SqliteQueryBuilder)])
+        .map(|(sql, values)| Statement::from_sql_and_values(DbBackend::Sqlite, sql, values))
+        .collect();
+    conn.query_all_raw(store::one_string(statements)).await
 }
 
 /// The member write the answer rows tell.
@@ -437,41 +430,22 @@ fn exists_row(table: impl IntoTableRef, column: impl IntoColumnRef, id: &str) ->
     )
 }
 
-/// Inserts `membership` (when its role exists and the user is not a member
-/// yet) and takes its place in the organization (when it has room), in one
-/// round trip, after [`lock_organization_and_users`] on PostgreSQL; the
-/// answer says
-/// whether the user is active in `period` and the organization's counters
-/// in it.
+/// PostgreSQL: inserts `membership` (when its role exists and the user is
+/// not a member yet) and takes its place in the organization (when it has
+/// room), in one round trip, after [`lock_organization_and_users`]; the
+/// answer says whether the user is active in `period` and the organization's
+/// counters in it. SQLite: [`join_active`].
 pub async fn insert_member(
     conn: &impl ConnectionTrait,
     membership: &MembershipRow,
     period: &str,
 ) -> Result<MemberWrite, DbErr> {
-    use organizations::Column as O;
+    debug_assert_eq!(conn.get_database_backend(), DbBackend::Postgres);
     let organization_id = membership.organization_id.as_str();
-    let mut place = Query::update();
+    let mut place = take_place(organization_id);
     place
-        .table(organizations::Entity)
-        .value(O::MembersCount, Expr::col(O::MembersCount).add(1))
-        .and_where(O::Id.eq(organization_id))
-        .cond_where(super::organizations::has_room());
-    if conn.get_database_backend() != DbBackend::Postgres {
-        // SQLite, in turn: the place is taken only for a membership this
-        // string inserted, and `changes()` in the answer tells whether the
-        // place's UPDATE, the last write before it, took one.
-        let inserted = exists_row(memberships::Entity, memberships::Column::Id, &membership.id);
-        place.and_where(inserted.clone());
-        let writes = vec![
-            membership_insert(membership, None, None)?.build(SqliteQueryBuilder),
-            place.build(SqliteQueryBuilder),
-        ];
-        let written = Expr::cust("changes() = 1");
-        let flags = (written, inserted);
-        let answer = answer(Some(organization_id), membership, period, flags);
-        return run_in_turn(conn, writes, answer).await;
-    }
-    place.and_where(exists_in("m")).returning_col(O::Id);
+        .and_where(exists_in("m"))
+        .returning_col(organizations::Column::Id);
     let with = WithClause::new()
         .cte(cte("m", inserted_member(membership, None)?))
         .cte(cte("p", place))
@@ -485,8 +459,21 @@ pub async fn insert_member(
     .await
 }
 
-/// SQLite: [`insert_member`] for an organization not read yet, in one round
-/// trip: the organization is read first in the same string, and the
+/// The update that takes a member's place in `organization_id`, where it
+/// has room.
+fn take_place(organization_id: &str) -> UpdateStatement {
+    use organizations::Column as O;
+    Query::update()
+        .table(organizations::Entity)
+        .value(O::MembersCount, Expr::col(O::MembersCount).add(1))
+        .and_where(O::Id.eq(organization_id))
+        .cond_where(super::organizations::has_room())
+        .to_owned()
+}
+
+/// SQLite: [`insert_member`] for an organization not read yet (the writer's
+/// transaction holds the database), in one round trip: the organization is
+/// read first in the same string, and the
 /// membership is inserted only while the organization exists and is active
 /// (so nothing is written for one that does not, or is deactivated). `None`
 /// when there is no such organization; else its row as it was before the
@@ -510,14 +497,10 @@ pub async fn join_active(
             .and_where(O::DeactivateTime.is_null())
             .to_owned(),
     );
+    // The place is taken only for a membership this string inserted.
     let inserted = exists_row(memberships::Entity, memberships::Column::Id, &membership.id);
-    let mut place = Query::update();
-    place
-        .table(organizations::Entity)
-        .value(O::MembersCount, Expr::col(O::MembersCount).add(1))
-        .and_where(O::Id.eq(organization_id))
-        .cond_where(super::organizations::has_room())
-        .and_where(inserted.clone());
+    let mut place = take_place(organization_id);
+    place.and_where(inserted.clone());
     let writes = vec![
         read,
         membership_insert(membership, None, Some(active))?.build(SqliteQueryBuilder),
