@@ -80,6 +80,16 @@ impl BatchConn {
         self.to_open.swap(false, Ordering::AcqRel)
     }
 
+    /// `stmt`, with `SAVEPOINT` in front of it if it is the change's first;
+    /// and whether it is.
+    fn opening(&self, mut stmt: Statement) -> (bool, Statement) {
+        let opening = self.take_opening();
+        if opening {
+            stmt.sql = format!("{OPEN_SAVEPOINT}; {}", stmt.sql);
+        }
+        (opening, stmt)
+    }
+
     /// Marks the batch unsure after `err` from a statement that opened the
     /// savepoint, unless the error proves the statement after it ran: a
     /// constraint that refused a row, or an error raised after the database
@@ -94,7 +104,12 @@ impl BatchConn {
         result
     }
 
+    /// Opens the savepoint in a round trip of its own, if the change has
+    /// not yet: before a statement whose row count is answered.
     async fn open_alone(&self) -> Result<(), DbErr> {
+        if !self.take_opening() {
+            return Ok(());
+        }
         let opened = self.txn.execute_unprepared(OPEN_SAVEPOINT).await.map(drop);
         self.check(true, opened)
     }
@@ -125,16 +140,6 @@ fn ran_after_opening(err: &DbErr) -> bool {
     }
 }
 
-impl Scope {
-    fn opening_sql(conn: &BatchConn, mut stmt: Statement) -> (bool, Statement) {
-        let opening = conn.take_opening();
-        if opening {
-            stmt.sql = format!("{OPEN_SAVEPOINT}; {}", stmt.sql);
-        }
-        (opening, stmt)
-    }
-}
-
 #[async_trait::async_trait]
 impl ConnectionTrait for Scope {
     fn get_database_backend(&self) -> DbBackend {
@@ -148,9 +153,7 @@ impl ConnectionTrait for Scope {
         match self {
             Scope::Own(txn) => txn.execute_raw(stmt).await,
             Scope::Unit(conn) => {
-                if conn.take_opening() {
-                    conn.open_alone().await?;
-                }
+                conn.open_alone().await?;
                 conn.txn.execute_raw(stmt).await
             }
         }
@@ -160,9 +163,7 @@ impl ConnectionTrait for Scope {
         match self {
             Scope::Own(txn) => txn.execute_unprepared(sql).await,
             Scope::Unit(conn) => {
-                if conn.take_opening() {
-                    conn.open_alone().await?;
-                }
+                conn.open_alone().await?;
                 conn.txn.execute_unprepared(sql).await
             }
         }
@@ -172,7 +173,7 @@ impl ConnectionTrait for Scope {
         match self {
             Scope::Own(txn) => txn.query_one_raw(stmt).await,
             Scope::Unit(conn) => {
-                let (opening, stmt) = Scope::opening_sql(conn, stmt);
+                let (opening, stmt) = conn.opening(stmt);
                 conn.check(opening, conn.txn.query_one_raw(stmt).await)
             }
         }
@@ -182,7 +183,7 @@ impl ConnectionTrait for Scope {
         match self {
             Scope::Own(txn) => txn.query_all_raw(stmt).await,
             Scope::Unit(conn) => {
-                let (opening, stmt) = Scope::opening_sql(conn, stmt);
+                let (opening, stmt) = conn.opening(stmt);
                 conn.check(opening, conn.txn.query_all_raw(stmt).await)
             }
         }
