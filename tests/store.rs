@@ -472,6 +472,182 @@ async fn first_activity_is_counted_once() {
     );
 }
 
+/// What one user's first activities leave behind, table by table.
+async fn billing_state(
+    store: &Store,
+) -> (
+    Vec<orgs::store::entity::billing_user_activity::Model>,
+    Vec<orgs::store::entity::billing_active_members::Model>,
+    Vec<orgs::store::entity::billing_organization_usage::Model>,
+    Vec<(i64, i64)>,
+) {
+    use orgs::store::entity::{
+        billing_active_members, billing_organization_usage, billing_user_activity,
+    };
+    use sea_orm::{EntityTrait, QueryOrder};
+    let activity = billing_user_activity::Entity::find()
+        .order_by_asc(billing_user_activity::Column::Period)
+        .order_by_asc(billing_user_activity::Column::UserId)
+        .all(store.conn())
+        .await
+        .expect("activity");
+    let members = billing_active_members::Entity::find()
+        .order_by_asc(billing_active_members::Column::Period)
+        .order_by_asc(billing_active_members::Column::OrganizationId)
+        .order_by_asc(billing_active_members::Column::UserId)
+        .all(store.conn())
+        .await
+        .expect("active members");
+    let usage = billing_organization_usage::Entity::find()
+        .order_by_asc(billing_organization_usage::Column::OrganizationId)
+        .order_by_asc(billing_organization_usage::Column::Period)
+        .all(store.conn())
+        .await
+        .expect("usage");
+    let mut totals = Vec::new();
+    for period in [PERIOD, PREVIOUS_PERIOD] {
+        let row = billing::period_totals(store.conn(), period)
+            .await
+            .expect("totals");
+        totals.push((row.monthly_active_users, row.billable_organizations));
+    }
+    (activity, members, usage, totals)
+}
+
+const PREVIOUS_PERIOD: &str = "2025-11";
+
+/// Users new and known, members of active, deactivated and no
+/// organizations, already active members, in a period with its totals row
+/// and one without: what the writer's one statement list for first
+/// activities does on SQLite is what the statements one by one do.
+#[tokio::test]
+async fn first_activities_in_one_list_do_what_the_statements_one_by_one_do() {
+    async fn prepared() -> Store {
+        let store = Store::fresh(2).await;
+        store.organization("org_a", 0).await;
+        store.organization("org_b", 0).await;
+        let mut closed = organization("org_closed", 0);
+        closed.deactivate_time = Some(NOW);
+        organizations::insert(store.conn(), &closed)
+            .await
+            .expect("insert organization");
+        for (organization, user) in [
+            ("org_a", "user_1"),
+            ("org_b", "user_1"),
+            ("org_a", "user_2"),
+            ("org_closed", "user_2"),
+            ("org_b", "user_3"),
+            ("org_a", "user_known"),
+            ("org_a", "user_counted"),
+            ("org_b", "user_counted"),
+        ] {
+            memberships::insert(store.conn(), &membership(organization, user, MEMBER_ROLE))
+                .await
+                .expect("membership");
+        }
+        billing::ensure_period(store.conn(), PERIOD, NOW)
+            .await
+            .expect("period");
+        billing::insert_activity(
+            store.conn(),
+            &[(PERIOD.into(), "user_known".into(), NOW)],
+            NOW,
+        )
+        .await
+        .expect("known activity");
+        billing::insert_active_members(
+            store.conn(),
+            &[(PERIOD.into(), "org_a".into(), "user_counted".into())],
+            NOW,
+        )
+        .await
+        .expect("counted member");
+        billing::add_to_usage(store.conn(), &[("org_a".into(), PERIOD.into(), 1)])
+            .await
+            .expect("usage");
+        store
+    }
+    let rows: Vec<(String, String, i64)> = [
+        (PREVIOUS_PERIOD, "user_1"),
+        (PERIOD, "user_1"),
+        (PERIOD, "user_2"),
+        (PERIOD, "user_3"),
+        (PERIOD, "user_counted"),
+        (PERIOD, "user_known"),
+        (PERIOD, "user_nowhere"),
+    ]
+    .into_iter()
+    .map(|(period, user)| (period.to_string(), user.to_string(), NOW - 5))
+    .collect();
+    let later = NOW + 1_000;
+
+    let one_list = prepared().await;
+    let txn = one_list.db.begin().await.expect("begin");
+    let activated = billing::activate_sqlite(&txn, &rows, later)
+        .await
+        .expect("one list");
+    let Some(activated) = activated else {
+        assert!(one_list.postgres(), "SQLite takes the one list");
+        return;
+    };
+    txn.commit().await.expect("commit");
+
+    let one_by_one = prepared().await;
+    let txn = one_by_one.db.begin().await.expect("begin");
+    let inserted = billing::insert_activity(&txn, &rows, later)
+        .await
+        .expect("activity");
+    let mut increments = std::collections::BTreeMap::<(String, String), i64>::new();
+    for (period, organization) in billing::activate_memberships(&txn, &inserted, later)
+        .await
+        .expect("members")
+    {
+        *increments.entry((organization, period)).or_default() += 1;
+    }
+    let mut new_users = std::collections::BTreeMap::<String, i64>::new();
+    for (period, _) in &inserted {
+        *new_users.entry(period.clone()).or_default() += 1;
+    }
+    let mut existing_periods = Vec::new();
+    for (period, added) in &new_users {
+        if billing::add_users_to_existing_period(&txn, period, *added)
+            .await
+            .expect("period users")
+        {
+            existing_periods.push(period.clone());
+        }
+    }
+    let increments: Vec<(String, String, i64)> = increments
+        .into_iter()
+        .map(|((organization, period), n)| (organization, period, n))
+        .collect();
+    let mut usage = billing::add_to_usage(&txn, &increments)
+        .await
+        .expect("usage");
+    txn.commit().await.expect("commit");
+
+    let sorted = |mut pairs: Vec<(String, String)>| {
+        pairs.sort();
+        pairs
+    };
+    assert_eq!(sorted(activated.inserted.clone()), sorted(inserted));
+    let mut activated_usage = activated.usage.clone();
+    activated_usage
+        .sort_by(|a, b| (&a.organization_id, &a.period).cmp(&(&b.organization_id, &b.period)));
+    usage.sort_by(|a, b| (&a.organization_id, &a.period).cmp(&(&b.organization_id, &b.period)));
+    assert_eq!(activated_usage, usage);
+    let mut activated_periods = activated.existing_periods.clone();
+    activated_periods.sort();
+    assert_eq!(activated_periods, existing_periods);
+    assert_eq!(existing_periods, vec![PERIOD.to_string()]);
+    // Five users new to the period (not user_known), four new active
+    // members of org_a and org_b (not the closed one, not the one counted).
+    assert_eq!(activated.inserted.len(), 6);
+    let state = billing_state(&one_list).await;
+    assert_eq!(state, billing_state(&one_by_one).await);
+    assert_eq!(state.3[0].0, 5, "the period counts its five new users");
+}
+
 /// Eight calls with one request id claim it at once: one claim stands, the
 /// others fail with a unique violation, and the stored answer is the
 /// winner's.

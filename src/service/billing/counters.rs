@@ -282,6 +282,9 @@ impl BillingCounters {
     /// time)`, sorted by period and user) and adds each newly active user to
     /// the organizations it belongs to now; returns how many were new.
     pub async fn activate(&self, tx: &mut Tx, rows: &[(String, String, Micros)]) -> Result<i64> {
+        if let Some(activated) = repo::activate_sqlite(tx.conn(), rows, tx.now).await? {
+            return self.activated(tx, activated).await;
+        }
         // The users it inserted are locked before their memberships are read.
         let inserted = repo::insert_activity_and_lock_users(tx.conn(), rows, tx.now).await?;
         if inserted.is_empty() {
@@ -301,6 +304,25 @@ impl BillingCounters {
         }
         self.apply_increments(tx, increments, new_users).await?;
         Ok(inserted.len() as i64)
+    }
+
+    /// The rest of [`Self::activate`] after its statements ran as one list
+    /// on SQLite: the periods that had no totals row yet are created (and
+    /// announced) and counted, and the counters' transitions recorded.
+    async fn activated(&self, tx: &mut Tx, activated: repo::Activated) -> Result<i64> {
+        let mut new_users: BTreeMap<String, i64> = BTreeMap::new();
+        for (period, _) in &activated.inserted {
+            *new_users.entry(period.clone()).or_default() += 1;
+        }
+        let current = BillingPeriod::containing_micros(tx.now).to_string();
+        for (period, added_users) in &new_users {
+            if !activated.existing_periods.contains(period) {
+                self.ensure_period(tx, period, &current).await?;
+                repo::add_period_users(tx.conn(), period, *added_users).await?;
+            }
+        }
+        self.transitions(tx, activated.usage, &new_users).await?;
+        Ok(activated.inserted.len() as i64)
     }
 
     /// Creates the totals row of `period` if absent; for the `current`
@@ -334,7 +356,6 @@ impl BillingCounters {
         increments: BTreeMap<(String, String), i64>,
         new_users: BTreeMap<String, i64>,
     ) -> Result<Vec<UsageChange>> {
-        let pricing = &self.pricing;
         let current = BillingPeriod::containing_micros(tx.now).to_string();
         for (period, added_users) in &new_users {
             if repo::add_users_to_existing_period(tx.conn(), period, *added_users).await? {
@@ -348,7 +369,21 @@ impl BillingCounters {
             .into_iter()
             .map(|((organization, period), n)| (organization, period, n))
             .collect();
-        let mut after = repo::add_to_usage(tx.conn(), &increments).await?;
+        let after = repo::add_to_usage(tx.conn(), &increments).await?;
+        self.transitions(tx, after, &new_users).await
+    }
+
+    /// Records each transition to billable among the counters `after` a
+    /// change (see [`Self::apply_increments`]); a period without users new
+    /// to it in the change (`new_users`) may have no totals row yet.
+    async fn transitions(
+        &self,
+        tx: &mut Tx,
+        mut after: Vec<UsageRow>,
+        new_users: &BTreeMap<String, i64>,
+    ) -> Result<Vec<UsageChange>> {
+        let pricing = &self.pricing;
+        let current = BillingPeriod::containing_micros(tx.now).to_string();
         after.sort_by(|a, b| (&a.organization_id, &a.period).cmp(&(&b.organization_id, &b.period)));
         let mut transitions: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (index, row) in after.iter().enumerate() {

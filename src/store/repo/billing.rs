@@ -19,7 +19,8 @@ use crate::store::entity::{
 use crate::store::{self, query, query::literal};
 
 pub use super::billing_activity::{
-    activate_memberships, insert_activity, insert_activity_and_lock_users, is_active, known_active,
+    Activated, activate_memberships, activate_sqlite, insert_activity,
+    insert_activity_and_lock_users, is_active, known_active,
 };
 pub use super::billing_periods::{
     PeriodRow, add_billable, add_period_users, add_users_to_existing_period, ensure_period,

@@ -200,3 +200,157 @@ struct ActivatedRow {
     period: String,
     organization_id: String,
 }
+
+/// What [`activate_sqlite`] did.
+#[derive(Debug, Default)]
+pub struct Activated {
+    /// The `(period, user_id)` pairs it inserted: the users new to a period.
+    pub inserted: Vec<(String, String)>,
+    /// The counters it added to, after the change.
+    pub usage: Vec<super::billing::UsageRow>,
+    /// Of the periods of `inserted`, those whose totals row exists: their
+    /// user counts were added to. A period not among them has no row yet
+    /// and nothing was added for it.
+    pub existing_periods: Vec<String>,
+}
+
+/// On SQLite, in one round trip to the writer's connection: records first
+/// activities `(period, user_id, occur_time)` (each pair once) where absent,
+/// makes the active memberships of the users it inserted active members,
+/// adds them to their organizations' counters and to the user count of
+/// each period whose totals row exists. `None` on PostgreSQL or for more
+/// rows than one statement list takes: the caller then runs the statements
+/// one by one.
+///
+/// The statements run in one transaction that holds the database (the
+/// writer's batch), so what an earlier statement of the list did not yet
+/// write tells what a later one will: the memberships and counters come
+/// first, each reading "not yet active in the period" before the activity
+/// insert makes it so, and each counter counts exactly the active-member
+/// rows inserted after it. Raw SQL: `INSERT … SELECT` over `VALUES` lists
+/// joined to other tables, with upserts, has no form in the query builder.
+pub async fn activate_sqlite(
+    conn: &impl ConnectionTrait,
+    rows: &[(String, String, i64)],
+    now: i64,
+) -> Result<Option<Activated>, DbErr> {
+    let backend = conn.get_database_backend();
+    if backend != DbBackend::Sqlite || rows.is_empty() || rows.len() > CHUNK {
+        return Ok(None);
+    }
+    /// The pairs, as `v(column1 period, column2 user_id)`, with those
+    /// already active in their period left out.
+    fn new_pairs(sql: &mut Sql, rows: &[(String, String, i64)]) {
+        sql.push("(VALUES ");
+        for (n, (period, user, _)) in rows.iter().enumerate() {
+            sql.push(if n == 0 { "(" } else { ", (" })
+                .bind(period.as_str())
+                .push(", ")
+                .bind(user.as_str())
+                .push(")");
+        }
+        sql.push(
+            ") AS v WHERE NOT EXISTS (SELECT 1 FROM billing_user_activity AS a \
+             WHERE a.period = v.column1 AND a.user_id = v.column2)",
+        );
+    }
+    let mut sql = Sql::new(backend, "");
+    let members = |sql: &mut Sql| {
+        sql.push(" FROM (SELECT v.column1 AS period, v.column2 AS user_id FROM ");
+        new_pairs(sql, rows);
+        sql.push(
+            ") AS n \
+             JOIN memberships AS m ON m.user_id = n.user_id \
+             JOIN organizations AS o ON o.id = m.organization_id \
+             WHERE m.deactivate_time IS NULL AND o.deactivate_time IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM billing_active_members AS b \
+             WHERE b.period = n.period AND b.organization_id = m.organization_id \
+             AND b.user_id = m.user_id)",
+        );
+    };
+    // 1. The counters, by the active-member rows that 2. inserts.
+    sql.push(
+        "INSERT INTO billing_organization_usage (organization_id, period, active_member_count) \
+         SELECT m.organization_id, n.period, count(*)",
+    );
+    members(&mut sql);
+    sql.push(
+        " GROUP BY m.organization_id, n.period \
+         ON CONFLICT (organization_id, period) DO UPDATE SET \
+         active_member_count = active_member_count + excluded.active_member_count \
+         RETURNING 'usage' AS row_kind, organization_id, period, active_member_count, \
+         billable_since, billable_order;\n\
+         INSERT INTO billing_active_members (period, organization_id, user_id, create_time) \
+         SELECT n.period, m.organization_id, m.user_id, ",
+    );
+    sql.bind(now);
+    members(&mut sql);
+    // 3. The periods' user counts, where their totals row exists.
+    sql.push(
+        " ON CONFLICT (period, organization_id, user_id) DO NOTHING;\n\
+         INSERT INTO billing_period_users (period, shard, monthly_active_users) \
+         SELECT n.period, ",
+    );
+    // One writer: the shards of SQLite's counts never wait for each other.
+    sql.bind(rand::random_range(1..=super::billing::TOTALS_SHARDS))
+        .push(", count(*) FROM (SELECT v.column1 AS period FROM ");
+    new_pairs(&mut sql, rows);
+    sql.push(
+        ") AS n WHERE EXISTS (SELECT 1 FROM billing_periods AS p WHERE p.period = n.period) \
+         GROUP BY n.period \
+         ON CONFLICT (period, shard) DO UPDATE SET \
+         monthly_active_users = monthly_active_users + excluded.monthly_active_users;\n\
+         INSERT INTO billing_user_activity (period, user_id, first_occur_time, record_time) VALUES ",
+    );
+    // 4. The activities themselves.
+    for (n, (period, user, occur)) in rows.iter().enumerate() {
+        sql.push(if n == 0 { "(" } else { ", (" })
+            .bind(period.as_str())
+            .push(", ")
+            .bind(user.as_str())
+            .push(", ")
+            .bind(*occur)
+            .push(", ")
+            .bind(now)
+            .push(")");
+    }
+    sql.push(
+        " ON CONFLICT (period, user_id) DO NOTHING \
+         RETURNING 'activity' AS row_kind, period, user_id;\n\
+         SELECT 'period' AS row_kind, period FROM billing_periods WHERE period IN (",
+    );
+    let mut periods: Vec<&str> = rows.iter().map(|(period, _, _)| period.as_str()).collect();
+    periods.sort_unstable();
+    periods.dedup();
+    for (n, period) in periods.into_iter().enumerate() {
+        if n > 0 {
+            sql.push(", ");
+        }
+        sql.bind(period);
+    }
+    sql.push(")");
+    let (sql, values) = sql.into_parts();
+    let mut activated = Activated::default();
+    for row in conn
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
+        .await?
+    {
+        let kind: String = row.try_get("", "row_kind")?;
+        match kind.as_str() {
+            "usage" => activated.usage.push(super::billing::UsageRow {
+                organization_id: row.try_get("", "organization_id")?,
+                period: row.try_get("", "period")?,
+                active_member_count: row.try_get("", "active_member_count")?,
+                billable_since: row.try_get("", "billable_since")?,
+                billable_order: row.try_get("", "billable_order")?,
+            }),
+            "activity" => activated
+                .inserted
+                .push((row.try_get("", "period")?, row.try_get("", "user_id")?)),
+            _ => activated.existing_periods.push(row.try_get("", "period")?),
+        }
+    }
+    Ok(Some(activated))
+}
