@@ -518,10 +518,11 @@ const PREVIOUS_PERIOD: &str = "2025-11";
 
 /// Users new and known, members of active, deactivated and no
 /// organizations, already active members, in a period with its totals row
-/// and one without: what the writer's one statement list for first
-/// activities does on SQLite is what the statements one by one do.
+/// and one without: what first activities do in one statement list (SQLite)
+/// or in one statement after their locks (PostgreSQL) is what the
+/// statements one by one do.
 #[tokio::test]
-async fn first_activities_in_one_list_do_what_the_statements_one_by_one_do() {
+async fn first_activities_in_fewer_statements_do_what_the_statements_one_by_one_do() {
     async fn prepared() -> Store {
         let store = Store::fresh(2).await;
         store.organization("org_a", 0).await;
@@ -583,12 +584,27 @@ async fn first_activities_in_one_list_do_what_the_statements_one_by_one_do() {
 
     let one_list = prepared().await;
     let txn = one_list.db.begin().await.expect("begin");
-    let activated = billing::activate_sqlite(&txn, &rows, later)
-        .await
-        .expect("one list");
-    let Some(activated) = activated else {
-        assert!(one_list.postgres(), "SQLite takes the one list");
-        return;
+    let activated = if one_list.postgres() {
+        // PostgreSQL: the activity insert with its locks, then one
+        // statement for the rest.
+        assert!(
+            billing::activate_sqlite(&txn, &rows, later)
+                .await
+                .expect("one list")
+                .is_none()
+        );
+        let inserted = billing::insert_activity_and_lock_users(&txn, &rows, later)
+            .await
+            .expect("activity");
+        billing::activate_inserted_postgres(&txn, &inserted, later)
+            .await
+            .expect("one statement")
+            .expect("PostgreSQL takes the one statement")
+    } else {
+        billing::activate_sqlite(&txn, &rows, later)
+            .await
+            .expect("one list")
+            .expect("SQLite takes the one list")
     };
     txn.commit().await.expect("commit");
 
@@ -646,6 +662,21 @@ async fn first_activities_in_one_list_do_what_the_statements_one_by_one_do() {
     let state = billing_state(&one_list).await;
     assert_eq!(state, billing_state(&one_by_one).await);
     assert_eq!(state.3[0].0, 5, "the period counts its five new users");
+
+    if one_list.postgres() {
+        return;
+    }
+    // A pair given twice is left to the statements one by one, which
+    // count it once.
+    let twice = vec![rows[6].clone(), rows[6].clone()];
+    let txn = one_list.db.begin().await.expect("begin");
+    assert!(
+        billing::activate_sqlite(&txn, &twice, later)
+            .await
+            .expect("one list")
+            .is_none()
+    );
+    txn.rollback().await.expect("rollback");
 }
 
 /// Eight calls with one request id claim it at once: one claim stands, the

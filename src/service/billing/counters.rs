@@ -290,6 +290,11 @@ impl BillingCounters {
         if inserted.is_empty() {
             return Ok(0);
         }
+        if let Some(activated) =
+            repo::activate_inserted_postgres(tx.conn(), &inserted, tx.now).await?
+        {
+            return self.activated(tx, activated).await;
+        }
         let mut new_users: BTreeMap<String, i64> = BTreeMap::new();
         for (period, _) in &inserted {
             *new_users.entry(period.clone()).or_default() += 1;
@@ -307,8 +312,9 @@ impl BillingCounters {
     }
 
     /// The rest of [`Self::activate`] after its statements ran as one list
-    /// on SQLite: the periods that had no totals row yet are created (and
-    /// announced) and counted, and the counters' transitions recorded.
+    /// (SQLite) or the statements after the locks as one (PostgreSQL): the
+    /// periods that had no totals row yet are created (and announced) and
+    /// counted, and the counters' transitions recorded.
     async fn activated(&self, tx: &mut Tx, activated: repo::Activated) -> Result<i64> {
         let mut new_users: BTreeMap<String, i64> = BTreeMap::new();
         for (period, _) in &activated.inserted {

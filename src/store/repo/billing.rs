@@ -19,7 +19,7 @@ use crate::store::entity::{
 use crate::store::{self, query, query::literal};
 
 pub use super::billing_activity::{
-    Activated, activate_memberships, activate_sqlite, insert_activity,
+    Activated, activate_inserted_postgres, activate_memberships, activate_sqlite, insert_activity,
     insert_activity_and_lock_users, is_active, known_active,
 };
 pub use super::billing_periods::{

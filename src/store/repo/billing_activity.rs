@@ -106,17 +106,7 @@ pub async fn insert_activity_and_lock_users(
            INSERT INTO billing_user_activity (period, user_id, first_occur_time, record_time) \
            VALUES ",
     );
-    for (n, (period, user, occur)) in rows.iter().enumerate() {
-        sql.push(if n == 0 { "(" } else { ", (" })
-            .bind(period.as_str())
-            .push(", ")
-            .bind(user.as_str())
-            .push(", ")
-            .bind(*occur)
-            .push(", ")
-            .bind(now)
-            .push(")");
-    }
+    activity_values(&mut sql, rows, now);
     sql.push(
         " ON CONFLICT (period, user_id) DO NOTHING \
            RETURNING period, user_id), \
@@ -132,6 +122,22 @@ pub async fn insert_activity_and_lock_users(
         .into_iter()
         .map(|row| (row.period, row.user_id))
         .collect())
+}
+
+/// The rows of an activity insert, `(period, user_id, first_occur_time,
+/// record_time)` items of its `VALUES` list.
+fn activity_values(sql: &mut Sql, rows: &[(String, String, i64)], now: i64) {
+    for (n, (period, user, occur)) in rows.iter().enumerate() {
+        sql.push(if n == 0 { "(" } else { ", (" })
+            .bind(period.as_str())
+            .push(", ")
+            .bind(user.as_str())
+            .push(", ")
+            .bind(*occur)
+            .push(", ")
+            .bind(now)
+            .push(")");
+    }
 }
 
 /// A row [`insert_activity_and_lock_users`] inserted.
@@ -201,7 +207,7 @@ struct ActivatedRow {
     organization_id: String,
 }
 
-/// What [`activate_sqlite`] did.
+/// What [`activate_sqlite`] or [`activate_inserted_postgres`] did.
 #[derive(Debug, Default)]
 pub struct Activated {
     /// The `(period, user_id)` pairs it inserted: the users new to a period.
@@ -215,12 +221,12 @@ pub struct Activated {
 }
 
 /// On SQLite, in one round trip to the writer's connection: records first
-/// activities `(period, user_id, occur_time)` (each pair once) where absent,
+/// activities `(period, user_id, occur_time)` where absent,
 /// makes the active memberships of the users it inserted active members,
 /// adds them to their organizations' counters and to the user count of
-/// each period whose totals row exists. `None` on PostgreSQL or for more
-/// rows than one statement list takes: the caller then runs the statements
-/// one by one.
+/// each period whose totals row exists. `None` on PostgreSQL, for more
+/// rows than one statement list takes or for a pair given twice: the caller
+/// then runs the statements one by one.
 ///
 /// The statements run in one transaction that holds the database (the
 /// writer's batch), so what an earlier statement of the list did not yet
@@ -236,6 +242,14 @@ pub async fn activate_sqlite(
 ) -> Result<Option<Activated>, DbErr> {
     let backend = conn.get_database_backend();
     if backend != DbBackend::Sqlite || rows.is_empty() || rows.len() > CHUNK {
+        return Ok(None);
+    }
+    // A pair given twice would be counted twice by the counters' statement.
+    let pairs: std::collections::BTreeSet<(&str, &str)> = rows
+        .iter()
+        .map(|(period, user, _)| (period.as_str(), user.as_str()))
+        .collect();
+    if pairs.len() < rows.len() {
         return Ok(None);
     }
     /// The pairs, as `v(column1 period, column2 user_id)`, with those
@@ -303,17 +317,7 @@ pub async fn activate_sqlite(
          INSERT INTO billing_user_activity (period, user_id, first_occur_time, record_time) VALUES ",
     );
     // 4. The activities themselves.
-    for (n, (period, user, occur)) in rows.iter().enumerate() {
-        sql.push(if n == 0 { "(" } else { ", (" })
-            .bind(period.as_str())
-            .push(", ")
-            .bind(user.as_str())
-            .push(", ")
-            .bind(*occur)
-            .push(", ")
-            .bind(now)
-            .push(")");
-    }
+    activity_values(&mut sql, rows, now);
     sql.push(
         " ON CONFLICT (period, user_id) DO NOTHING \
          RETURNING 'activity' AS row_kind, period, user_id;\n\
@@ -330,13 +334,102 @@ pub async fn activate_sqlite(
     }
     sql.push(")");
     let (sql, values) = sql.into_parts();
-    let mut activated = Activated::default();
-    for row in conn
+    let rows = conn
         .query_all_raw(sea_orm::Statement::from_sql_and_values(
             backend, sql, values,
         ))
-        .await?
-    {
+        .await?;
+    let mut activated = Activated::default();
+    read_activated(rows, &mut activated)?;
+    Ok(Some(activated))
+}
+
+/// On PostgreSQL, in one statement after [`insert_activity_and_lock_users`]
+/// (whose locks it must follow: it reads the memberships in its own
+/// snapshot): makes the active memberships of the users just made active
+/// (`inserted`, `(period, user_id)` pairs) active members, adds them to
+/// their organizations' counters and adds the users to the user count of
+/// each period whose totals row exists. Answers the counters after the
+/// change and the periods whose count it added to, as [`Activated`]'s
+/// `usage` and `existing_periods`. `None` on SQLite or for more pairs than
+/// one statement takes: the caller then runs the statements one by one.
+///
+/// Raw SQL: data-modifying `WITH` queries feeding each other, with
+/// upserts, have no form in the query builder. The member rows go in
+/// sorted and the counters are upserted sorted, as
+/// [`activate_memberships`] and [`super::billing::add_to_usage`] do, so
+/// concurrent changes take the rows in one order.
+pub async fn activate_inserted_postgres(
+    conn: &impl ConnectionTrait,
+    inserted: &[(String, String)],
+    now: i64,
+) -> Result<Option<Activated>, DbErr> {
+    let backend = conn.get_database_backend();
+    if backend != DbBackend::Postgres || inserted.is_empty() || inserted.len() > CHUNK {
+        return Ok(None);
+    }
+    let mut sql = Sql::new(backend, "WITH pairs (period, user_id) AS (VALUES ");
+    for (n, (period, user)) in inserted.iter().enumerate() {
+        sql.push(if n == 0 { "(" } else { ", (" })
+            .bind(period.as_str())
+            .push(", ")
+            .bind(user.as_str())
+            .push(")");
+    }
+    sql.push(
+        "), members AS (\
+           INSERT INTO billing_active_members (period, organization_id, user_id, create_time) \
+           SELECT p.period, m.organization_id, m.user_id, ",
+    );
+    sql.bind(now).push(
+        " FROM pairs AS p \
+           JOIN memberships AS m ON m.user_id = p.user_id \
+           JOIN organizations AS o ON o.id = m.organization_id \
+           WHERE m.deactivate_time IS NULL AND o.deactivate_time IS NULL \
+           ORDER BY p.period, m.organization_id, m.user_id \
+           ON CONFLICT (period, organization_id, user_id) DO NOTHING \
+           RETURNING period, organization_id), \
+         users AS (\
+           INSERT INTO billing_period_users (period, shard, monthly_active_users) \
+           SELECT p.period, pg_backend_pid() % ",
+    );
+    sql.bind(super::billing::TOTALS_SHARDS).push(
+        " + 1, count(*) FROM pairs AS p \
+           WHERE EXISTS (SELECT 1 FROM billing_periods AS b WHERE b.period = p.period) \
+           GROUP BY p.period \
+           ON CONFLICT (period, shard) DO UPDATE SET monthly_active_users = \
+             billing_period_users.monthly_active_users + excluded.monthly_active_users \
+           RETURNING period), \
+         usage AS (\
+           INSERT INTO billing_organization_usage (organization_id, period, active_member_count) \
+           SELECT organization_id, period, count(*) FROM members \
+           GROUP BY organization_id, period ORDER BY organization_id, period \
+           ON CONFLICT (organization_id, period) DO UPDATE SET active_member_count = \
+             billing_organization_usage.active_member_count + excluded.active_member_count \
+           RETURNING organization_id, period, active_member_count, billable_since, billable_order) \
+         SELECT 'usage' AS row_kind, organization_id, period, active_member_count, \
+           billable_since, billable_order FROM usage \
+         UNION ALL \
+         SELECT 'period', NULL, period, NULL, NULL, NULL FROM users",
+    );
+    let (sql, values) = sql.into_parts();
+    let rows = conn
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
+        .await?;
+    let mut activated = Activated {
+        inserted: inserted.to_vec(),
+        ..Activated::default()
+    };
+    read_activated(rows, &mut activated)?;
+    Ok(Some(activated))
+}
+
+/// Sorts the answer rows of [`activate_sqlite`] and
+/// [`activate_inserted_postgres`] into `activated`, by their `row_kind`.
+fn read_activated(rows: Vec<sea_orm::QueryResult>, activated: &mut Activated) -> Result<(), DbErr> {
+    for row in rows {
         let kind: String = row.try_get("", "row_kind")?;
         match kind.as_str() {
             "usage" => activated.usage.push(super::billing::UsageRow {
@@ -352,5 +445,5 @@ pub async fn activate_sqlite(
             _ => activated.existing_periods.push(row.try_get("", "period")?),
         }
     }
-    Ok(Some(activated))
+    Ok(())
 }
