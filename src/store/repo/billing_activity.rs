@@ -140,6 +140,17 @@ fn activity_values(sql: &mut Sql, rows: &[(String, String, i64)], now: i64) {
     }
 }
 
+/// `(period, user_id)` items of a `VALUES` list.
+fn pair_values<'a>(sql: &mut Sql, pairs: impl Iterator<Item = (&'a String, &'a String)>) {
+    for (n, (period, user)) in pairs.enumerate() {
+        sql.push(if n == 0 { "(" } else { ", (" })
+            .bind(period.as_str())
+            .push(", ")
+            .bind(user.as_str())
+            .push(")");
+    }
+}
+
 /// A row [`insert_activity_and_lock_users`] inserted.
 #[derive(Debug, FromQueryResult)]
 struct ActivityKey {
@@ -171,13 +182,7 @@ pub async fn activate_memberships(
              SELECT a.column1, m.organization_id, m.user_id, ",
         );
         sql.bind(now).push(" FROM (VALUES ");
-        for (n, (period, user)) in chunk.iter().enumerate() {
-            sql.push(if n == 0 { "(" } else { ", (" })
-                .bind(period.as_str())
-                .push(", ")
-                .bind(user.as_str())
-                .push(")");
-        }
+        pair_values(&mut sql, chunk.iter().map(|(period, user)| (period, user)));
         // SQLite needs the WHERE before ON CONFLICT to tell the upsert from
         // a join's ON.
         sql.push(
@@ -256,13 +261,7 @@ pub async fn activate_sqlite(
     /// already active in their period left out.
     fn new_pairs(sql: &mut Sql, rows: &[(String, String, i64)]) {
         sql.push("(VALUES ");
-        for (n, (period, user, _)) in rows.iter().enumerate() {
-            sql.push(if n == 0 { "(" } else { ", (" })
-                .bind(period.as_str())
-                .push(", ")
-                .bind(user.as_str())
-                .push(")");
-        }
+        pair_values(sql, rows.iter().map(|(period, user, _)| (period, user)));
         sql.push(
             ") AS v WHERE NOT EXISTS (SELECT 1 FROM billing_user_activity AS a \
              WHERE a.period = v.column1 AND a.user_id = v.column2)",
@@ -369,13 +368,10 @@ pub async fn activate_inserted_postgres(
         return Ok(None);
     }
     let mut sql = Sql::new(backend, "WITH pairs (period, user_id) AS (VALUES ");
-    for (n, (period, user)) in inserted.iter().enumerate() {
-        sql.push(if n == 0 { "(" } else { ", (" })
-            .bind(period.as_str())
-            .push(", ")
-            .bind(user.as_str())
-            .push(")");
-    }
+    pair_values(
+        &mut sql,
+        inserted.iter().map(|(period, user)| (period, user)),
+    );
     sql.push(
         "), members AS (\
            INSERT INTO billing_active_members (period, organization_id, user_id, create_time) \
