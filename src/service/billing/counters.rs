@@ -295,10 +295,7 @@ impl BillingCounters {
         {
             return self.activated(tx, activated).await;
         }
-        let mut new_users: BTreeMap<String, i64> = BTreeMap::new();
-        for (period, _) in &inserted {
-            *new_users.entry(period.clone()).or_default() += 1;
-        }
+        let new_users = new_users_by_period(&inserted);
         // The users' memberships, read after their locks, become active
         // members in the same statement.
         let mut increments: BTreeMap<(String, String), i64> = BTreeMap::new();
@@ -316,10 +313,7 @@ impl BillingCounters {
     /// periods that had no totals row yet are created (and announced) and
     /// counted, and the counters' transitions recorded.
     async fn activated(&self, tx: &mut Tx, activated: repo::Activated) -> Result<i64> {
-        let mut new_users: BTreeMap<String, i64> = BTreeMap::new();
-        for (period, _) in &activated.inserted {
-            *new_users.entry(period.clone()).or_default() += 1;
-        }
+        let new_users = new_users_by_period(&activated.inserted);
         let current = BillingPeriod::containing_micros(tx.now).to_string();
         for (period, added_users) in &new_users {
             if !activated.existing_periods.contains(period) {
@@ -467,4 +461,14 @@ impl BillingCounters {
         }
         Ok(changes)
     }
+}
+
+/// How many of the `(period, user_id)` pairs a change made active fall in
+/// each period.
+fn new_users_by_period(inserted: &[(String, String)]) -> BTreeMap<String, i64> {
+    let mut new_users: BTreeMap<String, i64> = BTreeMap::new();
+    for (period, _) in inserted {
+        *new_users.entry(period.clone()).or_default() += 1;
+    }
+    new_users
 }

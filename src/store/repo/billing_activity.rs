@@ -428,13 +428,9 @@ fn read_activated(rows: Vec<sea_orm::QueryResult>, activated: &mut Activated) ->
     for row in rows {
         let kind: String = row.try_get("", "row_kind")?;
         match kind.as_str() {
-            "usage" => activated.usage.push(super::billing::UsageRow {
-                organization_id: row.try_get("", "organization_id")?,
-                period: row.try_get("", "period")?,
-                active_member_count: row.try_get("", "active_member_count")?,
-                billable_since: row.try_get("", "billable_since")?,
-                billable_order: row.try_get("", "billable_order")?,
-            }),
+            "usage" => activated
+                .usage
+                .push(super::billing::UsageRow::from_query_result(&row, "")?),
             "activity" => activated
                 .inserted
                 .push((row.try_get("", "period")?, row.try_get("", "user_id")?)),
