@@ -243,6 +243,46 @@ async fn log_positions_run_on_across_batches_refusals_and_restarts() {
     db.close().await;
 }
 
+/// SQLite: the batches' commits do not copy the write-ahead log back into
+/// the database file (the callers of a batch would wait for it); a task
+/// beside the writer does, while the server runs, long before the log holds
+/// the pages at which a commit would still do it itself.
+#[tokio::test]
+async fn the_log_is_copied_into_the_database_file_beside_the_writer() {
+    if backend_url().is_some() {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let file = app
+        .database_url
+        .strip_prefix("sqlite://")
+        .and_then(|rest| rest.split('?').next())
+        .map(std::path::PathBuf::from)
+        .expect("an SQLite file");
+    let size = || std::fs::metadata(&file).map(|meta| meta.len()).unwrap_or(0);
+    let before = size();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut created = 0;
+    // Each creation commits; each commit is followed by a checkpoint. The
+    // migrations' and these pages are far fewer than the backstop.
+    while size() <= before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the database file stayed at {before} bytes after {created} commits"
+        );
+        create_org(
+            &app,
+            &format!("Checkpointed {created}"),
+            Some(&format!("user_ckpt_{created}")),
+        )
+        .await;
+        created += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(created < 100, "the file grew only after {created} commits");
+    app.shutdown().await;
+}
+
 async fn next_event(stream: &mut Streaming<pb::WatchEventsResponse>) -> Option<pb::Event> {
     let message = tokio::time::timeout(PATIENCE, stream.message())
         .await

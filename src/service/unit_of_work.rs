@@ -23,6 +23,7 @@ use crate::events::follower::ChangeListener;
 use crate::events::horizon::Horizon;
 use crate::events::reader::Change;
 use crate::events::{self, NewEvent, Notifier};
+use crate::store::checkpoints::Checkpoints;
 use crate::store::{self, Db, repo::idempotency};
 
 mod group_commit;
@@ -223,9 +224,16 @@ impl Writer {
         notifier: Notifier,
         listener: Arc<dyn ChangeListener>,
     ) -> Self {
-        let batches = db
-            .batch_connection()
-            .map(|conn| group_commit::spawn(conn.clone(), notifier.clone(), listener.clone()));
+        let batches = db.batch_connection().map(|conn| {
+            // The log is copied back on a connection of the read pool.
+            let checkpoints = Checkpoints::spawn(db.conn().clone());
+            group_commit::spawn(
+                conn.clone(),
+                checkpoints,
+                notifier.clone(),
+                listener.clone(),
+            )
+        });
         let horizon = (db.backend() == sea_orm::DbBackend::Postgres)
             .then(|| Horizon::spawn(db.conn().clone(), notifier.clone()));
         Writer {

@@ -6,6 +6,7 @@
 //! the event log's own queries (`crate::events`) still use; raw SQL uses `$N`
 //! placeholders, which both backends accept.
 
+pub mod checkpoints;
 pub mod entity;
 mod error;
 pub use error::{Fault, classify};
@@ -102,6 +103,12 @@ impl Db {
                     // and from 64 KiB on SQLite would write them to a
                     // temporary file, page by page.
                     .pragma("temp_store", "memory")
+                    // The log is copied back by a task of its own, not by
+                    // the commit of a batch (`checkpoints`).
+                    .pragma(
+                        "wal_autocheckpoint",
+                        checkpoints::BACKSTOP_PAGES.to_string(),
+                    )
             });
         options
     }

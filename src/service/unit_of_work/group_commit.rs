@@ -19,6 +19,10 @@
 //! the counter's new value in one round trip before the commit. No unit reads
 //! the log, so none misses the events not yet written.
 //!
+//! The batch's commit does not copy the log back into the database file
+//! (SQLite's automatic checkpoint, which would make every caller of that
+//! batch wait): it wakes [`Checkpoints`], which does it beside the writer.
+//!
 //! Events keep their order: the units of a batch take positions one after
 //! another on the one connection, and batches commit in turn, so log order
 //! is commit order as before.
@@ -38,6 +42,7 @@ use crate::events::follower::ChangeListener;
 use crate::events::reader::Change;
 use crate::events::{self, NewEvent, Notifier};
 use crate::store::Db;
+use crate::store::checkpoints::Checkpoints;
 
 /// The most units in one batch: bounds how long the first of them waits for
 /// its commit.
@@ -199,6 +204,7 @@ impl Queue {
 /// Starts the writer task on `conn`; it ends when every [`Queue`] is gone.
 pub(super) fn spawn(
     conn: DatabaseConnection,
+    checkpoints: Checkpoints,
     notifier: Notifier,
     listener: Arc<dyn ChangeListener>,
 ) -> Queue {
@@ -232,6 +238,9 @@ pub(super) fn spawn(
             }
             let events = run.take_events();
             let committed = end(batch, failure, &events, run.first_seq).await;
+            if committed.is_ok() {
+                checkpoints.committed();
+            }
             finish(committed, run.staged, &notifier, listener.as_ref());
         }
     });
