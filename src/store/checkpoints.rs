@@ -53,6 +53,9 @@ impl Checkpoints {
                     Ok(log) => {
                         tracing::trace!(log_pages = log.pages, copied = log.copied, "checkpoint")
                     }
+                    // Closed while the server stops: the last connection
+                    // to close checkpoints.
+                    Err(_) if conn.get_sqlite_connection_pool().is_closed() => break,
                     Err(err) => tracing::warn!(error = %err, "SQLite checkpoint failed"),
                 }
             }
