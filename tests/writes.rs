@@ -280,6 +280,18 @@ async fn the_log_is_copied_into_the_database_file_beside_the_writer() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(created < 100, "the file grew only after {created} commits");
+    // And the metrics tell what the checkpoints found.
+    let (_, metrics) = scrape(app.metrics_addr).await;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert!(value("orgs_sqlite_checkpoints_total") >= 1.0);
+    let pages = value("orgs_sqlite_wal_pages");
+    assert!(pages >= 1.0);
+    assert!(value("orgs_sqlite_wal_uncopied_pages") <= pages);
     app.shutdown().await;
 }
 

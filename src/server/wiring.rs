@@ -86,11 +86,13 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
         metrics,
         keys,
     } = shared;
+    let wal = metrics.wal_gauges();
     let writer = Writer::new(
         db.clone(),
         clock.clone(),
         notifier.clone(),
         Arc::new(access.clone()),
+        move |log| wal.checkpointed(log.pages, log.copied),
     );
     let tokens = PageTokens::new(keys.page_tokens.clone());
     let rules = config.organization_rules();

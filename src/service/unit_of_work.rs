@@ -23,7 +23,7 @@ use crate::events::follower::ChangeListener;
 use crate::events::horizon::Horizon;
 use crate::events::reader::Change;
 use crate::events::{self, NewEvent, Notifier};
-use crate::store::checkpoints::Checkpoints;
+use crate::store::checkpoints::{self, Checkpoints};
 use crate::store::{self, Db, repo::idempotency};
 
 mod group_commit;
@@ -223,10 +223,11 @@ impl Writer {
         clock: Arc<dyn Clock>,
         notifier: Notifier,
         listener: Arc<dyn ChangeListener>,
+        checkpointed: impl Fn(checkpoints::Log) + Send + 'static,
     ) -> Self {
         let batches = db.batch_connection().map(|conn| {
             // The log is copied back on a connection of the read pool.
-            let checkpoints = Checkpoints::spawn(db.conn().clone());
+            let checkpoints = Checkpoints::spawn(db.conn().clone(), checkpointed);
             group_commit::spawn(
                 conn.clone(),
                 checkpoints,

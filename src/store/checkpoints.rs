@@ -36,14 +36,22 @@ pub struct Checkpoints {
 }
 
 impl Checkpoints {
-    /// Starts the task on `conn` (a pool of the same file); it ends when
-    /// every handle is gone.
-    pub fn spawn(conn: DatabaseConnection) -> Checkpoints {
+    /// Starts the task on `conn` (a pool of the same file); it tells
+    /// `checkpointed` what each checkpoint found and ends when every handle
+    /// is gone.
+    pub fn spawn(
+        conn: DatabaseConnection,
+        checkpointed: impl Fn(Log) + Send + 'static,
+    ) -> Checkpoints {
         let (wake, mut woken) = mpsc::channel(1);
         tokio::spawn(async move {
             while woken.recv().await.is_some() {
                 tokio::time::sleep(PAUSE).await;
-                match checkpoint(&conn).await {
+                let done = checkpoint(&conn).await;
+                if let Ok(log) = &done {
+                    checkpointed(*log);
+                }
+                match done {
                     Ok(log) if log.left() >= LARGE_LOG_PAGES => tracing::warn!(
                         log_pages = log.pages,
                         left = log.left(),

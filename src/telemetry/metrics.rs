@@ -80,6 +80,7 @@ struct Inner {
     cache_bytes: Family<CacheLabels, Gauge>,
     log_head: Gauge,
     log_held_back_seconds: Gauge<f64, AtomicU64>,
+    wal: WalGauges,
     database: Mutex<Option<Db>>,
     scrape_hooks: Mutex<Vec<ScrapeHook>>,
 }
@@ -120,6 +121,47 @@ impl LogGauges {
     pub fn set(&self, head: i64, held_back: Duration) {
         self.head.set(head);
         self.held_back_seconds.set(held_back.as_secs_f64());
+    }
+}
+
+/// SQLite's write-ahead log as the last checkpoint beside the writer left it.
+#[derive(Clone)]
+pub struct WalGauges {
+    pages: Gauge,
+    uncopied_pages: Gauge,
+    checkpoints: Counter,
+}
+
+impl WalGauges {
+    fn register(registry: &mut Registry) -> WalGauges {
+        let gauges = WalGauges {
+            pages: Gauge::default(),
+            uncopied_pages: Gauge::default(),
+            checkpoints: Counter::default(),
+        };
+        registry.register(
+            "orgs_sqlite_wal_pages",
+            "Pages in SQLite's write-ahead log at the last checkpoint",
+            gauges.pages.clone(),
+        );
+        registry.register(
+            "orgs_sqlite_wal_uncopied_pages",
+            "Pages of the write-ahead log that the last checkpoint could not copy into the database file (readers held older snapshots)",
+            gauges.uncopied_pages.clone(),
+        );
+        registry.register(
+            "orgs_sqlite_checkpoints",
+            "Checkpoints run beside the SQLite writer",
+            gauges.checkpoints.clone(),
+        );
+        gauges
+    }
+
+    /// A checkpoint found `pages` in the log and copied `copied` of them.
+    pub fn checkpointed(&self, pages: i64, copied: i64) {
+        self.pages.set(pages);
+        self.uncopied_pages.set(pages - copied);
+        self.checkpoints.inc();
     }
 }
 
@@ -258,6 +300,7 @@ impl Metrics {
             "How long the log follower has found the event log's head held back by an open transaction (PostgreSQL); 0: it is not",
             log_held_back_seconds.clone(),
         );
+        let wal = WalGauges::register(&mut registry);
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -275,6 +318,7 @@ impl Metrics {
                 cache_bytes,
                 log_head,
                 log_held_back_seconds,
+                wal,
                 database: Mutex::new(None),
                 scrape_hooks: Mutex::new(Vec::new()),
             }),
@@ -330,6 +374,11 @@ impl Metrics {
             entries: self.inner.cache_entries.clone(),
             bytes: self.inner.cache_bytes.clone(),
         }
+    }
+
+    /// The write-ahead log gauges, for the SQLite checkpoints.
+    pub fn wal_gauges(&self) -> WalGauges {
+        self.inner.wal.clone()
     }
 
     /// The event log gauges alone, for a scrape hook.
