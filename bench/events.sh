@@ -33,60 +33,8 @@ export ORGS_AUTH_HS256_SECRET="bench-secret-0123456789abcdef-0123456789"
 export ORGS_WATCHES_PER_PRINCIPAL=$((streams + 16))
 token="$("$orgs" token --sub bench --scope "orgs:admin")"
 work="$(mktemp -d)"
-server=""
-pg_admin_url=""
-pg_database=""
-
-stop_server() {
-  if [[ -n "$server" ]]; then
-    kill "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
-    server=""
-  fi
-}
-
-cleanup() {
-  local status=$?
-  stop_server
-  if [[ $status -ne 0 && -s "$work/server.log" ]]; then
-    echo "--- the end of the server log ---" >&2
-    tail -n 20 "$work/server.log" >&2
-  fi
-  if [[ -n "$pg_database" ]]; then
-    psql "$pg_admin_url" -qc "DROP DATABASE IF EXISTS \"$pg_database\" WITH (FORCE)" >/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Starts a server on database $1; sets $server and $addr.
-start_server() {
-  local url="$1" port metrics_port
-  port="$(free_port)"
-  metrics_port="$(free_port)"
-  "$orgs" serve --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" \
-    --database-url "$url" >>"$work/server.log" 2>&1 &
-  server=$!
-  addr="http://127.0.0.1:$port"
-  # The listener opens once migrations have run.
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return 0
-    fi
-    if ! kill -0 "$server" 2>/dev/null; then
-      cat "$work/server.log" >&2
-      echo "the server did not start" >&2
-      exit 1
-    fi
-    sleep 0.2
-  done
-  echo "the server did not listen within 20 s" >&2
-  exit 1
-}
+# shellcheck source=bench/servers.sh
+source "$repo_root/bench/servers.sh"
 
 run_bench() {
   local name="$1" url="$2"
@@ -103,8 +51,6 @@ echo "orgs-bench watch-events: $streams streams, $rate writes/s for $seconds s, 
 run_bench "SQLite (WAL, synchronous=FULL)" "sqlite://$work/bench.db?mode=rwc"
 
 if [[ -n "$postgres_url" ]]; then
-  pg_admin_url="$postgres_url"
-  pg_database="orgs_bench_$(date +%s)_$$"
-  psql "$pg_admin_url" -qc "CREATE DATABASE \"$pg_database\"" >/dev/null
-  run_bench "PostgreSQL" "${postgres_url%/*}/$pg_database"
+  fresh_database "$postgres_url" orgs_bench
+  run_bench "PostgreSQL" "$database_url"
 fi

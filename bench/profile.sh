@@ -47,56 +47,24 @@ export ORGS_AUTH_HS256_SECRET="bench-secret-0123456789abcdef-0123456789"
 export ORGS_RATE_LIMIT_READS_PER_SECOND=0 ORGS_RATE_LIMIT_WRITES_PER_SECOND=0
 token="$("$orgs" token --sub bench --scope "billing:write billing:read orgs:admin")"
 work="$(mktemp -d)"
-server=""
-load=""
-pg_admin_url=""
-pg_database=""
-
-cleanup() {
-  for pid in $load $server; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if [[ -n "$pg_database" ]]; then
-    psql "$pg_admin_url" -qc "DROP DATABASE IF EXISTS \"$pg_database\" WITH (FORCE)" >/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=bench/servers.sh
+source "$repo_root/bench/servers.sh"
 
 if [[ -n "$postgres_url" ]]; then
-  pg_admin_url="$postgres_url"
-  pg_database="orgs_profile_$(date +%s)_$$"
-  psql "$pg_admin_url" -qc "CREATE DATABASE \"$pg_database\"" >/dev/null
-  url="${postgres_url%/*}/$pg_database"
+  fresh_database "$postgres_url" orgs_profile
+  url="$database_url"
   frames="${FRAMES:-OrganizationService>::create_organization|Organizations::create_in}"
 else
   url="sqlite://$work/profile.db?mode=rwc"
   frames="${FRAMES:-group_commit::spawn|Organizations::create_in}"
 fi
+start_server "$url" --database-max-connections "$concurrency"
 
-port="$(free_port)"
-"$orgs" serve --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$(free_port)" \
-  --database-url "$url" --database-max-connections "$concurrency" >"$work/server.log" 2>&1 &
-server=$!
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  if ! kill -0 "$server" 2>/dev/null; then
-    cat "$work/server.log" >&2
-    echo "the server did not start" >&2
-    exit 1
-  fi
-  sleep 0.2
-done
-
-"$bench" --addr "http://127.0.0.1:$port" --token "$token" writes --seconds "$seconds" \
+"$bench" --addr "$addr" --token "$token" writes --seconds "$seconds" \
   --concurrency "$concurrency" --record-activity --raw inserts --database-url "$url" \
   --server-pid "$server" >"$out/bench.txt" 2>"$work/progress" &
 load=$!
+also_stop="$load"
 until grep -q "^measuring $phase\$" "$work/progress"; do
   if ! kill -0 "$load" 2>/dev/null; then
     cat "$work/progress" >&2
@@ -112,7 +80,7 @@ perf record -F "$frequency" -g -p "$server" -o "$out/perf.data" -- sleep $((seco
   exit 1
 }
 wait "$load"
-load=""
+also_stop=""
 cat "$out/bench.txt"
 perf script -i "$out/perf.data" -F comm,tid,ip,sym 2>/dev/null >"$work/script.txt"
 python3 "$repo_root/bench/profile_report.py" "$work/script.txt" "$out/stacks.folded" "$frames"

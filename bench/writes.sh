@@ -46,66 +46,8 @@ export ORGS_AUTH_HS256_SECRET="bench-secret-0123456789abcdef-0123456789"
 export ORGS_RATE_LIMIT_READS_PER_SECOND=0 ORGS_RATE_LIMIT_WRITES_PER_SECOND=0
 token="$("$orgs" token --sub bench --scope "billing:write billing:read orgs:admin")"
 work="$(mktemp -d)"
-server=""
-replica=""
-pg_admin_url=""
-pg_database=""
-
-stop_server() {
-  if [[ -n "$replica" ]]; then
-    kill "$replica" 2>/dev/null || true
-    wait "$replica" 2>/dev/null || true
-    replica=""
-  fi
-  if [[ -n "$server" ]]; then
-    kill "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
-    server=""
-  fi
-}
-
-cleanup() {
-  local status=$?
-  stop_server
-  if [[ $status -ne 0 && -s "$work/server.log" ]]; then
-    echo "--- the end of the server log ---" >&2
-    tail -n 20 "$work/server.log" >&2
-  fi
-  if [[ -n "$pg_database" ]]; then
-    psql "$pg_admin_url" -qc "DROP DATABASE IF EXISTS \"$pg_database\" WITH (FORCE)" >/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Starts a server on database $1; sets $server and $addr.
-start_server() {
-  local url="$1" port metrics_port
-  port="$(free_port)"
-  metrics_port="$(free_port)"
-  "$orgs" serve --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" \
-    --database-url "$url" --database-max-connections "$pool" >>"$work/server.log" 2>&1 &
-  server=$!
-  addr="http://127.0.0.1:$port"
-  # The listener opens once migrations have run.
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return 0
-    fi
-    if ! kill -0 "$server" 2>/dev/null; then
-      cat "$work/server.log" >&2
-      echo "the server did not start" >&2
-      exit 1
-    fi
-    sleep 0.2
-  done
-  echo "the server did not listen within 20 s" >&2
-  exit 1
-}
+# shellcheck source=bench/servers.sh
+source "$repo_root/bench/servers.sh"
 
 run_benches() {
   local name="$1" url="$2"
@@ -117,12 +59,12 @@ run_benches() {
     if [[ "${REPLICAS:-1}" -ge 2 ]]; then
       # A second process on the same database: start it first and keep it
       # under $replica; start_server then sets $server and $addr anew.
-      start_server "$url"
+      start_server "$url" --database-max-connections "$pool"
       replica="$server"
       also=(--also-addr "$addr")
       pids="$replica,"
     fi
-    start_server "$url"
+    start_server "$url" --database-max-connections "$pool"
     "$bench" --addr "$addr" --token "$token" writes --seconds "$seconds" \
       --concurrency "$concurrency" --record-activity --database-url "$url" --raw "$raw" \
       --server-pid "$pids$server" "${also[@]}"
@@ -140,7 +82,8 @@ run_benches() {
     warmed_before="$(grep -c 'access cache warmed' "$work/server.log" 2>/dev/null || true)"
     # The cache sized to hold the data set (100,000 × 5 take about 100 MiB
     # of its estimate); READ_CACHE_BYTES changes it.
-    ORGS_CACHE_MAX_BYTES="${READ_CACHE_BYTES:-268435456}" start_server "$url"
+    ORGS_CACHE_MAX_BYTES="${READ_CACHE_BYTES:-268435456}" \
+      start_server "$url" --database-max-connections "$pool"
     local started=$SECONDS
     until [[ "$(grep -c 'access cache warmed' "$work/server.log" || true)" -gt "${warmed_before:-0}" ]]; do
       if ((SECONDS - started > 300)); then
@@ -157,7 +100,7 @@ run_benches() {
   fi
   if [[ " $benches " == *" memory "* ]]; then
     echo
-    start_server "$url"
+    start_server "$url" --database-max-connections "$pool"
     "$bench" --addr "$addr" --token "$token" memory --bogus-checks "${BOGUS_CHECKS:-1000000}" \
       --organizations "${MEMORY_ORGANIZATIONS:-100000}" --metadata-bytes "${METADATA_BYTES:-8192}" \
       --concurrency "$concurrency" --database-url "$url" --server-pid "$server"
@@ -169,8 +112,6 @@ echo "orgs-bench: $concurrency calls in flight, server pool $pool, $(nproc) core
 run_benches "SQLite (WAL, synchronous=FULL)" "sqlite://$work/bench.db?mode=rwc"
 
 if [[ -n "$postgres_url" ]]; then
-  pg_admin_url="$postgres_url"
-  pg_database="orgs_bench_$(date +%s)_$$"
-  psql "$pg_admin_url" -qc "CREATE DATABASE \"$pg_database\"" >/dev/null
-  run_benches "PostgreSQL" "${postgres_url%/*}/$pg_database"
+  fresh_database "$postgres_url" orgs_bench
+  run_benches "PostgreSQL" "$database_url"
 fi
