@@ -5,8 +5,9 @@
 # a PostgreSQL URL is given, on a fresh database next to it, runs `orgs-bench
 # writes`, and records the server with `perf record -g` while the phase named
 # PHASE runs. Prints the benchmark's table, the share of samples of each thread
-# of the server, the frames with the largest inclusive shares, and, for each
-# frame named in FRAMES, what its samples were spent in one level down.
+# of the server and its CPU time per call of the phase, the frames with the
+# largest inclusive shares, and, for each frame named in FRAMES, its CPU time
+# per call and what its samples were spent in one level down.
 # Leaves perf.data and the stacks folded for a flame graph (one line a stack,
 # root first, as `inferno-flamegraph` or `flamegraph.pl` read them) in OUT.
 #
@@ -83,6 +84,20 @@ wait "$load"
 also_stop=""
 cat "$out/bench.txt"
 perf script -i "$out/perf.data" -F comm,tid,ip,sym 2>/dev/null >"$work/script.txt"
-python3 "$repo_root/bench/profile_report.py" "$work/script.txt" "$out/stacks.folded" "$frames"
+# The phase's rate: the first row of the benchmark's tables that names it.
+rate="$(python3 -c '
+import re, sys
+for line in open(sys.argv[1], encoding="utf-8"):
+    found = re.match(r"(.*?)\s+(\d+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+\s", line)
+    if found and found.group(1).startswith(sys.argv[2]):
+        print(found.group(2))
+        break
+' "$out/bench.txt" "$phase")"
+per_call=()
+if [[ -n "$rate" ]]; then
+  per_call=(--calls-per-second "$rate" --seconds $((seconds - 3)) --frequency "$frequency")
+fi
+python3 "$repo_root/bench/profile_report.py" "$work/script.txt" "$out/stacks.folded" "$frames" \
+  "${per_call[@]}"
 echo
 echo "perf.data and stacks.folded (for a flame graph) are in $out"

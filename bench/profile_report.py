@@ -1,16 +1,20 @@
 """Summarizes `perf script -F comm,tid,ip,sym` output of one process.
 
 Usage: profile_report.py SCRIPT_TXT FOLDED_OUT "frame|frame..."
+                         [--calls-per-second R --seconds S --frequency F]
 
 Prints the share of samples of each thread, the frames with the largest
 inclusive shares (a frame counted once per sample however often it recurs in
 the stack), and for each named frame (a substring of a symbol) what its
-samples were spent in one level down. Writes the stacks folded, root first,
-one `frame;frame;... count` line per distinct stack, for a flame graph.
+samples were spent in one level down. Given the rate of the calls measured
+while perf recorded, for S seconds at F samples a second of CPU time, it also
+tells each thread's and each named frame's CPU time per call. Writes the
+stacks folded, root first, one `frame;frame;... count` line per distinct
+stack, for a flame graph.
 """
 
+import argparse
 import collections
-import sys
 
 # Frames of the runtime and the thread's start, in nearly every stack.
 COMMON = (
@@ -47,8 +51,20 @@ def read_samples(path):
 
 
 def main():
-    script, folded_path, named = sys.argv[1], sys.argv[2], sys.argv[3]
-    named = [name for name in named.split("|") if name]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("script")
+    parser.add_argument("folded")
+    parser.add_argument("frames")
+    parser.add_argument("--calls-per-second", type=float)
+    parser.add_argument("--seconds", type=float)
+    parser.add_argument("--frequency", type=float)
+    args = parser.parse_args()
+    script, folded_path = args.script, args.folded
+    named = [name for name in args.frames.split("|") if name]
+    per_call = None
+    if args.calls_per_second and args.seconds and args.frequency:
+        # A sample stands for 1/F s of one thread's CPU time.
+        per_call = 1e6 / (args.frequency * args.seconds * args.calls_per_second)
     samples = list(read_samples(script))
     total = len(samples)
     if total == 0:
@@ -73,10 +89,19 @@ def main():
     def share(count):
         return f"{100.0 * count / total:6.2f}%"
 
+    def cpu(count):
+        return f"{count * per_call:6.0f} µs a call" if per_call else ""
+
     print(f"\n{total} samples of the server")
+    if per_call:
+        cores = total / (args.frequency * args.seconds)
+        print(
+            f"{cores:.2f} cores busy at {args.calls_per_second:,.0f} calls a second:"
+            f" {total * per_call:,.0f} µs of CPU a call"
+        )
     print("\nby thread (name, id):")
     for thread, count in threads.most_common(8):
-        print(f"  {share(count)}  {thread}")
+        print(f"  {share(count)}  {cpu(count)}  {thread}")
     print("\nlargest inclusive shares (the runtime's own frames left out):")
     shown = 0
     for frame, count in inclusive.most_common():
@@ -88,7 +113,9 @@ def main():
             break
     for name in named:
         counter = below[name]
-        print(f"\nwithin {name} ({share(sum(counter.values())).strip()} of all samples):")
+        within = sum(counter.values())
+        cost = f"; {cpu(within).strip()}" if per_call else ""
+        print(f"\nwithin {name} ({share(within).strip()} of all samples{cost}):")
         for frame, count in counter.most_common(15):
             print(f"  {share(count)}  {frame[:150]}")
     with open(folded_path, "w", encoding="utf-8") as out:
