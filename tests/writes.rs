@@ -292,6 +292,7 @@ async fn the_log_is_copied_into_the_database_file_beside_the_writer() {
     let pages = value("orgs_sqlite_wal_pages");
     assert!(pages >= 1.0);
     assert!(value("orgs_sqlite_wal_uncopied_pages") <= pages);
+    assert_eq!(value("orgs_sqlite_checkpoint_failures_total"), 0.0);
     app.shutdown().await;
 }
 

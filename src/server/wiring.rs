@@ -22,6 +22,7 @@ use crate::service::{
     DatabaseMembershipLookup, Domains, Invitations, Members, MembershipRequests, Memberships,
     Onboardings, Organizations, Roles, Writer,
 };
+use crate::store::checkpoints::Checkpoint;
 use crate::store::{Db, repo::server_keys};
 use crate::telemetry::metrics::Metrics;
 
@@ -92,7 +93,10 @@ pub fn handlers(config: &ServeConfig, shared: &Shared) -> Handlers {
         clock.clone(),
         notifier.clone(),
         Arc::new(access.clone()),
-        move |log| wal.checkpointed(log.pages, log.copied),
+        move |checkpoint| match checkpoint {
+            Checkpoint::Done(log) => wal.checkpointed(log.pages, log.copied),
+            Checkpoint::Failed => wal.checkpoint_failed(),
+        },
     );
     let tokens = PageTokens::new(keys.page_tokens.clone());
     let rules = config.organization_rules();

@@ -223,7 +223,7 @@ impl Writer {
         clock: Arc<dyn Clock>,
         notifier: Notifier,
         listener: Arc<dyn ChangeListener>,
-        checkpointed: impl Fn(checkpoints::Log) + Send + 'static,
+        checkpointed: impl Fn(checkpoints::Checkpoint) + Send + 'static,
     ) -> Self {
         let batches = db.batch_connection().map(|conn| {
             // The log is copied back on a connection of the read pool.

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// The log size, in pages, at which a connection's commit still runs a
 /// checkpoint itself (SQLite's `wal_autocheckpoint`; its default is 1,000).
@@ -29,6 +30,20 @@ const PAUSE: Duration = Duration::from_millis(100);
 /// that hold old snapshots keep the log from being copied, and it grows.
 const LARGE_LOG_PAGES: i64 = 100_000;
 
+/// The least time between two warnings of the same kind: a condition that
+/// lasts (a failing disk, a reader that keeps its snapshot) is met by every
+/// checkpoint, up to ten a second while writes go on.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// What one checkpoint did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// It ran, and found the log so.
+    Done(Log),
+    /// It failed (the error is logged).
+    Failed,
+}
+
 /// Tells the checkpoint task that a commit added to the log.
 #[derive(Clone)]
 pub struct Checkpoints {
@@ -37,34 +52,51 @@ pub struct Checkpoints {
 
 impl Checkpoints {
     /// Starts the task on `conn` (a pool of the same file); it tells
-    /// `checkpointed` what each checkpoint found and ends when every handle
-    /// is gone.
+    /// `checkpointed` what each checkpoint did and ends when every handle
+    /// is gone. Warnings of the same kind come at most once a minute, with
+    /// the number of their kind left out since the last.
     pub fn spawn(
         conn: DatabaseConnection,
-        checkpointed: impl Fn(Log) + Send + 'static,
+        checkpointed: impl Fn(Checkpoint) + Send + 'static,
     ) -> Checkpoints {
         let (wake, mut woken) = mpsc::channel(1);
         tokio::spawn(async move {
+            let mut large_log = Throttle::new(WARN_EVERY);
+            let mut failed = Throttle::new(WARN_EVERY);
             while woken.recv().await.is_some() {
                 tokio::time::sleep(PAUSE).await;
-                let done = checkpoint(&conn).await;
-                if let Ok(log) = &done {
-                    checkpointed(*log);
-                }
-                match done {
-                    Ok(log) if log.left() >= LARGE_LOG_PAGES => tracing::warn!(
-                        log_pages = log.pages,
-                        left = log.left(),
-                        "the SQLite write-ahead log could not be copied back: \
-                         a reader holds an old snapshot"
-                    ),
+                match checkpoint(&conn).await {
                     Ok(log) => {
-                        tracing::trace!(log_pages = log.pages, copied = log.copied, "checkpoint")
+                        checkpointed(Checkpoint::Done(log));
+                        if log.left() < LARGE_LOG_PAGES {
+                            tracing::trace!(
+                                log_pages = log.pages,
+                                copied = log.copied,
+                                "checkpoint"
+                            );
+                        } else if let Some(since_last) = large_log.allow(Instant::now()) {
+                            tracing::warn!(
+                                log_pages = log.pages,
+                                left = log.left(),
+                                not_logged_since_last = since_last,
+                                "the SQLite write-ahead log could not be copied back: \
+                                 a reader holds an old snapshot"
+                            );
+                        }
                     }
                     // Closed while the server stops: the last connection
                     // to close checkpoints.
                     Err(_) if conn.get_sqlite_connection_pool().is_closed() => break,
-                    Err(err) => tracing::warn!(error = %err, "SQLite checkpoint failed"),
+                    Err(err) => {
+                        checkpointed(Checkpoint::Failed);
+                        if let Some(since_last) = failed.allow(Instant::now()) {
+                            tracing::warn!(
+                                error = %err,
+                                not_logged_since_last = since_last,
+                                "SQLite checkpoint failed"
+                            );
+                        }
+                    }
                 }
             }
         });
@@ -75,6 +107,39 @@ impl Checkpoints {
     pub fn committed(&self) {
         // Full: a checkpoint is due already and copies this commit too.
         let _ = self.wake.try_send(());
+    }
+}
+
+/// Lets one of a kind of event through at most every `every`, and counts the
+/// others.
+#[derive(Debug)]
+struct Throttle {
+    every: Duration,
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl Throttle {
+    fn new(every: Duration) -> Self {
+        Throttle {
+            every,
+            last: None,
+            held: 0,
+        }
+    }
+
+    /// An event at `now`: `Some(events held back since the last let
+    /// through)` when it is let through, `None` when it is held back.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) < self.every)
+        {
+            self.held += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held))
     }
 }
 
@@ -107,4 +172,76 @@ pub async fn checkpoint(conn: &impl ConnectionTrait) -> Result<Log, DbErr> {
         pages: row.try_get_by_index::<i64>(1)?,
         copied: row.try_get_by_index::<i64>(2)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use sea_orm::Database;
+
+    use super::*;
+
+    #[test]
+    fn a_lasting_condition_is_let_through_once_a_period_with_the_count_held_back() {
+        let start = Instant::now();
+        let mut throttle = Throttle::new(Duration::from_secs(60));
+        assert_eq!(throttle.allow(start), Some(0));
+        for second in 1..=10 {
+            assert_eq!(throttle.allow(start + Duration::from_secs(second)), None);
+        }
+        assert_eq!(throttle.allow(start + Duration::from_secs(59)), None);
+        assert_eq!(throttle.allow(start + Duration::from_secs(60)), Some(11));
+        assert_eq!(throttle.allow(start + Duration::from_secs(61)), None);
+        assert_eq!(throttle.allow(start + Duration::from_secs(200)), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_that_fails_is_told_and_the_task_goes_on() {
+        let path = std::env::temp_dir().join(format!(
+            "orgs-checkpoints-{}.db",
+            ulid::Ulid::new().to_string().to_lowercase()
+        ));
+        let url = |mode: &str| format!("sqlite://{}?mode={mode}", path.display());
+        let writer = Database::connect(url("rwc")).await.expect("connect");
+        writer
+            .execute_unprepared(
+                "PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1);",
+            )
+            .await
+            .expect("a database in WAL mode");
+        // A read-only connection cannot copy the log into the file.
+        let read_only = Database::connect(url("ro"))
+            .await
+            .expect("connect read-only");
+        let failures = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicUsize::new(0));
+        let checkpoints = Checkpoints::spawn(read_only, {
+            let (failures, done) = (failures.clone(), done.clone());
+            move |checkpoint| {
+                let counter = match checkpoint {
+                    Checkpoint::Failed => &failures,
+                    Checkpoint::Done(_) => &done,
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while failures.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+            checkpoints.committed();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            failures.load(Ordering::SeqCst) >= 2,
+            "two failed checkpoints were told: {} failed, {} done",
+            failures.load(Ordering::SeqCst),
+            done.load(Ordering::SeqCst)
+        );
+        assert_eq!(done.load(Ordering::SeqCst), 0);
+        drop(writer);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
 }

@@ -130,6 +130,7 @@ pub struct WalGauges {
     pages: Gauge,
     uncopied_pages: Gauge,
     checkpoints: Counter,
+    failures: Counter,
 }
 
 impl WalGauges {
@@ -138,6 +139,7 @@ impl WalGauges {
             pages: Gauge::default(),
             uncopied_pages: Gauge::default(),
             checkpoints: Counter::default(),
+            failures: Counter::default(),
         };
         registry.register(
             "orgs_sqlite_wal_pages",
@@ -154,6 +156,11 @@ impl WalGauges {
             "Checkpoints run beside the SQLite writer",
             gauges.checkpoints.clone(),
         );
+        registry.register(
+            "orgs_sqlite_checkpoint_failures",
+            "Checkpoints beside the SQLite writer that failed (the log grows until one succeeds)",
+            gauges.failures.clone(),
+        );
         gauges
     }
 
@@ -162,6 +169,11 @@ impl WalGauges {
         self.pages.set(pages);
         self.uncopied_pages.set(pages - copied);
         self.checkpoints.inc();
+    }
+
+    /// A checkpoint failed.
+    pub fn checkpoint_failed(&self) {
+        self.failures.inc();
     }
 }
 
