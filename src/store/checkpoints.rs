@@ -13,9 +13,12 @@
 
 use std::time::Duration;
 
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 /// The log size, in pages, at which a connection's commit still runs a
 /// checkpoint itself (SQLite's `wal_autocheckpoint`; its default is 1,000).
@@ -40,7 +43,7 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 pub enum Checkpoint {
     /// It ran, and found the log so.
     Done(Log),
-    /// It failed (the error is logged).
+    /// It failed (the error is logged, at most once a minute).
     Failed,
 }
 
@@ -61,8 +64,8 @@ impl Checkpoints {
     ) -> Checkpoints {
         let (wake, mut woken) = mpsc::channel(1);
         tokio::spawn(async move {
-            let mut large_log = Throttle::new(WARN_EVERY);
-            let mut failed = Throttle::new(WARN_EVERY);
+            let mut large_log = Throttle::new(WARN_EVERY, DefaultClock::default());
+            let mut failed = Throttle::new(WARN_EVERY, DefaultClock::default());
             while woken.recv().await.is_some() {
                 tokio::time::sleep(PAUSE).await;
                 match checkpoint(&conn).await {
@@ -74,7 +77,7 @@ impl Checkpoints {
                                 copied = log.copied,
                                 "checkpoint"
                             );
-                        } else if let Some(since_last) = large_log.allow(Instant::now()) {
+                        } else if let Some(since_last) = large_log.allow() {
                             tracing::warn!(
                                 log_pages = log.pages,
                                 left = log.left(),
@@ -89,7 +92,7 @@ impl Checkpoints {
                     Err(_) if conn.get_sqlite_connection_pool().is_closed() => break,
                     Err(err) => {
                         checkpointed(Checkpoint::Failed);
-                        if let Some(since_last) = failed.allow(Instant::now()) {
+                        if let Some(since_last) = failed.allow() {
                             tracing::warn!(
                                 error = %err,
                                 not_logged_since_last = since_last,
@@ -110,35 +113,29 @@ impl Checkpoints {
     }
 }
 
-/// Lets one of a kind of event through at most every `every`, and counts the
-/// others.
-#[derive(Debug)]
-struct Throttle {
-    every: Duration,
-    last: Option<Instant>,
+/// Lets one of a kind of event through at most once a period (`governor`'s
+/// limiter, a burst of one), and counts the others.
+struct Throttle<C: Clock> {
+    limiter: RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
     held: u64,
 }
 
-impl Throttle {
-    fn new(every: Duration) -> Self {
+impl<C: Clock> Throttle<C> {
+    fn new(period: Duration, clock: C) -> Self {
+        let quota = Quota::with_period(period).expect("a period longer than zero");
         Throttle {
-            every,
-            last: None,
+            limiter: RateLimiter::direct_with_clock(quota, clock),
             held: 0,
         }
     }
 
-    /// An event at `now`: `Some(events held back since the last let
-    /// through)` when it is let through, `None` when it is held back.
-    fn allow(&mut self, now: Instant) -> Option<u64> {
-        if self
-            .last
-            .is_some_and(|last| now.saturating_duration_since(last) < self.every)
-        {
+    /// An event now: `Some(events held back since the last let through)`
+    /// when it is let through, `None` when it is held back.
+    fn allow(&mut self) -> Option<u64> {
+        if self.limiter.check().is_err() {
             self.held += 1;
             return None;
         }
-        self.last = Some(now);
         Some(std::mem::take(&mut self.held))
     }
 }
@@ -179,22 +176,29 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use governor::clock::FakeRelativeClock;
     use sea_orm::Database;
+    use tokio::time::Instant;
 
     use super::*;
 
     #[test]
     fn a_lasting_condition_is_let_through_once_a_period_with_the_count_held_back() {
-        let start = Instant::now();
-        let mut throttle = Throttle::new(Duration::from_secs(60));
-        assert_eq!(throttle.allow(start), Some(0));
-        for second in 1..=10 {
-            assert_eq!(throttle.allow(start + Duration::from_secs(second)), None);
+        let clock = FakeRelativeClock::default();
+        let mut throttle = Throttle::new(Duration::from_secs(60), clock.clone());
+        assert_eq!(throttle.allow(), Some(0));
+        for _ in 1..=10 {
+            clock.advance(Duration::from_secs(1));
+            assert_eq!(throttle.allow(), None);
         }
-        assert_eq!(throttle.allow(start + Duration::from_secs(59)), None);
-        assert_eq!(throttle.allow(start + Duration::from_secs(60)), Some(11));
-        assert_eq!(throttle.allow(start + Duration::from_secs(61)), None);
-        assert_eq!(throttle.allow(start + Duration::from_secs(200)), Some(1));
+        clock.advance(Duration::from_secs(49));
+        assert_eq!(throttle.allow(), None);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(throttle.allow(), Some(11));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(throttle.allow(), None);
+        clock.advance(Duration::from_secs(139));
+        assert_eq!(throttle.allow(), Some(1));
     }
 
     #[tokio::test]
