@@ -75,7 +75,8 @@ until grep -q "^measuring $phase\$" "$work/progress"; do
   sleep 0.1
 done
 sleep 1
-perf record -F "$frequency" -g -p "$server" -o "$out/perf.data" -- sleep $((seconds - 3)) \
+recorded=$((seconds - 3))
+perf record -F "$frequency" -g -p "$server" -o "$out/perf.data" -- sleep "$recorded" \
   >/dev/null 2>"$work/perf.log" || {
   cat "$work/perf.log" >&2
   exit 1
@@ -84,20 +85,7 @@ wait "$load"
 also_stop=""
 cat "$out/bench.txt"
 perf script -i "$out/perf.data" -F comm,tid,ip,sym 2>/dev/null >"$work/script.txt"
-# The phase's rate: the first row of the benchmark's tables that names it.
-rate="$(python3 -c '
-import re, sys
-for line in open(sys.argv[1], encoding="utf-8"):
-    found = re.match(r"(.*?)\s+(\d+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+\s", line)
-    if found and found.group(1).startswith(sys.argv[2]):
-        print(found.group(2))
-        break
-' "$out/bench.txt" "$phase")"
-per_call=()
-if [[ -n "$rate" ]]; then
-  per_call=(--calls-per-second "$rate" --seconds $((seconds - 3)) --frequency "$frequency")
-fi
 python3 "$repo_root/bench/profile_report.py" "$work/script.txt" "$out/stacks.folded" "$frames" \
-  "${per_call[@]}"
+  --bench-table "$out/bench.txt" --phase "$phase" --seconds "$recorded" --frequency "$frequency"
 echo
 echo "perf.data and stacks.folded (for a flame graph) are in $out"

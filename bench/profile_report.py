@@ -1,20 +1,25 @@
 """Summarizes `perf script -F comm,tid,ip,sym` output of one process.
 
 Usage: profile_report.py SCRIPT_TXT FOLDED_OUT "frame|frame..."
-                         [--calls-per-second R --seconds S --frequency F]
+         [--bench-table BENCH_TXT --phase PHASE --seconds S --frequency F]
 
 Prints the share of samples of each thread, the frames with the largest
 inclusive shares (a frame counted once per sample however often it recurs in
 the stack), and for each named frame (a substring of a symbol) what its
-samples were spent in one level down. Given the rate of the calls measured
-while perf recorded, for S seconds at F samples a second of CPU time, it also
-tells each thread's and each named frame's CPU time per call. Writes the
-stacks folded, root first, one `frame;frame;... count` line per distinct
-stack, for a flame graph.
+samples were spent in one level down. Given the table `orgs-bench writes`
+printed and the phase perf recorded, for S seconds at F samples a second of
+CPU time, it also tells each thread's and each named frame's CPU time per
+call of the phase. Writes the stacks folded, root first, one
+`frame;frame;... count` line per distinct stack, for a flame graph.
 """
 
 import argparse
 import collections
+import re
+
+# A row of the benchmark's tables: the name, then req/s, p50, p99, p99.9 and
+# errors.
+ROW = re.compile(r"(.*?)\s+(\d+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+\s")
 
 # Frames of the runtime and the thread's start, in nearly every stack.
 COMMON = (
@@ -50,21 +55,36 @@ def read_samples(path):
         yield thread, frames
 
 
+def phase_rate(table, phase):
+    """Calls a second of the first row of the benchmark's tables that names
+    the phase, or None."""
+    with open(table, encoding="utf-8") as rows:
+        for line in rows:
+            found = ROW.match(line)
+            if found and found.group(1).startswith(phase):
+                return float(found.group(2))
+    return None
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("script")
     parser.add_argument("folded")
     parser.add_argument("frames")
-    parser.add_argument("--calls-per-second", type=float)
+    parser.add_argument("--bench-table")
+    parser.add_argument("--phase")
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--frequency", type=float)
     args = parser.parse_args()
     script, folded_path = args.script, args.folded
     named = [name for name in args.frames.split("|") if name]
+    rate = None
+    if args.bench_table and args.phase:
+        rate = phase_rate(args.bench_table, args.phase)
     per_call = None
-    if args.calls_per_second and args.seconds and args.frequency:
+    if rate and args.seconds and args.frequency:
         # A sample stands for 1/F s of one thread's CPU time.
-        per_call = 1e6 / (args.frequency * args.seconds * args.calls_per_second)
+        per_call = 1e6 / (args.frequency * args.seconds * rate)
     samples = list(read_samples(script))
     total = len(samples)
     if total == 0:
@@ -96,7 +116,7 @@ def main():
     if per_call:
         cores = total / (args.frequency * args.seconds)
         print(
-            f"{cores:.2f} cores busy at {args.calls_per_second:,.0f} calls a second:"
+            f"{cores:.2f} cores busy at {rate:,.0f} calls a second:"
             f" {total * per_call:,.0f} µs of CPU a call"
         )
     print("\nby thread (name, id):")
