@@ -16,16 +16,11 @@ requests="${REQUESTS:-20000}"
 clients="${CLIENTS:-8}"
 streams="${STREAMS:-8}"
 work="$(mktemp -d)"
+# shellcheck source=bench/servers.sh
+source "$repo_root/bench/servers.sh"
 database_url="${1:-sqlite://$work/bench.db?mode=rwc}"
 export ORGS_AUTH_HS256_SECRET="bench-secret-0123456789abcdef-0123456789"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-
-"$orgs" serve --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" --database-url "$database_url" \
-  >"$work/server.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 1 50); do "$grpcurl" -plaintext "127.0.0.1:$port" grpc.health.v1.Health/Check >/dev/null 2>&1 && break; sleep 0.2; done
+start_server "$database_url"
 
 admin="$("$orgs" token --sub bench-admin --scope orgs:admin)"
 reader="$("$orgs" token --sub bench-reader --scope orgs:read)"

@@ -3,7 +3,8 @@
 # Before sourcing, a script sets `orgs` (the server binary) and `work` (a
 # directory of its own, removed at exit). It gets:
 #   start_server URL [SERVE_OPTION...]  a server on URL, its log in
-#                                       $work/server.log; sets $server, $addr
+#                                       $work/server.log; sets $server, $port
+#                                       and $addr (http://127.0.0.1:$port)
 #   stop_server                         stops $replica (when set) and $server
 #   fresh_database ADMIN_URL PREFIX     creates a database next to ADMIN_URL's,
 #                                       dropped at exit; sets $database_url
@@ -14,6 +15,7 @@
 
 server=""
 replica=""
+port=""
 addr=""
 also_stop=""
 pg_admin_url=""
@@ -41,7 +43,7 @@ stop_server() {
 }
 
 start_server() {
-  local url="$1" port metrics_port
+  local url="$1" metrics_port
   shift
   port="$(free_port)"
   metrics_port="$(free_port)"
