@@ -473,6 +473,9 @@ impl ServeConfig {
             database: DatabaseConfig {
                 url: database_url.to_string(),
                 max_connections: 10,
+                // Many test servers share one PostgreSQL cluster: each
+                // opens connections as its calls need them.
+                min_connections: Some(1),
                 acquire_timeout_secs: 2,
                 statement_timeout_secs: 30,
             },

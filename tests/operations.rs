@@ -157,6 +157,36 @@ async fn metrics_count_calls_by_method_and_code_with_latency_in_flight_and_datab
     app.shutdown().await;
 }
 
+/// By default the pool is of fixed size: it opens its connections as the
+/// server starts, before any call needs them, so that the first burst of
+/// calls does not wait for new database sessions.
+#[tokio::test]
+async fn the_database_pool_opens_its_connections_before_the_first_call() {
+    let app = TestApp::spawn_with(|config| {
+        config.database.max_connections = 12;
+        config.database.min_connections = None;
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, text) = scrape(app.metrics_addr).await;
+        let open: f64 = ["idle", "in_use"]
+            .iter()
+            .filter_map(|state| sample(&text, "orgs_db_pool_connections", &[("state", state)]))
+            .sum();
+        if open >= 12.0 {
+            assert_eq!(open, 12.0, "{text}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pool opened {open} of its 12 connections without calls: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn watch_stream_guards_and_billing_gauges_show_in_the_scrape() {
     let metrics = Metrics::new();

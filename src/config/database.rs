@@ -21,6 +21,17 @@ pub struct DatabaseConfig {
         default_value_t = 10
     )]
     pub max_connections: u32,
+    /// Connections the pool opens as the server starts and keeps open;
+    /// unset: as many as `--database-max-connections`, a pool of fixed size.
+    /// Every connection opened while calls wait for it costs them a TLS
+    /// handshake and a new database session whose caches are cold: with a
+    /// pool that grows on demand, the first burst after a start (or after
+    /// a quiet spell that let the pool shrink) waits for all of that.
+    #[arg(
+        long = "database-min-connections",
+        env = "ORGS_DATABASE_MIN_CONNECTIONS"
+    )]
+    pub min_connections: Option<u32>,
     /// Seconds a call waits for a pooled connection (or for a new connection
     /// to the database) before it fails with UNAVAILABLE.
     #[arg(long = "database-acquire-timeout", env = "ORGS_DATABASE_ACQUIRE_TIMEOUT", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
@@ -40,6 +51,7 @@ impl DatabaseConfig {
     pub fn pool(&self) -> crate::store::PoolSettings {
         crate::store::PoolSettings {
             max_connections: self.max_connections,
+            min_connections: self.min_connections,
             acquire_timeout: Duration::from_secs(self.acquire_timeout_secs),
             statement_timeout: (self.statement_timeout_secs > 0)
                 .then(|| Duration::from_secs(self.statement_timeout_secs)),
@@ -52,6 +64,7 @@ impl std::fmt::Debug for DatabaseConfig {
         f.debug_struct("DatabaseConfig")
             .field("url", &redact_url(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("min_connections", &self.min_connections)
             .field("acquire_timeout_secs", &self.acquire_timeout_secs)
             .field("statement_timeout_secs", &self.statement_timeout_secs)
             .finish()

@@ -54,7 +54,17 @@ impl Db {
     /// timeout and foreign keys; PostgreSQL connections get the
     /// `statement_timeout` of `settings`.
     pub async fn connect_with(url: &str, settings: &PoolSettings) -> Result<Db, DbErr> {
-        let conn = Database::connect(Self::options(url, settings)).await?;
+        // sqlx opens a pool's `min_connections` one after another before
+        // it answers: 32 sessions with TLS took more than the acquire
+        // timeout here. So the pool is created without a connection, one is
+        // opened to fail as early (and with the same error) when the
+        // database cannot be reached, and the rest open side by side, in
+        // the background.
+        let mut options = Self::options(url, settings);
+        options.connect_lazy(true);
+        let conn = Database::connect(options).await?;
+        conn.ping().await?;
+        warm(&conn, settings.min_connections());
         let file =
             url.starts_with("sqlite:") && !url.contains(":memory:") && !url.contains("mode=memory");
         let batch = if file {
@@ -75,9 +85,12 @@ impl Db {
         const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
         let mut options = ConnectOptions::new(url.to_string());
         let statement_timeout = settings.statement_timeout;
+        let max_connections = settings.max_connections.max(1);
         options
-            .max_connections(settings.max_connections.max(1))
-            .min_connections(1)
+            .max_connections(max_connections)
+            // Opened in the background as the pool starts, and reopened
+            // when one is closed: calls do not wait for new connections.
+            .min_connections(settings.min_connections())
             .acquire_timeout(settings.acquire_timeout)
             .connect_timeout(settings.acquire_timeout)
             // A connection in steady use is handed out as it is: a ping on
@@ -212,6 +225,9 @@ impl Db {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSettings {
     pub max_connections: u32,
+    /// Connections opened when the pool starts and kept open; `None`: as
+    /// many as `max_connections`.
+    pub min_connections: Option<u32>,
     /// How long a call waits for a connection (and a new connection for the
     /// database) before it fails with UNAVAILABLE.
     pub acquire_timeout: Duration,
@@ -220,10 +236,67 @@ pub struct PoolSettings {
     pub statement_timeout: Option<Duration>,
 }
 
+impl PoolSettings {
+    /// The connections the pool keeps open, at most `max_connections`.
+    pub fn min_connections(&self) -> u32 {
+        let max_connections = self.max_connections.max(1);
+        self.min_connections
+            .unwrap_or(max_connections)
+            .min(max_connections)
+    }
+}
+
+/// Opens `count` connections of `conn`'s pool side by side, in the
+/// background, and leaves them idle in the pool; sqlx then keeps that many
+/// open (`min_connections`), reopening one it closed for its age.
+fn warm(conn: &DatabaseConnection, count: u32) {
+    if count <= 1 {
+        return;
+    }
+    match conn.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = conn.get_postgres_connection_pool().clone();
+            tokio::spawn(open_side_by_side(pool, count));
+        }
+        DbBackend::Sqlite => {
+            let pool = conn.get_sqlite_connection_pool().clone();
+            tokio::spawn(open_side_by_side(pool, count));
+        }
+        _ => {}
+    }
+}
+
+/// Holds `count` connections of `pool` at once, so that each is a new one
+/// (a connection let go would be handed out again), then lets them go.
+async fn open_side_by_side<D: sea_orm::sqlx::Database>(pool: sea_orm::sqlx::Pool<D>, count: u32) {
+    let opened = futures::future::join_all((0..count).map(|_| pool.acquire())).await;
+    let failures: Vec<String> = opened
+        .iter()
+        .filter_map(|opened| match opened {
+            // Busy with calls already, or closed: nothing to warn of.
+            Err(sea_orm::sqlx::Error::PoolTimedOut | sea_orm::sqlx::Error::PoolClosed) => None,
+            Err(err) => Some(err.to_string()),
+            Ok(_) => None,
+        })
+        .collect();
+    let open = opened.iter().filter(|opened| opened.is_ok()).count();
+    drop(opened);
+    if let Some(first) = failures.first() {
+        tracing::warn!(
+            open,
+            wanted = count,
+            failed = failures.len(),
+            error = %first,
+            "could not open every connection of the database pool; more open as calls need them"
+        );
+    }
+}
+
 impl Default for PoolSettings {
     fn default() -> Self {
         PoolSettings {
             max_connections: 10,
+            min_connections: None,
             acquire_timeout: Duration::from_secs(2),
             statement_timeout: Some(Duration::from_secs(30)),
         }
