@@ -469,3 +469,132 @@ async fn concurrent_writers_on_two_replicas_are_watched_exactly_once_in_commit_o
     second.shutdown().await;
     first.shutdown().await;
 }
+
+/// The events of a new membership (CreateMembership) and of a new
+/// organization with its creator (CreateOrganization) tell them as they were
+/// answered, once each and in order, whether the statement that adds the
+/// member writes them (PostgreSQL, a user not active in the period) or the
+/// change appends them at its end (a user active already, and SQLite); the
+/// first of a call is its audit entry; and every stored payload is in the
+/// one form payloads have (`serde_json`'s: keys in order, no spaces).
+#[tokio::test]
+async fn new_members_events_tell_what_was_answered_however_they_are_written() {
+    use sea_orm::{EntityTrait, QueryOrder};
+
+    let app = TestApp::spawn().await;
+    let mut admin = app.admin();
+    app.billing(Some(token("svc-billing", "billing:write")))
+        .record_activity(pb::RecordActivityRequest {
+            events: ["user_active_first", "user_active_creator"]
+                .into_iter()
+                .map(|user| pb::ActivityEvent {
+                    user_id: user.into(),
+                    occur_time: None,
+                })
+                .collect(),
+        })
+        .await
+        .expect("record activity");
+    let mut organizations = HashMap::new();
+    let mut memberships = HashMap::new();
+    for creator in ["user_new_creator", "user_active_creator"] {
+        let created = admin
+            .create_organization(pb::CreateOrganizationRequest {
+                name: format!("Made by {creator}"),
+                created_by: creator.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("create organization")
+            .into_inner();
+        let organization = created.organization.expect("organization");
+        let membership = created.membership.expect("the creator's membership");
+        assert!(membership.permissions.len() > 1, "{membership:?}");
+        organizations.insert(organization.id.clone(), organization);
+        memberships.insert(membership.id.clone(), membership);
+    }
+    let organization_id = organizations.keys().next().expect("one").clone();
+    // The creator role grants several permissions, the default one.
+    for (user, role) in [
+        ("user_not_seen_yet", "org:admin"),
+        ("user_active_first", ""),
+    ] {
+        let membership = admin
+            .create_membership(pb::CreateMembershipRequest {
+                organization_id: organization_id.clone(),
+                user_id: user.into(),
+                role: role.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("create membership")
+            .into_inner()
+            .membership
+            .expect("membership");
+        assert!(!membership.permissions.is_empty(), "{membership:?}");
+        memberships.insert(membership.id.clone(), membership);
+    }
+
+    let log: Vec<pb::Event> = list_log(&app)
+        .await
+        .into_iter()
+        .filter(|event| {
+            ["organization.created", "membership.created"].contains(&event.r#type.as_str())
+        })
+        .collect();
+    let mut told_organizations = 0;
+    let mut told_memberships = 0;
+    for (n, event) in log.iter().enumerate() {
+        match &event.resource {
+            Some(pb::event::Resource::Organization(organization)) => {
+                assert_eq!(event.r#type, "organization.created");
+                assert_eq!(Some(organization), organizations.get(&organization.id));
+                // Its creator's membership comes right after it.
+                let next = log.get(n + 1).and_then(|next| next.resource.clone());
+                assert!(
+                    matches!(&next, Some(pb::event::Resource::Membership(m)) if m.organization_id == organization.id),
+                    "{next:?}"
+                );
+                told_organizations += 1;
+            }
+            Some(pb::event::Resource::Membership(membership)) => {
+                assert_eq!(event.r#type, "membership.created");
+                assert_eq!(Some(membership), memberships.get(&membership.id));
+                told_memberships += 1;
+            }
+            other => panic!("a {} event tells {other:?}", event.r#type),
+        }
+    }
+    assert_eq!((told_organizations, told_memberships), (2, 4), "{log:?}");
+
+    let db = orgs::store::Db::connect(&app.database_url, 1)
+        .await
+        .expect("connect");
+    let stored = orgs::store::entity::events::Entity::find()
+        .order_by_asc(orgs::store::entity::events::Column::Seq)
+        .all(db.conn())
+        .await
+        .expect("the events");
+    let mut audit_entries = HashMap::new();
+    for event in &stored {
+        let parsed: serde_json::Value = serde_json::from_str(&event.payload).expect("JSON");
+        assert_eq!(event.payload, parsed.to_string());
+        if event.audit {
+            *audit_entries.entry(event.kind.as_str()).or_insert(0) += 1;
+        }
+    }
+    // One entry per call: the organization's for a creation, the
+    // membership's for CreateMembership.
+    assert_eq!(
+        audit_entries.get("organization.created"),
+        Some(&2),
+        "{stored:?}"
+    );
+    assert_eq!(
+        audit_entries.get("membership.created"),
+        Some(&2),
+        "{stored:?}"
+    );
+    db.close().await;
+    app.shutdown().await;
+}

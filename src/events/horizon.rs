@@ -3,10 +3,12 @@
 //!
 //! A change writes its events as its last statement, once, each taking the
 //! next value of the `event_positions` sequence (`event_position()`, the
-//! default of `events.seq`). The values are taken after every row lock the
-//! change holds, so of two changes that touched one row the one that
-//! committed later has the larger positions, and changes commit side by
-//! side, on any number of replicas.
+//! default of `events.seq`); a new member's event may instead ride in the
+//! statement that adds the member, when nothing after it takes a lock
+//! ([`crate::store::repo::member_writes::MemberEvent`]). The values are
+//! taken after every row lock the change holds, so of two changes that
+//! touched one row the one that committed later has the larger positions,
+//! and changes commit side by side, on any number of replicas.
 //!
 //! A position is taken before its commit, though, so a smaller one can
 //! commit after a larger one. Readers therefore read the log only up to its

@@ -7,12 +7,14 @@ use sea_orm::ConnectionTrait;
 use super::billing::BillingCounters;
 use super::unit_of_work::Tx;
 use crate::domain::billing::BillingImpact;
+use crate::domain::events::EventKind;
 use crate::domain::ids::{MembershipId, OrganizationId, RoleKey, UserId};
-use crate::domain::organizations::{AddedMember, LifecycleState, Membership};
+use crate::domain::organizations::{AddedMember, LifecycleState, Membership, Organization};
 use crate::domain::roles::MEMBERSHIPS_MANAGE;
 use crate::domain::time::BillingPeriod;
 use crate::domain::types::Metadata;
 use crate::domain::{Access, Actor, Error, Reason, Result};
+use crate::events::NewEvent;
 use crate::store::membership_view;
 use crate::store::repo::member_writes;
 use crate::store::repo::memberships::{self, MembershipFilter, MembershipRow};
@@ -95,9 +97,11 @@ impl Members {
 
     /// Inserts a new organization (`row`, its creator's place taken) with its
     /// creator's membership and moves the counts in one round trip, after
-    /// [`member_writes::lock_catalogue_and_users`] for the creator; `None`
-    /// (nothing written) when its id, slug or external id is taken. Emits no
-    /// event, as [`Members::add`].
+    /// [`member_writes::lock_catalogue_and_users`] for the creator, and emits
+    /// the `organization.created` and `membership.created` events (on
+    /// PostgreSQL, for a creator not active in the period, written by the
+    /// same statement: [`member_writes::StatementEvents`]); `None` (nothing
+    /// written, no event) when its id, slug or external id is taken.
     pub async fn insert_with_creator(
         &self,
         tx: &mut Tx,
@@ -113,10 +117,40 @@ impl Members {
             Metadata::default(),
             Metadata::default(),
         );
+        let organization_id = OrganizationId::from_stored(row.id.clone());
+        // As inserted: nothing else can have changed it yet.
+        let organization = Organization::from(row.clone());
+        let mut events = member_writes::StatementEvents::default();
+        if tx.conn().get_database_backend() == sea_orm::DbBackend::Postgres {
+            let mut created = tx.event(
+                EventKind::OrganizationCreated,
+                Some(&organization_id),
+                &row.id,
+            );
+            created.payload = serde_json::to_value(&organization).map_err(Error::internal)?;
+            let mut joined = tx.event(
+                EventKind::MembershipCreated,
+                Some(&organization_id),
+                &membership.id,
+            );
+            // The organization's event is the call's entry in the audit trail.
+            joined.audit = joined.audit && !created.audit;
+            let answered = answered(membership.clone(), Vec::new(), row);
+            events.add(created);
+            events.add_membership(
+                joined,
+                &serde_json::to_value(&answered).map_err(Error::internal)?,
+            )?;
+        }
         let period = BillingPeriod::containing_micros(tx.now).to_string();
-        let write =
-            member_writes::insert_organization_with_creator(tx.conn(), row, &membership, &period)
-                .await?;
+        let write = member_writes::insert_organization_with_creator(
+            tx.conn(),
+            row,
+            &membership,
+            &period,
+            &events,
+        )
+        .await?;
         if !write.organization_written {
             return Ok(None);
         }
@@ -126,23 +160,47 @@ impl Members {
         if !write.member_inserted {
             return Err(Error::internal("the creator's membership was not inserted"));
         }
-        let organization_id = OrganizationId::from_stored(row.id.clone());
         let billing_impact = self
             .counters
             .member_joined(tx, &organization_id, creator, write.user_active, None)
             .await?;
-        Ok(Some(added(membership, permissions, row, billing_impact)))
+        let added = added(membership, permissions, row, billing_impact);
+        if write.event_written {
+            let mut events = events.into_events().into_iter();
+            let (Some(created), Some(mut joined)) = (events.next(), events.next()) else {
+                return Err(Error::internal("a new organization's events went missing"));
+            };
+            joined.payload = serde_json::to_value(&added.membership).map_err(Error::internal)?;
+            tx.emitted_by_statement(created);
+            tx.emitted_by_statement(joined);
+        } else {
+            tx.emit(
+                EventKind::OrganizationCreated,
+                Some(&organization_id),
+                organization_id.as_str(),
+                &organization,
+            )?;
+            tx.emit(
+                EventKind::MembershipCreated,
+                Some(&organization_id),
+                added.membership.id.as_str(),
+                &added.membership,
+            )?;
+        }
+        Ok(Some(added))
     }
 
     /// Adds `user_id` to the active organization `organization_id` as
-    /// CreateMembership does. On PostgreSQL the organization is locked first
-    /// with the billing lock of `user_id`
-    /// ([`crate::service::lifecycle::lock_active_for_member`]), then the
-    /// membership, its place and the reads the bill needs go in one round
-    /// trip; on SQLite (whose writer holds the database) the organization is
-    /// read in the same round trip as the writes, which happen only while it
-    /// is active. A refusal, also one by [`check_ceiling`] after the writes,
-    /// leaves the transaction to be rolled back.
+    /// CreateMembership does, and emits its `membership.created` event. On
+    /// PostgreSQL the organization is locked first with the billing lock of
+    /// `user_id` ([`crate::service::lifecycle::lock_active_for_member`]),
+    /// then the membership, its place, the reads the bill needs and, for a
+    /// user not active in the period, the event go in one round trip
+    /// ([`member_writes::MemberEvent`]); on SQLite (whose writer holds the
+    /// database) the organization is read in the same round trip as the
+    /// writes, which happen only while it is active. A refusal, also one by
+    /// [`check_ceiling`] after the writes, leaves the transaction to be
+    /// rolled back.
     pub async fn join(
         &self,
         tx: &mut Tx,
@@ -161,32 +219,47 @@ impl Members {
             private_metadata,
         );
         let period = BillingPeriod::containing_micros(tx.now).to_string();
-        let (row, write) = if tx.conn().get_database_backend() == sea_orm::DbBackend::Postgres {
-            let row = crate::service::lifecycle::lock_active_for_member(
-                tx.conn(),
-                organization_id.as_str(),
-                user_id,
-            )
-            .await?;
-            check_ceiling(tx.conn(), tx.actor(), role).await?;
-            let write = member_writes::insert_member(tx.conn(), &membership, &period).await?;
-            (row, write)
-        } else {
-            let (row, write) = member_writes::join_active(tx.conn(), &membership, &period)
-                .await?
-                .ok_or_else(Error::organization_not_found)?;
-            if row.deactivate_time.is_some() {
-                return Err(Error::organization_deactivated());
-            }
-            check_ceiling(tx.conn(), tx.actor(), role).await?;
-            (row, write)
-        };
-        self.joined(tx, &row, (user_id, role), membership, write)
+        let (row, write, event) =
+            if tx.conn().get_database_backend() == sea_orm::DbBackend::Postgres {
+                let row = crate::service::lifecycle::lock_active_for_member(
+                    tx.conn(),
+                    organization_id.as_str(),
+                    user_id,
+                )
+                .await?;
+                check_ceiling(tx.conn(), tx.actor(), role).await?;
+                // The membership as it will be answered, but for the role's
+                // permissions, which the statement reads.
+                let answered = answered(membership.clone(), Vec::new(), &row);
+                let mut events = member_writes::StatementEvents::default();
+                events.add_membership(
+                    tx.event(
+                        EventKind::MembershipCreated,
+                        Some(organization_id),
+                        &membership.id,
+                    ),
+                    &serde_json::to_value(&answered).map_err(Error::internal)?,
+                )?;
+                let write =
+                    member_writes::insert_member(tx.conn(), &membership, &period, &events).await?;
+                (row, write, events.into_events().pop())
+            } else {
+                let (row, write) = member_writes::join_active(tx.conn(), &membership, &period)
+                    .await?
+                    .ok_or_else(Error::organization_not_found)?;
+                if row.deactivate_time.is_some() {
+                    return Err(Error::organization_deactivated());
+                }
+                check_ceiling(tx.conn(), tx.actor(), role).await?;
+                (row, write, None)
+            };
+        self.joined(tx, &row, (user_id, role), membership, write, event)
             .await
     }
 
     /// What follows the writes of a member joining `row`: the refusals they
-    /// tell of, in the order [`Members::add`] finds them, then the bill.
+    /// tell of, in the order [`Members::add`] finds them, then the bill, then
+    /// the event (`event`, if the statement wrote it).
     async fn joined(
         &self,
         tx: &mut Tx,
@@ -194,6 +267,7 @@ impl Members {
         (user_id, role): (&UserId, &RoleKey),
         membership: MembershipRow,
         write: member_writes::MemberWrite,
+        event: Option<NewEvent>,
     ) -> Result<AddedMember> {
         let Some(permissions) = write.permissions else {
             return Err(no_role(role));
@@ -210,7 +284,20 @@ impl Members {
             .counters
             .member_joined(tx, &organization_id, user_id, write.user_active, usage)
             .await?;
-        Ok(added(membership, permissions, row, billing_impact))
+        let added = added(membership, permissions, row, billing_impact);
+        match event.filter(|_| write.event_written) {
+            Some(mut event) => {
+                event.payload = serde_json::to_value(&added.membership).map_err(Error::internal)?;
+                tx.emitted_by_statement(event);
+            }
+            None => tx.emit(
+                EventKind::MembershipCreated,
+                Some(&organization_id),
+                added.membership.id.as_str(),
+                &added.membership,
+            )?,
+        }
+        Ok(added)
     }
 }
 
@@ -259,13 +346,22 @@ fn added(
     row: &OrganizationRow,
     billing_impact: BillingImpact,
 ) -> AddedMember {
+    AddedMember {
+        membership: answered(membership, permissions, row),
+        billing_impact,
+    }
+}
+
+/// A new membership of `row` as answered and as its event tells it.
+fn answered(
+    membership: MembershipRow,
+    permissions: Vec<String>,
+    row: &OrganizationRow,
+) -> Membership {
     let mut membership = membership_view(membership, permissions);
     membership.organization_name = row.name.clone();
     membership.organization_slug = row.slug.clone();
-    AddedMember {
-        membership,
-        billing_impact,
-    }
+    membership
 }
 
 /// Refuses to give a role above the caller: one acting through its own

@@ -74,7 +74,8 @@ impl Memberships {
                 Call::idempotent(actor, idempotency, validate_only),
                 move |tx| {
                     Box::pin(async move {
-                        let added = members
+                        // Emits the membership's event.
+                        members
                             .join(
                                 tx,
                                 &new.organization_id,
@@ -83,14 +84,7 @@ impl Memberships {
                                 new.public_metadata,
                                 new.private_metadata,
                             )
-                            .await?;
-                        tx.emit(
-                            EventKind::MembershipCreated,
-                            Some(&new.organization_id),
-                            added.membership.id.as_str(),
-                            &added.membership,
-                        )?;
-                        Ok(added)
+                            .await
                     })
                 },
             )

@@ -189,23 +189,18 @@ impl Organizations {
         };
         // As inserted: nothing else can have changed it yet.
         let organization = Organization::from(row);
-        tx.emit(
-            EventKind::OrganizationCreated,
-            Some(&id),
-            id.as_str(),
-            &organization,
-        )?;
         let (membership, billing_impact) = match added {
-            Some(added) => {
+            // Its events were emitted with its creator's membership.
+            Some(added) => (Some(added.membership), added.billing_impact),
+            None => {
                 tx.emit(
-                    EventKind::MembershipCreated,
+                    EventKind::OrganizationCreated,
                     Some(&id),
-                    added.membership.id.as_str(),
-                    &added.membership,
+                    id.as_str(),
+                    &organization,
                 )?;
-                (Some(added.membership), added.billing_impact)
+                (None, self.members.counters().nothing_changed(tx.now))
             }
-            None => (None, self.members.counters().nothing_changed(tx.now)),
         };
         Ok(CreatedOrganization {
             organization,

@@ -1,6 +1,7 @@
 //! One unit of work per change. [`Writer::write`] opens a transaction, claims
 //! the call's idempotency key (or answers with the stored response of the call
-//! that claimed it), runs the change, appends the events the change emitted,
+//! that claimed it), runs the change, appends the events the change emitted
+//! (but for those its own statements wrote, [`Tx::emitted_by_statement`]),
 //! stores the answer under the key and commits — or rolls all of it back, for
 //! an error or for `validate_only`. After the commit this process's caches
 //! forget what the change touched, before the caller hears of it; its
@@ -80,6 +81,9 @@ pub struct Tx {
     actor: Actor,
     request_id: Option<String>,
     events: Vec<NewEvent>,
+    /// Events a statement of the change wrote itself (PostgreSQL): not
+    /// appended again, but the caches forget what they touched all the same.
+    written: Vec<NewEvent>,
     commit_on_error: bool,
 }
 
@@ -103,9 +107,27 @@ impl Tx {
         resource_id: &str,
         resource: &impl Serialize,
     ) -> Result<()> {
-        let payload = serde_json::to_value(resource).map_err(Error::internal)?;
-        let audit = !self.events.iter().any(|event| event.audit);
-        self.events.push(NewEvent {
+        let mut event = self.event(kind, organization_id, resource_id);
+        event.payload = serde_json::to_value(resource).map_err(Error::internal)?;
+        self.events.push(event);
+        Ok(())
+    }
+
+    /// The event [`Self::emit`] would record next, with an empty payload:
+    /// for a statement that writes the event itself
+    /// ([`Self::emitted_by_statement`]).
+    pub fn event(
+        &self,
+        kind: EventKind,
+        organization_id: Option<&OrganizationId>,
+        resource_id: &str,
+    ) -> NewEvent {
+        let audit = !self
+            .events
+            .iter()
+            .chain(&self.written)
+            .any(|event| event.audit);
+        NewEvent {
             kind: Some(kind),
             action: self.actor.action.to_string(),
             actor: self.actor.sub.clone(),
@@ -114,10 +136,21 @@ impl Tx {
             resource_id: resource_id.to_string(),
             request_id: self.request_id.clone().unwrap_or_default(),
             audit,
-            payload,
+            payload: serde_json::Value::Null,
             create_time: self.now,
-        });
-        Ok(())
+        }
+    }
+
+    /// Records `event` (from [`Self::event`], its payload as written) as
+    /// written by the change's own statement, in its transaction, after
+    /// every lock the change takes (PostgreSQL only: the SQLite writer gives
+    /// positions itself). It is not appended again.
+    pub fn emitted_by_statement(&mut self, event: NewEvent) {
+        debug_assert_eq!(
+            sea_orm::ConnectionTrait::get_database_backend(&self.txn),
+            sea_orm::DbBackend::Postgres
+        );
+        self.written.push(event);
     }
 
     /// Records a fact that follows from the change (an organization became
@@ -208,6 +241,8 @@ enum Attempt<T> {
     Commit {
         txn: Scope,
         events: Vec<NewEvent>,
+        /// Written by the change's statements already (PostgreSQL).
+        written: Vec<NewEvent>,
         answer: Result<T>,
     },
 }
@@ -291,9 +326,18 @@ impl Writer {
                         match attempt(&db, Scope::Unit(unit.conn), now, call, change).await {
                             Attempt::Answered(answer) => group_commit::Staged::answered(answer),
                             // Its events are written at the batch's end.
-                            Attempt::Commit { events, answer, .. } => {
+                            Attempt::Commit {
+                                events,
+                                written,
+                                answer,
+                                ..
+                            } if written.is_empty() => {
                                 group_commit::Staged::kept(events, unit.first_seq, answer)
                             }
+                            // The writer numbers every event of its batch.
+                            Attempt::Commit { .. } => group_commit::Staged::answered(Err(
+                                Error::internal("a change in a batch wrote its own events"),
+                            )),
                         }
                     })
                 })
@@ -311,6 +355,7 @@ impl Writer {
             Attempt::Commit {
                 txn: Scope::Own(txn),
                 events,
+                written,
                 answer,
             } => {
                 if let Some(horizon) = &self.horizon {
@@ -319,7 +364,7 @@ impl Writer {
                     // Forgotten here before the answer: this replica must
                     // answer its own writes from fresh state, before its log
                     // follower reads the events.
-                    let touched = unpositioned(&events);
+                    let touched = unpositioned(written.iter().chain(&events));
                     if !touched.is_empty() {
                         self.listener.changed(&touched);
                         // Not waited for: committed, the answer stands; a
@@ -328,6 +373,11 @@ impl Writer {
                         horizon.nudge();
                     }
                     return answer;
+                }
+                if !written.is_empty() {
+                    return Err(Error::internal(
+                        "a change wrote its own events without a log horizon",
+                    ));
                 }
                 let last_seq = events::append(&txn, &events).await?;
                 txn.commit().await?;
@@ -363,9 +413,8 @@ fn changes(events: &[NewEvent], last_seq: Option<i64>) -> Vec<Change> {
 
 /// What a change committed on PostgreSQL touched (`seq` 0: the positions
 /// its events took are not read back).
-fn unpositioned(events: &[NewEvent]) -> Vec<Change> {
+fn unpositioned<'e>(events: impl Iterator<Item = &'e NewEvent>) -> Vec<Change> {
     events
-        .iter()
         .map(|event| Change {
             seq: 0,
             kind: event.kind,
@@ -393,6 +442,7 @@ where
         request_id: key.as_ref().map(|k| k.request_id.clone()),
         actor,
         events: Vec::new(),
+        written: Vec::new(),
         commit_on_error: false,
     };
     if let Some(key) = &key {
@@ -447,6 +497,7 @@ where
             Attempt::Commit {
                 txn: tx.txn,
                 events: tx.events,
+                written: tx.written,
                 answer: Ok(value),
             }
         }
@@ -463,6 +514,7 @@ where
             Attempt::Commit {
                 txn: tx.txn,
                 events: tx.events,
+                written: tx.written,
                 answer: Err(err),
             }
         }

@@ -17,7 +17,7 @@
 use sea_orm::sea_query::{
     Alias, CommonTableExpression, Condition, Expr, ExprTrait, InsertStatement, IntoColumnRef,
     IntoTableRef, JoinType, OnConflict, Order, Query, SelectStatement, SqliteQueryBuilder,
-    UpdateStatement, WithClause,
+    UnionType, UpdateStatement, WithClause,
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, IntoActiveModel,
@@ -114,6 +114,8 @@ pub struct MemberWrite {
     /// billable in it (an existing organization).
     pub active_member_count: i64,
     pub billable: bool,
+    /// The statement wrote the membership's event too ([`MemberEvent`]).
+    pub event_written: bool,
 }
 
 #[derive(FromQueryResult)]
@@ -121,6 +123,7 @@ struct WriteRow {
     organization_written: bool,
     member_inserted: bool,
     user_active: bool,
+    event_written: bool,
     active_member_count: Option<i64>,
     billable_since: Option<i64>,
     role_key: Option<String>,
@@ -199,21 +202,15 @@ fn answer(
     row: &MembershipRow,
     period: &str,
     (written, inserted): (Expr, Expr),
+    event_written: Expr,
 ) -> SelectStatement {
-    let user_active = Expr::exists(
-        Query::select()
-            .expr(literal(1))
-            .from(activity::Entity)
-            .and_where(activity::Column::Period.eq(period))
-            .and_where(activity::Column::UserId.eq(row.user_id.clone()))
-            .to_owned(),
-    );
     let one = Alias::new("one");
     let mut select = Query::select();
     select
         .expr_as(written, Alias::new("organization_written"))
         .expr_as(inserted, Alias::new("member_inserted"))
-        .expr_as(user_active, Alias::new("user_active"))
+        .expr_as(user_active(row, period), Alias::new("user_active"))
+        .expr_as(event_written, Alias::new("event_written"))
         .from_subquery(Query::select().expr(literal(1)).to_owned(), one)
         .join(
             JoinType::LeftJoin,
@@ -271,6 +268,18 @@ fn answer(
     select
 }
 
+/// Whether the user of `row` is active in `period`.
+fn user_active(row: &MembershipRow, period: &str) -> Expr {
+    Expr::exists(
+        Query::select()
+            .expr(literal(1))
+            .from(activity::Entity)
+            .and_where(activity::Column::Period.eq(period))
+            .and_where(activity::Column::UserId.eq(row.user_id.clone()))
+            .to_owned(),
+    )
+}
+
 async fn run(
     conn: &impl ConnectionTrait,
     with: WithClause,
@@ -316,6 +325,7 @@ fn collect(rows: Vec<sea_orm::QueryResult>) -> Result<MemberWrite, DbErr> {
         write.organization_written = row.organization_written;
         write.member_inserted = row.member_inserted;
         write.user_active = row.user_active;
+        write.event_written = row.event_written;
         write.active_member_count = row.active_member_count.unwrap_or(0);
         write.billable = row.billable_since.is_some();
         role = row.role_key.is_some();
@@ -337,6 +347,7 @@ pub async fn insert_organization_with_creator(
     organization: &OrganizationRow,
     membership: &MembershipRow,
     period: &str,
+    events: &StatementEvents,
 ) -> Result<MemberWrite, DbErr> {
     if conn.get_database_backend() != DbBackend::Postgres {
         return insert_organization_with_creator_in_turn(conn, organization, membership, period)
@@ -347,13 +358,23 @@ pub async fn insert_organization_with_creator(
         organization_writes(organization, shard, exists_in("o"));
     insert_organization.returning_col(organizations::Column::Id);
     count.returning_col(billing_totals::Column::Id);
+    let written = Condition::all()
+        .add(exists_in("o"))
+        .add(exists_in("m"))
+        .add(user_active(membership, period).not());
     let with = WithClause::new()
         .cte(cte("o", insert_organization))
         .cte(cte("m", inserted_member(membership, Some("o"))?))
         .cte(cte("t", count))
+        .cte(cte("e", events.insert(&membership.role, written)?))
         .to_owned();
     let flags = (exists_in("o"), exists_in("m"));
-    run(conn, with, answer(None, membership, period, flags)).await
+    run(
+        conn,
+        with,
+        answer(None, membership, period, flags, exists_in("e")),
+    )
+    .await
 }
 
 /// SQLite: [`insert_organization_with_creator`] as statements in turn. The
@@ -381,7 +402,13 @@ async fn insert_organization_with_creator_in_turn(
     run_in_turn(
         conn,
         writes,
-        answer(None, membership, period, (written, inserted)),
+        answer(
+            None,
+            membership,
+            period,
+            (written, inserted),
+            Expr::val(false),
+        ),
     )
     .await
 }
@@ -439,6 +466,7 @@ pub async fn insert_member(
     conn: &impl ConnectionTrait,
     membership: &MembershipRow,
     period: &str,
+    events: &StatementEvents,
 ) -> Result<MemberWrite, DbErr> {
     debug_assert_eq!(conn.get_database_backend(), DbBackend::Postgres);
     let organization_id = membership.organization_id.as_str();
@@ -446,17 +474,199 @@ pub async fn insert_member(
     place
         .and_where(exists_in("m"))
         .returning_col(organizations::Column::Id);
+    let written = Condition::all()
+        .add(exists_in("m"))
+        .add(exists_in("p"))
+        .add(user_active(membership, period).not());
     let with = WithClause::new()
         .cte(cte("m", inserted_member(membership, None)?))
         .cte(cte("p", place))
+        .cte(cte("e", events.insert(&membership.role, written)?))
         .to_owned();
     let flags = (exists_in("p"), exists_in("m"));
     run(
         conn,
         with,
-        answer(Some(organization_id), membership, period, flags),
+        answer(
+            Some(organization_id),
+            membership,
+            period,
+            flags,
+            exists_in("e"),
+        ),
     )
     .await
+}
+
+/// The events of a member write that the write's own statement inserts
+/// ([`insert_member`], [`insert_organization_with_creator`]): when the
+/// membership is inserted (its place taken, or its organization inserted)
+/// and its user is not active in the period. Then nothing the change does
+/// after that statement takes a lock or writes an event, so their positions
+/// are taken after every lock the change holds, as
+/// [`crate::events::horizon`] needs, and the change saves the round trip of
+/// appending them at its end. They take their positions in the order they
+/// were added.
+#[derive(Default)]
+pub struct StatementEvents {
+    rows: Vec<(crate::events::NewEvent, Payload)>,
+}
+
+/// An event's payload as the statement writes it.
+enum Payload {
+    /// The text, known before.
+    Text(String),
+    /// The membership as answered: the text before and after its
+    /// permissions, which the statement reads with the role, written as
+    /// `serde_json` writes a list of strings.
+    AroundPermissions { before: String, after: String },
+}
+
+impl StatementEvents {
+    /// Adds `event`, with its payload.
+    pub fn add(&mut self, event: crate::events::NewEvent) {
+        let payload = Payload::Text(event.payload.to_string());
+        self.rows.push((event, payload));
+    }
+
+    /// Adds `event` of a new membership whose payload is `resource` (a JSON
+    /// object) with the `permissions` of the membership's role.
+    pub fn add_membership(
+        &mut self,
+        event: crate::events::NewEvent,
+        resource: &serde_json::Value,
+    ) -> Result<(), DbErr> {
+        let (before, after) = split_at_permissions(resource)?;
+        self.rows
+            .push((event, Payload::AroundPermissions { before, after }));
+        Ok(())
+    }
+
+    /// The events, in order (a membership's payload as it was before the
+    /// statement: its permissions left empty).
+    pub fn into_events(self) -> Vec<crate::events::NewEvent> {
+        self.rows.into_iter().map(|(event, _)| event).collect()
+    }
+
+    /// The insert of the events, where `condition` holds.
+    fn insert(&self, role: &str, condition: Condition) -> Result<InsertStatement, DbErr> {
+        use crate::store::entity::events::Column as E;
+        let mut rows = self
+            .rows
+            .iter()
+            .map(|(event, payload)| event_row(event, payload, role, condition.clone()));
+        let Some(mut select) = rows.next() else {
+            return Err(DbErr::Custom("a statement's events are none".into()));
+        };
+        for row in rows {
+            select.union(UnionType::All, row);
+        }
+        let mut insert = Query::insert();
+        insert
+            .into_table(crate::store::entity::events::Entity)
+            .columns([
+                E::Id,
+                E::Kind,
+                E::Action,
+                E::Actor,
+                E::OnBehalfOf,
+                E::OrganizationId,
+                E::ResourceId,
+                E::RequestId,
+                E::Audit,
+                E::Payload,
+                E::CreateTime,
+            ])
+            .select_from(select)
+            .map_err(|err| DbErr::Custom(err.to_string()))?
+            .returning_col(E::Seq);
+        Ok(insert)
+    }
+}
+
+/// One event's row, where `condition` holds.
+fn event_row(
+    event: &crate::events::NewEvent,
+    payload: &Payload,
+    role: &str,
+    condition: Condition,
+) -> SelectStatement {
+    let payload = match payload {
+        Payload::Text(text) => Expr::val(text.clone()),
+        Payload::AroundPermissions { before, after } => Expr::cust_with_values(
+            r#"$1 || coalesce((SELECT '[' || string_agg(to_json("permission_key")::text, ',' ORDER BY "permission_key") || ']' FROM "role_permissions" WHERE "role_key" = $2), '[]') || $3"#,
+            [
+                Value::from(before.clone()),
+                Value::from(role),
+                Value::from(after.clone()),
+            ],
+        ),
+    };
+    Query::select()
+        .expr(Expr::val(crate::domain::ids::new_id(
+            crate::domain::ids::EVENT,
+        )))
+        .expr(Expr::val(
+            event
+                .kind
+                .map(crate::domain::events::EventKind::as_str)
+                .unwrap_or_default(),
+        ))
+        .expr(Expr::val(event.action.clone()))
+        .expr(Expr::val(event.actor.clone()))
+        .expr(Expr::val(event.on_behalf_of.clone()))
+        .expr(Expr::val(event.organization_id.clone()))
+        .expr(Expr::val(event.resource_id.clone()))
+        .expr(Expr::val(event.request_id.clone()))
+        .expr(Expr::val(event.audit))
+        .expr(payload)
+        .expr(Expr::val(event.create_time))
+        .cond_where(condition)
+        .to_owned()
+}
+
+/// The compact JSON text of the object `resource` before and after the
+/// value of its `permissions` key, in the order `serde_json` writes its keys.
+fn split_at_permissions(resource: &serde_json::Value) -> Result<(String, String), DbErr> {
+    let serde_json::Value::Object(fields) = resource else {
+        return Err(DbErr::Custom("an event's payload is not an object".into()));
+    };
+    let mut before = String::from("{");
+    let mut after = String::new();
+    let mut seen = false;
+    for (key, value) in fields {
+        let entry = |text: &mut String| -> Result<(), DbErr> {
+            let key = serde_json::to_string(key).map_err(|err| DbErr::Custom(err.to_string()))?;
+            let value =
+                serde_json::to_string(value).map_err(|err| DbErr::Custom(err.to_string()))?;
+            text.push_str(&key);
+            text.push(':');
+            text.push_str(&value);
+            Ok(())
+        };
+        if key == "permissions" {
+            if before.len() > 1 {
+                before.push(',');
+            }
+            before.push_str("\"permissions\":");
+            seen = true;
+        } else if seen {
+            after.push(',');
+            entry(&mut after)?;
+        } else {
+            if before.len() > 1 {
+                before.push(',');
+            }
+            entry(&mut before)?;
+        }
+    }
+    if !seen {
+        return Err(DbErr::Custom(
+            "an event's payload has no permissions".into(),
+        ));
+    }
+    after.push('}');
+    Ok((before, after))
 }
 
 /// The update that takes a member's place in `organization_id`, where it
@@ -509,7 +719,13 @@ pub async fn join_active(
     // `changes()`: whether the place's UPDATE, the last write before the
     // answer, took one.
     let flags = (Expr::cust("changes() = 1"), inserted);
-    let answer = answer(Some(organization_id), membership, period, flags);
+    let answer = answer(
+        Some(organization_id),
+        membership,
+        period,
+        flags,
+        Expr::val(false),
+    );
     let mut rows = in_turn(conn, writes, answer).await?;
     // The organization's row, if any, comes first; the answer's rows (at
     // least one) have none of its columns.
