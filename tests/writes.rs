@@ -519,18 +519,7 @@ async fn new_members_events_tell_what_was_answered_however_they_are_written() {
         ("user_not_seen_yet", "org:admin"),
         ("user_active_first", ""),
     ] {
-        let membership = admin
-            .create_membership(pb::CreateMembershipRequest {
-                organization_id: organization_id.clone(),
-                user_id: user.into(),
-                role: role.into(),
-                ..Default::default()
-            })
-            .await
-            .expect("create membership")
-            .into_inner()
-            .membership
-            .expect("membership");
+        let membership = add_member(&app, &organization_id, user, role).await;
         assert!(!membership.permissions.is_empty(), "{membership:?}");
         memberships.insert(membership.id.clone(), membership);
     }
