@@ -5,7 +5,7 @@
 //! next value of the `event_positions` sequence (`event_position()`, the
 //! default of `events.seq`); a new member's event may instead ride in the
 //! statement that adds the member, when nothing after it takes a lock
-//! ([`crate::store::repo::member_writes::MemberEvent`]). The values are
+//! ([`crate::store::repo::member_writes::StatementEvents`]). The values are
 //! taken after every row lock the change holds, so of two changes that
 //! touched one row the one that committed later has the larger positions,
 //! and changes commit side by side, on any number of replicas.

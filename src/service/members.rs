@@ -196,7 +196,7 @@ impl Members {
     /// `user_id` ([`crate::service::lifecycle::lock_active_for_member`]),
     /// then the membership, its place, the reads the bill needs and, for a
     /// user not active in the period, the event go in one round trip
-    /// ([`member_writes::MemberEvent`]); on SQLite (whose writer holds the
+    /// ([`member_writes::StatementEvents`]); on SQLite (whose writer holds the
     /// database) the organization is read in the same round trip as the
     /// writes, which happen only while it is active. A refusal, also one by
     /// [`check_ceiling`] after the writes, leaves the transaction to be

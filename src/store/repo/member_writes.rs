@@ -114,7 +114,7 @@ pub struct MemberWrite {
     /// billable in it (an existing organization).
     pub active_member_count: i64,
     pub billable: bool,
-    /// The statement wrote the membership's event too ([`MemberEvent`]).
+    /// The statement wrote the events too ([`StatementEvents`]).
     pub event_written: bool,
 }
 
