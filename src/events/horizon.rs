@@ -45,8 +45,29 @@ use crate::domain::events::EventKind;
 use crate::store::{Sql, fetch_all, fetch_i64};
 
 /// The columns an event is written with; `seq` takes its default.
-const COLUMNS: &str = "id, kind, action, actor, on_behalf_of, organization_id, \
+pub(crate) const COLUMNS: &str = "id, kind, action, actor, on_behalf_of, organization_id, \
     resource_id, request_id, audit, payload, create_time";
+
+/// Where the payload stands among [`COLUMNS`].
+pub(crate) const PAYLOAD_COLUMN: usize = 9;
+
+/// The values `event` is written with, one for each of [`COLUMNS`], a new
+/// event id first.
+pub(crate) fn row(event: &NewEvent) -> [Value; 11] {
+    [
+        Value::from(crate::domain::ids::new_id(crate::domain::ids::EVENT)),
+        Value::from(event.kind.map(EventKind::as_str).unwrap_or_default()),
+        Value::from(event.action.as_str()),
+        Value::from(event.actor.as_str()),
+        Value::from(event.on_behalf_of.as_str()),
+        Value::from(event.organization_id.as_str()),
+        Value::from(event.resource_id.as_str()),
+        Value::from(event.request_id.as_str()),
+        Value::from(event.audit),
+        Value::from(event.payload.to_string()),
+        Value::from(event.create_time),
+    ]
+}
 
 /// Writes events at the next positions, in the change's transaction: its
 /// last statement, after every row lock the change takes.
@@ -76,21 +97,8 @@ fn insert(events: &[NewEvent]) -> (String, Vec<Value>) {
         &format!("INSERT INTO events ({COLUMNS}) VALUES "),
     );
     for (n, event) in events.iter().enumerate() {
-        let row = [
-            Value::from(crate::domain::ids::new_id(crate::domain::ids::EVENT)),
-            Value::from(event.kind.map(EventKind::as_str).unwrap_or_default()),
-            Value::from(event.action.as_str()),
-            Value::from(event.actor.as_str()),
-            Value::from(event.on_behalf_of.as_str()),
-            Value::from(event.organization_id.as_str()),
-            Value::from(event.resource_id.as_str()),
-            Value::from(event.request_id.as_str()),
-            Value::from(event.audit),
-            Value::from(event.payload.to_string()),
-            Value::from(event.create_time),
-        ];
         sql.push(if n == 0 { "(" } else { ", (" });
-        for (column, value) in row.into_iter().enumerate() {
+        for (column, value) in row(event).into_iter().enumerate() {
             sql.push(if column == 0 { "" } else { ", " }).bind(value);
         }
         sql.push(")");

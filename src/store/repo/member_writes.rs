@@ -17,7 +17,7 @@
 use sea_orm::sea_query::{
     Alias, CommonTableExpression, Condition, Expr, ExprTrait, InsertStatement, IntoColumnRef,
     IntoTableRef, JoinType, OnConflict, Order, Query, SelectStatement, SqliteQueryBuilder,
-    UnionType, UpdateStatement, WithClause,
+    UpdateStatement, WithClause,
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, IntoActiveModel,
@@ -34,6 +34,9 @@ use crate::store::entity::{
 };
 use crate::store::query::literal;
 use crate::store::{self, fetch_all};
+
+mod statement_events;
+pub use statement_events::StatementEvents;
 
 /// The advisory locks of `users`' billing state, as SQL: `$first`… bound
 /// in `values`, one `(order, key, shared)` row each after `rows`.
@@ -496,177 +499,6 @@ pub async fn insert_member(
         ),
     )
     .await
-}
-
-/// The events of a member write that the write's own statement inserts
-/// ([`insert_member`], [`insert_organization_with_creator`]): when the
-/// membership is inserted (its place taken, or its organization inserted)
-/// and its user is not active in the period. Then nothing the change does
-/// after that statement takes a lock or writes an event, so their positions
-/// are taken after every lock the change holds, as
-/// [`crate::events::horizon`] needs, and the change saves the round trip of
-/// appending them at its end. They take their positions in the order they
-/// were added.
-#[derive(Default)]
-pub struct StatementEvents {
-    rows: Vec<(crate::events::NewEvent, Payload)>,
-}
-
-/// An event's payload as the statement writes it.
-enum Payload {
-    /// The text, known before.
-    Text(String),
-    /// The membership as answered: the text before and after its
-    /// permissions, which the statement reads with the role, written as
-    /// `serde_json` writes a list of strings.
-    AroundPermissions { before: String, after: String },
-}
-
-impl StatementEvents {
-    /// Adds `event`, with its payload.
-    pub fn add(&mut self, event: crate::events::NewEvent) {
-        let payload = Payload::Text(event.payload.to_string());
-        self.rows.push((event, payload));
-    }
-
-    /// Adds `event` of a new membership whose payload is `resource` (a JSON
-    /// object) with the `permissions` of the membership's role.
-    pub fn add_membership(
-        &mut self,
-        event: crate::events::NewEvent,
-        resource: &serde_json::Value,
-    ) -> Result<(), DbErr> {
-        let (before, after) = split_at_permissions(resource)?;
-        self.rows
-            .push((event, Payload::AroundPermissions { before, after }));
-        Ok(())
-    }
-
-    /// The events, in order (a membership's payload as it was before the
-    /// statement: its permissions left empty).
-    pub fn into_events(self) -> Vec<crate::events::NewEvent> {
-        self.rows.into_iter().map(|(event, _)| event).collect()
-    }
-
-    /// The insert of the events, where `condition` holds.
-    fn insert(&self, role: &str, condition: Condition) -> Result<InsertStatement, DbErr> {
-        use crate::store::entity::events::Column as E;
-        let mut rows = self
-            .rows
-            .iter()
-            .map(|(event, payload)| event_row(event, payload, role, condition.clone()));
-        let Some(mut select) = rows.next() else {
-            return Err(DbErr::Custom("a statement's events are none".into()));
-        };
-        for row in rows {
-            select.union(UnionType::All, row);
-        }
-        let mut insert = Query::insert();
-        insert
-            .into_table(crate::store::entity::events::Entity)
-            .columns([
-                E::Id,
-                E::Kind,
-                E::Action,
-                E::Actor,
-                E::OnBehalfOf,
-                E::OrganizationId,
-                E::ResourceId,
-                E::RequestId,
-                E::Audit,
-                E::Payload,
-                E::CreateTime,
-            ])
-            .select_from(select)
-            .map_err(|err| DbErr::Custom(err.to_string()))?
-            .returning_col(E::Seq);
-        Ok(insert)
-    }
-}
-
-/// One event's row, where `condition` holds.
-fn event_row(
-    event: &crate::events::NewEvent,
-    payload: &Payload,
-    role: &str,
-    condition: Condition,
-) -> SelectStatement {
-    let payload = match payload {
-        Payload::Text(text) => Expr::val(text.clone()),
-        Payload::AroundPermissions { before, after } => Expr::cust_with_values(
-            r#"$1 || coalesce((SELECT '[' || string_agg(to_json("permission_key")::text, ',' ORDER BY "permission_key") || ']' FROM "role_permissions" WHERE "role_key" = $2), '[]') || $3"#,
-            [
-                Value::from(before.clone()),
-                Value::from(role),
-                Value::from(after.clone()),
-            ],
-        ),
-    };
-    Query::select()
-        .expr(Expr::val(crate::domain::ids::new_id(
-            crate::domain::ids::EVENT,
-        )))
-        .expr(Expr::val(
-            event
-                .kind
-                .map(crate::domain::events::EventKind::as_str)
-                .unwrap_or_default(),
-        ))
-        .expr(Expr::val(event.action.clone()))
-        .expr(Expr::val(event.actor.clone()))
-        .expr(Expr::val(event.on_behalf_of.clone()))
-        .expr(Expr::val(event.organization_id.clone()))
-        .expr(Expr::val(event.resource_id.clone()))
-        .expr(Expr::val(event.request_id.clone()))
-        .expr(Expr::val(event.audit))
-        .expr(payload)
-        .expr(Expr::val(event.create_time))
-        .cond_where(condition)
-        .to_owned()
-}
-
-/// The compact JSON text of the object `resource` before and after the
-/// value of its `permissions` key, in the order `serde_json` writes its keys.
-fn split_at_permissions(resource: &serde_json::Value) -> Result<(String, String), DbErr> {
-    let serde_json::Value::Object(fields) = resource else {
-        return Err(DbErr::Custom("an event's payload is not an object".into()));
-    };
-    let mut before = String::from("{");
-    let mut after = String::new();
-    let mut seen = false;
-    for (key, value) in fields {
-        let entry = |text: &mut String| -> Result<(), DbErr> {
-            let key = serde_json::to_string(key).map_err(|err| DbErr::Custom(err.to_string()))?;
-            let value =
-                serde_json::to_string(value).map_err(|err| DbErr::Custom(err.to_string()))?;
-            text.push_str(&key);
-            text.push(':');
-            text.push_str(&value);
-            Ok(())
-        };
-        if key == "permissions" {
-            if before.len() > 1 {
-                before.push(',');
-            }
-            before.push_str("\"permissions\":");
-            seen = true;
-        } else if seen {
-            after.push(',');
-            entry(&mut after)?;
-        } else {
-            if before.len() > 1 {
-                before.push(',');
-            }
-            entry(&mut before)?;
-        }
-    }
-    if !seen {
-        return Err(DbErr::Custom(
-            "an event's payload has no permissions".into(),
-        ));
-    }
-    after.push('}');
-    Ok((before, after))
 }
 
 /// The update that takes a member's place in `organization_id`, where it
