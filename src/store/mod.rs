@@ -270,26 +270,27 @@ fn warm(conn: &DatabaseConnection, count: u32) {
 /// (a connection let go would be handed out again), then lets them go.
 async fn open_side_by_side<D: sea_orm::sqlx::Database>(pool: sea_orm::sqlx::Pool<D>, count: u32) {
     let opened = futures::future::join_all((0..count).map(|_| pool.acquire())).await;
-    let failures: Vec<String> = opened
+    let failures: Vec<&sea_orm::sqlx::Error> = opened
         .iter()
-        .filter_map(|opened| match opened {
-            // Busy with calls already, or closed: nothing to warn of.
-            Err(sea_orm::sqlx::Error::PoolTimedOut | sea_orm::sqlx::Error::PoolClosed) => None,
-            Err(err) => Some(err.to_string()),
-            Ok(_) => None,
+        .filter_map(|opened| opened.as_ref().err())
+        // Busy with calls already, or closed: nothing to warn of.
+        .filter(|err| {
+            !matches!(
+                err,
+                sea_orm::sqlx::Error::PoolTimedOut | sea_orm::sqlx::Error::PoolClosed
+            )
         })
         .collect();
-    let open = opened.iter().filter(|opened| opened.is_ok()).count();
-    drop(opened);
     if let Some(first) = failures.first() {
         tracing::warn!(
-            open,
+            open = opened.iter().filter(|opened| opened.is_ok()).count(),
             wanted = count,
             failed = failures.len(),
             error = %first,
             "could not open every connection of the database pool; more open as calls need them"
         );
     }
+    // The connections go back to the pool, idle.
 }
 
 impl Default for PoolSettings {
