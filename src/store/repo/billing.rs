@@ -373,8 +373,13 @@ pub(super) fn count_shard(backend: DbBackend) -> Expr {
             .modulo(TOTALS_SHARDS)
             .add(1)
     } else {
-        Expr::val(rand::random_range(1..=TOTALS_SHARDS))
+        Expr::val(random_shard())
     }
+}
+
+/// A row of a sharded count at random (SQLite's, see [`count_shard`]).
+pub(super) fn random_shard() -> i32 {
+    rand::random_range(1..=TOTALS_SHARDS)
 }
 
 /// Moves the organization counter by `delta` (+1 on create, −1 on delete)

@@ -8,7 +8,8 @@
 //! `WITH`, but its one writer runs the statements of one string one after
 //! another in one round trip to the connection's worker thread: each later
 //! statement finds what the earlier ones wrote by the new rows' ids, and the
-//! last one answers. It takes no locks: its writer holds the database.
+//! last one answers. It takes no locks: its writer holds the database. That
+//! string's text is built once and each call binds its values ([`in_turn`]).
 //!
 //! Locks are taken in the order every change that adds a member takes them:
 //! the role catalogue (shared), then the organization's row, then the users'
@@ -16,13 +17,9 @@
 
 use sea_orm::sea_query::{
     Alias, CommonTableExpression, Condition, Expr, ExprTrait, InsertStatement, IntoColumnRef,
-    IntoTableRef, JoinType, OnConflict, Order, Query, SelectStatement, SqliteQueryBuilder,
-    UpdateStatement, WithClause,
+    IntoTableRef, JoinType, OnConflict, Order, Query, SelectStatement, UpdateStatement, WithClause,
 };
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, IntoActiveModel,
-    QueryTrait, Statement, Value,
-};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Iterable, ModelTrait, Value};
 
 use super::billing::{advisory_locks_sql, user_lock_keys};
 use super::memberships::MembershipRow;
@@ -32,10 +29,12 @@ use crate::store::entity::{
     billing_organization_usage as usage, billing_totals, billing_user_activity as activity,
     memberships, organizations, role_permissions, roles,
 };
-use crate::store::query::literal;
+use crate::store::query::{literal, sqlite_param};
 use crate::store::{self, fetch_all};
 
+mod in_turn;
 mod statement_events;
+pub use in_turn::join_active;
 pub use statement_events::StatementEvents;
 
 /// The advisory locks of `users`' billing state, as SQL: `$first`… bound
@@ -146,38 +145,116 @@ fn exists_in(cte: &str) -> Expr {
     )
 }
 
-/// The membership insert of `row` when its role exists, selecting the
+/// The values of a new membership's statements, as expressions: bound with
+/// the statement ([`MemberValues::bound`]), or the numbered parameters of a
+/// statement built once ([`MemberValues::params`] and the values of a call,
+/// [`MemberValues::values`]).
+struct MemberValues {
+    id: Expr,
+    organization_id: Expr,
+    user_id: Expr,
+    role: Expr,
+    public_metadata: Expr,
+    private_metadata: Expr,
+    create_time: Expr,
+    update_time: Expr,
+    revision: Expr,
+    /// The billing period the answer reads the user's activity in.
+    period: Expr,
+}
+
+impl MemberValues {
+    /// How many values a membership's statements take.
+    const COUNT: usize = 10;
+
+    /// `row`'s values and `period`, in the order of [`MemberValues::from`].
+    fn values(row: &MembershipRow, period: &str) -> [Value; Self::COUNT] {
+        [
+            row.id.clone().into(),
+            row.organization_id.clone().into(),
+            row.user_id.clone().into(),
+            row.role.clone().into(),
+            row.public_metadata.clone().into(),
+            row.private_metadata.clone().into(),
+            row.create_time.into(),
+            row.update_time.into(),
+            row.revision.into(),
+            period.into(),
+        ]
+    }
+
+    fn from(
+        [
+            id,
+            organization_id,
+            user_id,
+            role,
+            public_metadata,
+            private_metadata,
+            create_time,
+            update_time,
+            revision,
+            period,
+        ]: [Expr; Self::COUNT],
+    ) -> Self {
+        MemberValues {
+            id,
+            organization_id,
+            user_id,
+            role,
+            public_metadata,
+            private_metadata,
+            create_time,
+            update_time,
+            revision,
+            period,
+        }
+    }
+
+    /// `row`'s values and `period`, bound with the statement.
+    fn bound(row: &MembershipRow, period: &str) -> Self {
+        Self::from(Self::values(row, period).map(Expr::val))
+    }
+
+    /// SQLite parameters `first`… (see [`sqlite_param`]), which take
+    /// [`MemberValues::values`] in turn.
+    fn params(first: usize) -> Self {
+        Self::from(std::array::from_fn(|i| sqlite_param(first + i)))
+    }
+}
+
+/// The membership insert of `member` when its role exists, selecting the
 /// organization id from `organization` (a CTE with an `id`) or binding it.
 fn membership_insert(
-    row: &MembershipRow,
+    member: &MemberValues,
     organization: Option<&str>,
     condition: Option<Expr>,
 ) -> Result<InsertStatement, DbErr> {
     use memberships::Column as M;
     let mut select = Query::select();
-    select.expr(Expr::val(row.id.clone()));
+    select.expr(member.id.clone());
     match organization {
         Some(cte) => select
             .column((cte_name(cte), organizations::Column::Id))
             .from(cte_name(cte)),
-        None => select.expr(Expr::val(row.organization_id.clone())),
+        None => select.expr(member.organization_id.clone()),
     };
     // A comma join with a WHERE: `INSERT … SELECT … JOIN … ON …` followed by
     // `ON CONFLICT` would read ambiguously.
     select
         .from(roles::Entity)
-        .and_where(Expr::col((roles::Entity, roles::Column::Key)).eq(row.role.clone()));
+        .and_where(Expr::col((roles::Entity, roles::Column::Key)).eq(member.role.clone()));
     if let Some(condition) = condition {
         select.and_where(condition);
     }
     select
-        .expr(Expr::val(row.user_id.clone()))
+        .expr(member.user_id.clone())
         .column((roles::Entity, roles::Column::Key))
-        .expr(Expr::val(row.public_metadata.clone()))
-        .expr(Expr::val(row.private_metadata.clone()))
-        .expr(Expr::val(row.create_time))
-        .expr(Expr::val(row.update_time))
-        .expr(Expr::val(row.revision));
+        .expr(member.public_metadata.clone())
+        .expr(member.private_metadata.clone())
+        .expr(member.create_time.clone())
+        .expr(member.update_time.clone())
+        .expr(member.revision.clone());
     let mut insert = Query::insert();
     insert
         .into_table(memberships::Entity)
@@ -201,9 +278,8 @@ fn membership_insert(
 /// The answer row(s): the flags, the user's activity and the organization's
 /// usage in `period`, and the role with each permission it grants.
 fn answer(
-    organization_id: Option<&str>,
-    row: &MembershipRow,
-    period: &str,
+    organization_id: Option<Expr>,
+    member: &MemberValues,
     (written, inserted): (Expr, Expr),
     event_written: Expr,
 ) -> SelectStatement {
@@ -212,13 +288,13 @@ fn answer(
     select
         .expr_as(written, Alias::new("organization_written"))
         .expr_as(inserted, Alias::new("member_inserted"))
-        .expr_as(user_active(row, period), Alias::new("user_active"))
+        .expr_as(user_active(member), Alias::new("user_active"))
         .expr_as(event_written, Alias::new("event_written"))
         .from_subquery(Query::select().expr(literal(1)).to_owned(), one)
         .join(
             JoinType::LeftJoin,
             roles::Entity,
-            Expr::col((roles::Entity, roles::Column::Key)).eq(row.role.clone()),
+            Expr::col((roles::Entity, roles::Column::Key)).eq(member.role.clone()),
         )
         .join(
             JoinType::LeftJoin,
@@ -251,7 +327,9 @@ fn answer(
                 usage::Entity,
                 Condition::all()
                     .add(Expr::col((usage::Entity, usage::Column::OrganizationId)).eq(id))
-                    .add(Expr::col((usage::Entity, usage::Column::Period)).eq(period)),
+                    .add(
+                        Expr::col((usage::Entity, usage::Column::Period)).eq(member.period.clone()),
+                    ),
             )
             .expr_as(
                 Expr::col((usage::Entity, usage::Column::ActiveMemberCount)),
@@ -263,22 +341,26 @@ fn answer(
             ),
         None => select
             .expr_as(
-                Expr::val(Option::<i64>::None),
+                literal(Option::<i64>::None),
                 Alias::new("active_member_count"),
             )
-            .expr_as(Expr::val(Option::<i64>::None), Alias::new("billable_since")),
+            .expr_as(literal(Option::<i64>::None), Alias::new("billable_since")),
     };
     select
 }
 
 /// Whether the user of `row` is active in `period`.
-fn user_active(row: &MembershipRow, period: &str) -> Expr {
+fn user_active(member: &MemberValues) -> Expr {
     Expr::exists(
         Query::select()
             .expr(literal(1))
             .from(activity::Entity)
-            .and_where(activity::Column::Period.eq(period))
-            .and_where(activity::Column::UserId.eq(row.user_id.clone()))
+            .and_where(
+                Expr::col((activity::Entity, activity::Column::Period)).eq(member.period.clone()),
+            )
+            .and_where(
+                Expr::col((activity::Entity, activity::Column::UserId)).eq(member.user_id.clone()),
+            )
             .to_owned(),
     )
 }
@@ -289,30 +371,6 @@ async fn run(
     answer: SelectStatement,
 ) -> Result<MemberWrite, DbErr> {
     collect(conn.query_all(&answer.with(with)).await?)
-}
-
-/// SQLite: runs `writes` and then `answer` as one string, in one round trip.
-async fn run_in_turn(
-    conn: &impl ConnectionTrait,
-    writes: Vec<(String, sea_orm::sea_query::Values)>,
-    answer: SelectStatement,
-) -> Result<MemberWrite, DbErr> {
-    collect(in_turn(conn, writes, answer).await?)
-}
-
-/// SQLite: the rows of `writes` (statements that return rows return them
-/// too) and then of `answer`, run as one string in one round trip.
-async fn in_turn(
-    conn: &impl ConnectionTrait,
-    writes: Vec<(String, sea_orm::sea_query::Values)>,
-    answer: SelectStatement,
-) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
-    let statements = writes
-        .into_iter()
-        .chain([answer.build(SqliteQueryBuilder)])
-        .map(|(sql, values)| Statement::from_sql_and_values(DbBackend::Sqlite, sql, values))
-        .collect();
-    conn.query_all_raw(store::one_string(statements)).await
 }
 
 /// The member write the answer rows tell.
@@ -353,104 +411,78 @@ pub async fn insert_organization_with_creator(
     events: &StatementEvents,
 ) -> Result<MemberWrite, DbErr> {
     if conn.get_database_backend() != DbBackend::Postgres {
-        return insert_organization_with_creator_in_turn(conn, organization, membership, period)
+        return in_turn::insert_organization_with_creator(conn, organization, membership, period)
             .await;
     }
+    let member = MemberValues::bound(membership, period);
     let shard = super::billing::count_shard(DbBackend::Postgres);
-    let (mut insert_organization, mut count) =
-        organization_writes(organization, shard, exists_in("o"));
+    let (mut insert_organization, mut count) = organization_writes(
+        organization_values(organization).map(Expr::val),
+        shard,
+        exists_in("o"),
+    )?;
     insert_organization.returning_col(organizations::Column::Id);
     count.returning_col(billing_totals::Column::Id);
     let written = Condition::all()
         .add(exists_in("o"))
         .add(exists_in("m"))
-        .add(user_active(membership, period).not());
+        .add(user_active(&member).not());
     let with = WithClause::new()
         .cte(cte("o", insert_organization))
-        .cte(cte("m", inserted_member(membership, Some("o"))?))
+        .cte(cte("m", inserted_member(&member, Some("o"))?))
         .cte(cte("t", count))
         .cte(cte("e", events.insert(&membership.role, written)?))
         .to_owned();
     let flags = (exists_in("o"), exists_in("m"));
-    run(
-        conn,
-        with,
-        answer(None, membership, period, flags, exists_in("e")),
-    )
-    .await
-}
-
-/// SQLite: [`insert_organization_with_creator`] as statements in turn. The
-/// organization's id is new, so it exists afterwards only if this insert
-/// wrote it; the membership and the count follow only then.
-async fn insert_organization_with_creator_in_turn(
-    conn: &impl ConnectionTrait,
-    organization: &OrganizationRow,
-    membership: &MembershipRow,
-    period: &str,
-) -> Result<MemberWrite, DbErr> {
-    let written = exists_row(
-        organizations::Entity,
-        organizations::Column::Id,
-        &organization.id,
-    );
-    let shard = super::billing::count_shard(DbBackend::Sqlite);
-    let (insert_organization, count) = organization_writes(organization, shard, written.clone());
-    let writes = vec![
-        insert_organization.build(SqliteQueryBuilder),
-        membership_insert(membership, None, Some(written.clone()))?.build(SqliteQueryBuilder),
-        count.build(SqliteQueryBuilder),
-    ];
-    let inserted = exists_row(memberships::Entity, memberships::Column::Id, &membership.id);
-    run_in_turn(
-        conn,
-        writes,
-        answer(
-            None,
-            membership,
-            period,
-            (written, inserted),
-            Expr::val(false),
-        ),
-    )
-    .await
+    run(conn, with, answer(None, &member, flags, exists_in("e"))).await
 }
 
 /// The insert of a new organization (nothing when its id, slug or external
 /// id is taken) and the move of the organization count on its row `shard`
 /// when `inserted` (that the insert wrote the organization).
+/// `organization` holds a value for each column, in the order of
+/// [`organization_values`].
 fn organization_writes(
-    organization: &OrganizationRow,
+    organization: impl IntoIterator<Item = Expr>,
     shard: Expr,
     inserted: Expr,
-) -> (InsertStatement, UpdateStatement) {
-    let insert = organizations::Entity::insert(organization.clone().into_active_model())
-        .on_conflict(OnConflict::new().do_nothing().to_owned())
-        .into_query();
+) -> Result<(InsertStatement, UpdateStatement), DbErr> {
+    let mut insert = Query::insert();
+    insert
+        .into_table(organizations::Entity)
+        .columns(organizations::Column::iter())
+        .values(organization)
+        .map_err(|err| DbErr::Custom(err.to_string()))?
+        .on_conflict(OnConflict::new().do_nothing().to_owned());
     let mut count = Query::update();
     count
         .table(billing_totals::Entity)
         .value(
             billing_totals::Column::TotalOrganizations,
-            Expr::col(billing_totals::Column::TotalOrganizations).add(1),
+            Expr::col(billing_totals::Column::TotalOrganizations).add(literal(1)),
         )
         .and_where(Expr::col(billing_totals::Column::Id).eq(shard))
         .and_where(inserted);
-    (insert, count)
+    Ok((insert, count))
+}
+
+/// `organization`'s values, one for each of its columns in their order.
+fn organization_values(organization: &OrganizationRow) -> impl Iterator<Item = Value> + '_ {
+    organizations::Column::iter().map(|column| organization.get(column))
 }
 
 /// The membership insert of a `WITH`, returning the new row's id.
 fn inserted_member(
-    row: &MembershipRow,
+    member: &MemberValues,
     organization: Option<&str>,
 ) -> Result<InsertStatement, DbErr> {
-    let mut insert = membership_insert(row, organization, None)?;
+    let mut insert = membership_insert(member, organization, None)?;
     insert.returning_col(memberships::Column::Id);
     Ok(insert)
 }
 
 /// Whether `table` has a row whose `column` is `id`.
-fn exists_row(table: impl IntoTableRef, column: impl IntoColumnRef, id: &str) -> Expr {
+fn exists_row(table: impl IntoTableRef, column: impl IntoColumnRef, id: Expr) -> Expr {
     Expr::exists(
         Query::select()
             .expr(literal(1))
@@ -472,106 +504,40 @@ pub async fn insert_member(
     events: &StatementEvents,
 ) -> Result<MemberWrite, DbErr> {
     debug_assert_eq!(conn.get_database_backend(), DbBackend::Postgres);
-    let organization_id = membership.organization_id.as_str();
-    let mut place = take_place(organization_id);
+    let member = MemberValues::bound(membership, period);
+    let mut place = take_place(member.organization_id.clone());
     place
         .and_where(exists_in("m"))
         .returning_col(organizations::Column::Id);
     let written = Condition::all()
         .add(exists_in("m"))
         .add(exists_in("p"))
-        .add(user_active(membership, period).not());
+        .add(user_active(&member).not());
     let with = WithClause::new()
-        .cte(cte("m", inserted_member(membership, None)?))
+        .cte(cte("m", inserted_member(&member, None)?))
         .cte(cte("p", place))
         .cte(cte("e", events.insert(&membership.role, written)?))
         .to_owned();
     let flags = (exists_in("p"), exists_in("m"));
+    let organization_id = member.organization_id.clone();
     run(
         conn,
         with,
-        answer(
-            Some(organization_id),
-            membership,
-            period,
-            flags,
-            exists_in("e"),
-        ),
+        answer(Some(organization_id), &member, flags, exists_in("e")),
     )
     .await
 }
 
-/// The update that takes a member's place in `organization_id`, where it
-/// has room.
-fn take_place(organization_id: &str) -> UpdateStatement {
+/// The update that takes a member's place in the organization
+/// `organization_id`, where it has room.
+fn take_place(organization_id: Expr) -> UpdateStatement {
     use organizations::Column as O;
     Query::update()
         .table(organizations::Entity)
-        .value(O::MembersCount, Expr::col(O::MembersCount).add(1))
-        .and_where(O::Id.eq(organization_id))
+        .value(O::MembersCount, Expr::col(O::MembersCount).add(literal(1)))
+        .and_where(Expr::col((organizations::Entity, O::Id)).eq(organization_id))
         .cond_where(super::organizations::has_room())
         .to_owned()
-}
-
-/// SQLite: [`insert_member`] for an organization not read yet (the writer's
-/// transaction holds the database), in one round trip: the organization is
-/// read first in the same string, and the
-/// membership is inserted only while the organization exists and is active
-/// (so nothing is written for one that does not, or is deactivated). `None`
-/// when there is no such organization; else its row as it was before the
-/// writes, and what they did.
-pub async fn join_active(
-    conn: &impl ConnectionTrait,
-    membership: &MembershipRow,
-    period: &str,
-) -> Result<Option<(OrganizationRow, MemberWrite)>, DbErr> {
-    use organizations::Column as O;
-    debug_assert_eq!(conn.get_database_backend(), DbBackend::Sqlite);
-    let organization_id = membership.organization_id.as_str();
-    let read = organizations::Entity::find_by_id(organization_id)
-        .into_query()
-        .build(SqliteQueryBuilder);
-    let active = Expr::exists(
-        Query::select()
-            .expr(literal(1))
-            .from(organizations::Entity)
-            .and_where(O::Id.eq(organization_id))
-            .and_where(O::DeactivateTime.is_null())
-            .to_owned(),
-    );
-    // The place is taken only for a membership this string inserted.
-    let inserted = exists_row(memberships::Entity, memberships::Column::Id, &membership.id);
-    let mut place = take_place(organization_id);
-    place.and_where(inserted.clone());
-    let writes = vec![
-        read,
-        membership_insert(membership, None, Some(active))?.build(SqliteQueryBuilder),
-        place.build(SqliteQueryBuilder),
-    ];
-    // `changes()`: whether the place's UPDATE, the last write before the
-    // answer, took one.
-    let flags = (Expr::cust("changes() = 1"), inserted);
-    let answer = answer(
-        Some(organization_id),
-        membership,
-        period,
-        flags,
-        Expr::val(false),
-    );
-    let mut rows = in_turn(conn, writes, answer).await?;
-    // The organization's row, if any, comes first; the answer's rows (at
-    // least one) have none of its columns.
-    let found = rows.first().is_some_and(|first| {
-        first
-            .column_names()
-            .iter()
-            .all(|column| column != "organization_written")
-    });
-    if !found {
-        return Ok(None);
-    }
-    let organization = OrganizationRow::from_query_result(&rows.remove(0), "")?;
-    Ok(Some((organization, collect(rows)?)))
 }
 
 fn cte(

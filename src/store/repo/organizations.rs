@@ -302,7 +302,7 @@ pub async fn take_membership_place(conn: &impl ConnectionTrait, id: &str) -> Res
 /// (`max_allowed_memberships` 0) or fewer members than the cap.
 pub(super) fn has_room() -> Condition {
     Condition::any()
-        .add(Column::MaxAllowedMemberships.eq(0))
+        .add(query::eq_literal(Column::MaxAllowedMemberships, 0))
         .add(Expr::col(Column::MembersCount).lt(Expr::col(Column::MaxAllowedMemberships)))
 }
 
