@@ -167,7 +167,7 @@ impl MemberValues {
     /// How many values a membership's statements take.
     const COUNT: usize = 10;
 
-    /// `row`'s values and `period`, in the order of [`MemberValues::from`].
+    /// `row`'s values and `period`, in the order of the fields.
     fn values(row: &MembershipRow, period: &str) -> [Value; Self::COUNT] {
         [
             row.id.clone().into(),
@@ -183,43 +183,39 @@ impl MemberValues {
         ]
     }
 
-    fn from(
-        [
-            id,
-            organization_id,
-            user_id,
-            role,
-            public_metadata,
-            private_metadata,
-            create_time,
-            update_time,
-            revision,
-            period,
-        ]: [Expr; Self::COUNT],
-    ) -> Self {
+    /// The values from `expr` of each one's place in
+    /// [`MemberValues::values`], called in that order.
+    fn from(mut expr: impl FnMut(usize) -> Expr) -> Self {
+        let mut place = 0;
+        let mut next = || {
+            place += 1;
+            expr(place - 1)
+        };
+        // A struct expression evaluates its fields in the order written.
         MemberValues {
-            id,
-            organization_id,
-            user_id,
-            role,
-            public_metadata,
-            private_metadata,
-            create_time,
-            update_time,
-            revision,
-            period,
+            id: next(),
+            organization_id: next(),
+            user_id: next(),
+            role: next(),
+            public_metadata: next(),
+            private_metadata: next(),
+            create_time: next(),
+            update_time: next(),
+            revision: next(),
+            period: next(),
         }
     }
 
     /// `row`'s values and `period`, bound with the statement.
     fn bound(row: &MembershipRow, period: &str) -> Self {
-        Self::from(Self::values(row, period).map(Expr::val))
+        let values = Self::values(row, period);
+        Self::from(|place| Expr::val(values[place].clone()))
     }
 
     /// SQLite parameters `first`… (see [`sqlite_param`]), which take
     /// [`MemberValues::values`] in turn.
     fn params(first: usize) -> Self {
-        Self::from(std::array::from_fn(|i| sqlite_param(first + i)))
+        Self::from(|place| sqlite_param(first + place))
     }
 }
 
