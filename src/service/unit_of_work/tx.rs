@@ -64,8 +64,19 @@ impl Tx {
             .iter()
             .chain(&self.written)
             .any(|event| event.audit);
+        self.actor_event(Some(kind), organization_id, resource_id, audit)
+    }
+
+    /// An event of the call's actor, with an empty payload.
+    fn actor_event(
+        &self,
+        kind: Option<EventKind>,
+        organization_id: Option<&OrganizationId>,
+        resource_id: &str,
+        audit: bool,
+    ) -> NewEvent {
         NewEvent {
-            kind: Some(kind),
+            kind,
             action: self.actor.action.to_string(),
             actor: self.actor.sub.clone(),
             on_behalf_of: self.actor.on_behalf_of.clone().unwrap_or_default(),
@@ -120,18 +131,9 @@ impl Tx {
     /// no event for other services. Kept when the call then fails with
     /// [`Self::commit_on_error`].
     pub fn audit_only(&mut self, organization_id: Option<&OrganizationId>, resource_id: &str) {
-        self.events.push(NewEvent {
-            kind: None,
-            action: self.actor.action.to_string(),
-            actor: self.actor.sub.clone(),
-            on_behalf_of: self.actor.on_behalf_of.clone().unwrap_or_default(),
-            organization_id: organization_id.map(|id| id.to_string()).unwrap_or_default(),
-            resource_id: resource_id.to_string(),
-            request_id: self.request_id.clone().unwrap_or_default(),
-            audit: true,
-            payload: serde_json::Value::Object(Default::default()),
-            create_time: self.now,
-        });
+        let mut event = self.actor_event(None, organization_id, resource_id, true);
+        event.payload = serde_json::Value::Object(Default::default());
+        self.events.push(event);
     }
 
     /// Keeps what the change wrote even though it fails (a wrong verification
