@@ -9,7 +9,7 @@
 
 use super::lifecycle::{lock_active, lock_if_active};
 use super::list::Listing;
-use super::members::{Members, check_ceiling};
+use super::members::{Members, check_ceiling, membership_created};
 use super::unit_of_work::{Call, Idempotency, Tx, Writer};
 use crate::domain::enrollment::{
     Acceptance, AcceptedInvitation, CreatedInvitation, Invitation, InvitationFilter, InvitationKey,
@@ -482,12 +482,7 @@ async fn accept_in(
         invitation.id.as_str(),
         &invitation,
     )?;
-    tx.emit(
-        EventKind::MembershipCreated,
-        Some(&organization_id),
-        added.membership.id.as_str(),
-        &added.membership,
-    )?;
+    membership_created(tx, &organization_id, &added.membership, None)?;
     Ok(AcceptedInvitation {
         invitation,
         membership: Some(added.membership),

@@ -165,28 +165,25 @@ impl Members {
             .member_joined(tx, &organization_id, creator, write.user_active, None)
             .await?;
         let added = added(membership, permissions, row, billing_impact);
-        if write.event_written {
+        let (created, joined) = if write.event_written {
             let mut events = events.into_events().into_iter();
-            let (Some(created), Some(mut joined)) = (events.next(), events.next()) else {
+            let (Some(created), Some(joined)) = (events.next(), events.next()) else {
                 return Err(Error::internal("a new organization's events went missing"));
             };
-            joined.payload = serde_json::to_value(&added.membership).map_err(Error::internal)?;
-            tx.emitted_by_statement(created);
-            tx.emitted_by_statement(joined);
+            (Some(created), Some(joined))
         } else {
-            tx.emit(
+            (None, None)
+        };
+        match created {
+            Some(created) => tx.emitted_by_statement(created),
+            None => tx.emit(
                 EventKind::OrganizationCreated,
                 Some(&organization_id),
                 organization_id.as_str(),
                 &organization,
-            )?;
-            tx.emit(
-                EventKind::MembershipCreated,
-                Some(&organization_id),
-                added.membership.id.as_str(),
-                &added.membership,
-            )?;
+            )?,
         }
+        membership_created(tx, &organization_id, &added.membership, joined)?;
         Ok(Some(added))
     }
 
@@ -285,18 +282,12 @@ impl Members {
             .member_joined(tx, &organization_id, user_id, write.user_active, usage)
             .await?;
         let added = added(membership, permissions, row, billing_impact);
-        match event.filter(|_| write.event_written) {
-            Some(mut event) => {
-                event.payload = serde_json::to_value(&added.membership).map_err(Error::internal)?;
-                tx.emitted_by_statement(event);
-            }
-            None => tx.emit(
-                EventKind::MembershipCreated,
-                Some(&organization_id),
-                added.membership.id.as_str(),
-                &added.membership,
-            )?,
-        }
+        membership_created(
+            tx,
+            &organization_id,
+            &added.membership,
+            event.filter(|_| write.event_written),
+        )?;
         Ok(added)
     }
 }
@@ -335,6 +326,30 @@ fn new_membership(
         update_time: tx.now,
         revision: 1,
         deactivate_time: None,
+    }
+}
+
+/// Records the `membership.created` event of `membership`, new in
+/// `organization_id`: `written`, the event its change's statement wrote
+/// ([`Tx::event`]), now with the membership as answered, or else a new one.
+pub(super) fn membership_created(
+    tx: &mut Tx,
+    organization_id: &OrganizationId,
+    membership: &Membership,
+    written: Option<NewEvent>,
+) -> Result<()> {
+    match written {
+        Some(mut event) => {
+            event.payload = serde_json::to_value(membership).map_err(Error::internal)?;
+            tx.emitted_by_statement(event);
+            Ok(())
+        }
+        None => tx.emit(
+            EventKind::MembershipCreated,
+            Some(organization_id),
+            membership.id.as_str(),
+            membership,
+        ),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::lifecycle::lock_if_active;
 use super::list::Listing;
-use super::members::{Members, check_ceiling};
+use super::members::{Members, check_ceiling, membership_created};
 use super::unit_of_work::{Call, Idempotency, Tx, Writer};
 use crate::domain::enrollment::{
     AcceptedMembershipRequest, MembershipRequest, NewMembershipRequest,
@@ -254,11 +254,11 @@ impl MembershipRequests {
                             membership_request.id.as_str(),
                             &membership_request,
                         )?;
-                        tx.emit(
-                            EventKind::MembershipCreated,
-                            Some(&membership_request.organization_id),
-                            added.membership.id.as_str(),
+                        membership_created(
+                            tx,
+                            &membership_request.organization_id,
                             &added.membership,
+                            None,
                         )?;
                         Ok(AcceptedMembershipRequest {
                             membership_request,
