@@ -126,23 +126,16 @@ fn organization_with_creator_statements() -> Result<Vec<(String, Values)>, DbErr
     let member = MemberValues::params(1);
     let shard = sqlite_param(MemberValues::COUNT + 1);
     let first_column = MemberValues::COUNT + 2;
-    let mut organization_id = None;
-    let organization: Vec<Expr> = organizations::Column::iter()
-        .enumerate()
-        .map(|(i, column)| {
-            let param = sqlite_param(first_column + i);
-            if matches!(column, organizations::Column::Id) {
-                organization_id = Some(param.clone());
-            }
-            param
-        })
+    let organization: Vec<Expr> = (0..organizations::Column::iter().len())
+        .map(|column| sqlite_param(first_column + column))
         .collect();
-    let organization_id = organization_id
+    let id = organizations::Column::iter()
+        .position(|column| matches!(column, organizations::Column::Id))
         .ok_or_else(|| DbErr::Custom("organizations has no id column".to_string()))?;
     let written = exists_row(
         organizations::Entity,
         organizations::Column::Id,
-        organization_id,
+        organization[id].clone(),
     );
     let (insert_organization, count) = organization_writes(organization, shard, written.clone())?;
     let inserted = exists_row(
