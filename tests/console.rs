@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::console::{ConsoleClient, Page, admin_token, org_with_members, record, spawn_console};
-use common::{TestApp, add_member, create_org, reason, token};
+use common::console::{ConsoleClient, Page, admin_token, org_with_members, spawn_console};
+use common::{TestApp, add_member, create_org, reason, record, token};
 use orgs::proto::v1 as pb;
 use reqwest::StatusCode;
 use tonic::Status;

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{Datelike, TimeZone, Utc};
-use common::console::{admin_token, record, spawn_console};
+use common::console::{admin_token, spawn_console};
+use common::record;
 use common::{TestApp, add_member, create_org};
 use fantoccini::{Client, ClientBuilder, Locator};
 use tokio::process::{Child, Command};

@@ -483,18 +483,7 @@ async fn new_members_events_tell_what_was_answered_however_they_are_written() {
 
     let app = TestApp::spawn().await;
     let mut admin = app.admin();
-    app.billing(Some(token("svc-billing", "billing:write")))
-        .record_activity(pb::RecordActivityRequest {
-            events: ["user_active_first", "user_active_creator"]
-                .into_iter()
-                .map(|user| pb::ActivityEvent {
-                    user_id: user.into(),
-                    occur_time: None,
-                })
-                .collect(),
-        })
-        .await
-        .expect("record activity");
+    record(&app, &["user_active_first", "user_active_creator"]).await;
     let mut organizations = HashMap::new();
     let mut memberships = HashMap::new();
     for creator in ["user_new_creator", "user_active_creator"] {

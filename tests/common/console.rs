@@ -199,19 +199,3 @@ pub async fn org_with_members(app: &TestApp, name: &str) -> pb::Organization {
     add_member(app, &organization.id, "user_member", "org:member").await;
     organization
 }
-
-/// Records activity of `users` now, as `billing:write`.
-pub async fn record(app: &TestApp, users: &[&str]) {
-    app.billing(Some(token("svc-activity", "billing:write")))
-        .record_activity(pb::RecordActivityRequest {
-            events: users
-                .iter()
-                .map(|user| pb::ActivityEvent {
-                    user_id: user.to_string(),
-                    occur_time: None,
-                })
-                .collect(),
-        })
-        .await
-        .expect("record activity");
-}

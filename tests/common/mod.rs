@@ -226,6 +226,22 @@ pub async fn create_org(app: &TestApp, name: &str, created_by: Option<&str>) -> 
         .expect("organization")
 }
 
+/// Records activity of `users` now, as `billing:write`.
+pub async fn record(app: &TestApp, users: &[&str]) {
+    app.billing(Some(token("svc-activity", "billing:write")))
+        .record_activity(pb::RecordActivityRequest {
+            events: users
+                .iter()
+                .map(|user| pb::ActivityEvent {
+                    user_id: user.to_string(),
+                    occur_time: None,
+                })
+                .collect(),
+        })
+        .await
+        .expect("record activity");
+}
+
 /// Adds a member as `orgs:admin`.
 pub async fn add_member(
     app: &TestApp,
