@@ -22,21 +22,6 @@ fn billing_reader(app: &TestApp) -> Billing {
     app.billing(Some(token("svc-finance", "billing:read")))
 }
 
-async fn record(app: &TestApp, users: &[&str]) {
-    billing_writer(app)
-        .record_activity(pb::RecordActivityRequest {
-            events: users
-                .iter()
-                .map(|user| pb::ActivityEvent {
-                    user_id: user.to_string(),
-                    occur_time: None,
-                })
-                .collect(),
-        })
-        .await
-        .expect("record activity");
-}
-
 async fn usage(app: &TestApp, organization_id: &str) -> pb::OrganizationUsage {
     billing_reader(app)
         .get_organization_usage(pb::GetOrganizationUsageRequest {

@@ -27,21 +27,6 @@ fn reader(app: &TestApp) -> Billing {
     app.billing(Some(token("svc-finance", "billing:read")))
 }
 
-async fn record(app: &TestApp, users: &[String]) {
-    app.billing(Some(token("svc-activity", "billing:write")))
-        .record_activity(pb::RecordActivityRequest {
-            events: users
-                .iter()
-                .map(|user| pb::ActivityEvent {
-                    user_id: user.clone(),
-                    occur_time: None,
-                })
-                .collect(),
-        })
-        .await
-        .expect("record activity");
-}
-
 async fn usage_page(
     app: &TestApp,
     organization_id: &str,

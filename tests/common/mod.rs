@@ -227,13 +227,13 @@ pub async fn create_org(app: &TestApp, name: &str, created_by: Option<&str>) -> 
 }
 
 /// Records activity of `users` now, as `billing:write`.
-pub async fn record(app: &TestApp, users: &[&str]) {
+pub async fn record(app: &TestApp, users: &[impl AsRef<str>]) {
     app.billing(Some(token("svc-activity", "billing:write")))
         .record_activity(pb::RecordActivityRequest {
             events: users
                 .iter()
                 .map(|user| pb::ActivityEvent {
-                    user_id: user.to_string(),
+                    user_id: user.as_ref().to_string(),
                     occur_time: None,
                 })
                 .collect(),
